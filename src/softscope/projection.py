@@ -1,0 +1,77 @@
+"""Nearest-vocabulary projection of virtual tokens (L2, cosine or dot), the plainest reading of a soft prompt.
+
+Uses the input embedding matrix (with any embedding scale the model applies); reports when the output
+embeddings are untied, since then "nearest input token" and "most predicted token" can differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .errors import SoftscopeError
+from .models import ModelAdapter, token_embeddings
+
+METRICS = ("l2", "cos", "dot")
+
+
+def similarity(P: torch.Tensor, E: torch.Tensor, metric: str) -> torch.Tensor:
+    """Score [n, V], higher = nearer: −L2 distance, cosine, or raw dot product."""
+    P, E = P.to(E.dtype), E
+    if metric == "l2":
+        d2 = (P * P).sum(-1, keepdim=True) - 2 * P @ E.T + (E * E).sum(-1)[None]
+        return -d2.clamp_min(0).sqrt()
+    if metric == "cos":
+        return torch.nn.functional.normalize(P, dim=-1) @ torch.nn.functional.normalize(E, dim=-1).T
+    if metric == "dot":
+        return P @ E.T
+    raise SoftscopeError(f"unknown metric {metric!r}: use l2, cos or dot")
+
+
+def nearest_ids(P: torch.Tensor, E: torch.Tensor, metric: str = "l2", exclude: list[int] | None = None) -> torch.Tensor:
+    """Index of the nearest vocabulary row for each virtual token [n] (the fast path PEZ/wayward call per step)."""
+    s = similarity(P, E, metric)
+    if exclude:
+        s[:, exclude] = float("-inf")
+    return s.argmax(-1)
+
+
+def project_straight_through(P: torch.Tensor, E: torch.Tensor, metric: str = "cos") -> torch.Tensor:
+    """Forward: nearest token embeddings; backward: gradient passes to P unchanged (PEZ's projected gradient)."""
+    with torch.no_grad():
+        proj = E[nearest_ids(P.detach(), E, metric)].to(P.dtype)
+    return P + (proj - P).detach()
+
+
+@dataclass
+class Projection:
+    metric: str
+    ids: list[int]  # nearest token per position
+    text: str  # decoded string of the nearest tokens
+    top: list[list[dict]]  # per position: top-k {id, token, score}
+    untied_output: bool
+
+    def to_dict(self) -> dict:
+        return {"metric": self.metric, "ids": self.ids, "text": self.text, "top": self.top,
+                "untied_output_embeddings": self.untied_output}
+
+
+def project(adapter: ModelAdapter, P: torch.Tensor, metric: str = "l2", top_k: int = 5,
+            skip_special: bool = True) -> Projection:
+    """Top-k nearest vocabulary tokens per virtual token, with scores (L2 reports the distance itself)."""
+    if metric not in METRICS:
+        raise SoftscopeError(f"unknown metric {metric!r}: use {', '.join(METRICS)}")
+    if P.shape[-1] != adapter.width:
+        raise SoftscopeError(f"prompt width {P.shape[-1]} does not match model width {adapter.width}: pass the prompt's --model")
+    E = token_embeddings(adapter).detach().float()
+    s = similarity(P.detach().float().to(E.device), E, metric)
+    if skip_special:
+        s[:, adapter.tokenizer.all_special_ids] = float("-inf")
+    k = min(top_k, s.shape[1])
+    val, idx = s.topk(k, dim=-1)
+    tok = adapter.tokenizer
+    top = [[{"id": int(i), "token": tok.decode([int(i)]), "score": float(-v if metric == "l2" else v)}
+            for v, i in zip(val[r], idx[r])] for r in range(s.shape[0])]
+    ids = idx[:, 0].tolist()
+    return Projection(metric=metric, ids=ids, text=tok.decode(ids), top=top, untied_output=not adapter.tied_embeddings)

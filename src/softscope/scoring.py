@@ -1,0 +1,161 @@
+"""Scoring engine: lay out [BOS] + prompt + text + label, and read label log-probs at the answer positions only.
+
+The prompt sits directly before the text tokens in every row (right padding), so padding never separates
+prompt and text (the PEFT left-padding issue #1093). Only the positions that predict label tokens go through
+the vocabulary head. Used by training, evaluation, PEZ, RLPrompt, bias and interpret.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .errors import SoftscopeError
+from .models import ModelAdapter, final_hidden, lm_logits
+
+
+@dataclass
+class Row:
+    """One tokenised example: the formatted text (no specials) and its class index."""
+
+    ids: list[int]
+    label: int
+
+
+class Scorer:
+    """Turns (prompt, examples) into label log-probs, losses and accuracy for one model and task."""
+
+    def __init__(self, adapter: ModelAdapter, task, max_length: int = 80, verbalizer: str = "auto",
+                 autocast_bf16: bool = False):
+        self.adapter, self.task, self.max_length = adapter, task, max_length
+        self.autocast_bf16 = autocast_bf16
+        self.label_ids = [adapter.encode(" " + w) for w in task.label_words]
+        if any(len(x) == 0 for x in self.label_ids):
+            raise SoftscopeError("a label word tokenises to nothing: pass non-empty --label-words")
+        firsts = [x[0] for x in self.label_ids]
+        if verbalizer == "auto":
+            verbalizer = "first" if len(set(firsts)) == len(firsts) else "full"
+        if verbalizer == "first" and len(set(firsts)) != len(firsts):
+            raise SoftscopeError("two label words share their first token: use --verbalizer full")
+        if verbalizer not in ("first", "full"):
+            raise SoftscopeError(f"unknown verbalizer {verbalizer!r}: use first, full or auto")
+        self.verbalizer = verbalizer
+        self.bos = adapter.bos_ids
+        tail = task.template.split("{text}")[-1].split("{text_b}")[-1]
+        self._tail = max(1, len(adapter.encode(tail))) if tail.strip() else 1
+        self._cache: dict[tuple, Row] = {}
+
+    # ---- tokenisation ------------------------------------------------------------------------------
+    def row(self, ex) -> Row:
+        key = (ex.text, ex.text_b, ex.label)
+        r = self._cache.get(key)
+        if r is None:
+            ids = self.adapter.encode(self.task.format(ex))
+            room = self.max_length - len(self.bos)
+            if len(ids) > room:  # cut the text, keep the template's ending ("Label :")
+                ids = ids[: room - self._tail] + ids[-self._tail:]
+            r = Row(ids, self.task.label_index(ex.label))
+            self._cache[key] = r
+        return r
+
+    def rows(self, examples) -> list[Row]:
+        return [self.row(ex) for ex in examples]
+
+    # ---- layout --------------------------------------------------------------------------------------
+    def layout(self, prompt: torch.Tensor, rows: list[Row], appended: list[list[int]]):
+        """Embeddings [B, T, d] of [BOS] + prompt + text + appended tokens, right-padded.
+
+        Returns (inputs_embeds, attention_mask, start) where start[b] is the index of the first appended
+        token of row b. `prompt` is [n, d] (shared) or [B, n, d] (one per row).
+        """
+        a = self.adapter
+        dev = a.device
+        B = len(rows)
+        n = prompt.shape[-2]
+        nb = len(self.bos)
+        lens = [nb + n + len(r.ids) + len(x) for r, x in zip(rows, appended)]
+        T = max(lens)
+        pad = a.tokenizer.pad_token_id
+        ids = torch.full((B, T), pad, dtype=torch.long)
+        mask = torch.zeros((B, T), dtype=torch.long)
+        for b, (r, x) in enumerate(zip(rows, appended)):
+            seq = self.bos + [pad] * n + r.ids + x
+            ids[b, : len(seq)] = torch.tensor(seq)
+            mask[b, : len(seq)] = 1
+        emb = a.embed(ids.to(dev))
+        P = prompt.to(device=dev, dtype=emb.dtype)
+        P = P.unsqueeze(0).expand(B, -1, -1) if P.dim() == 2 else P
+        emb = torch.cat([emb[:, :nb], P, emb[:, nb + n:]], dim=1)
+        start = torch.tensor([nb + n + len(r.ids) for r in rows])
+        return emb, mask.to(dev), start
+
+    def _autocast(self):
+        if self.autocast_bf16:
+            return torch.autocast(self.adapter.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _logits_at(self, prompt, rows, appended, offsets):
+        """Vocabulary logits at (row b, position start[b] - 1 + offsets[b][j]) for every j."""
+        emb, mask, start = self.layout(prompt, rows, appended)
+        with self._autocast():
+            h = final_hidden(self.adapter, emb, mask)
+            bi = torch.tensor([b for b, offs in enumerate(offsets) for _ in offs], device=h.device)
+            pi = torch.tensor([int(start[b]) - 1 + o for b, offs in enumerate(offsets) for o in offs], device=h.device)
+            return lm_logits(self.adapter, h[bi, pi]).float()
+
+    # ---- scores -------------------------------------------------------------------------------------
+    def label_loss(self, prompt: torch.Tensor, rows: list[Row]) -> torch.Tensor:
+        """Mean cross-entropy (full vocabulary) of each row's label tokens: the prompt-tuning objective."""
+        labels = [self.label_ids[r.label] for r in rows]
+        logits = self._logits_at(prompt, rows, [l[:-1] for l in labels], [list(range(len(l))) for l in labels])
+        target = torch.tensor([t for l in labels for t in l], device=logits.device)
+        return F.cross_entropy(logits, target)
+
+    def label_loss_per_row(self, prompt: torch.Tensor, rows: list[Row]) -> torch.Tensor:
+        """Per-row mean label-token cross-entropy [B] (for several prompts trained in one batch)."""
+        labels = [self.label_ids[r.label] for r in rows]
+        logits = self._logits_at(prompt, rows, [l[:-1] for l in labels], [list(range(len(l))) for l in labels])
+        target = torch.tensor([t for l in labels for t in l], device=logits.device)
+        tok = F.cross_entropy(logits, target, reduction="none")
+        owner = torch.tensor([b for b, l in enumerate(labels) for _ in l], device=logits.device)
+        return torch.zeros(len(rows), device=tok.device).index_add(0, owner, tok) / torch.bincount(owner).float()
+
+    def class_logprobs(self, prompt: torch.Tensor, rows: list[Row]) -> torch.Tensor:
+        """[B, C] log-likelihood of each class's label word (first token, or summed over all its tokens)."""
+        C = len(self.label_ids)
+        if self.verbalizer == "first":
+            logits = self._logits_at(prompt, rows, [[] for _ in rows], [[0] for _ in rows])
+            lp = logits.log_softmax(-1)
+            return lp[:, [l[0] for l in self.label_ids]]
+        # full: one row per (example, class) with the label word's tokens appended
+        rr = [r for r in rows for _ in range(C)]
+        app = [self.label_ids[c][:-1] for _ in rows for c in range(C)]
+        offs = [list(range(len(self.label_ids[c]))) for _ in rows for c in range(C)]
+        P = prompt if prompt.dim() == 2 else prompt.repeat_interleave(C, 0)
+        lp = self._logits_at(P, rr, app, offs).log_softmax(-1)
+        target = torch.tensor([t for _ in rows for c in range(C) for t in self.label_ids[c]], device=lp.device)
+        tok = lp.gather(1, target[:, None])[:, 0]
+        owner = torch.tensor([i for i in range(len(rr)) for _ in offs[i]], device=lp.device)
+        return torch.zeros(len(rr), device=lp.device).index_add(0, owner, tok).view(len(rows), C)
+
+    @torch.no_grad()
+    def predict(self, prompt: torch.Tensor, examples, batch_size: int = 32, progress: bool | str = False
+                ) -> torch.Tensor:
+        """Class log-probs [N, C] for examples, in their order; batches formed by length to cut padding."""
+        rows = self.rows(examples)
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i].ids))
+        out = torch.empty(len(rows), len(self.label_ids))
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        desc = progress if isinstance(progress, str) else "evaluating"
+        for idx in tqdm(batches, desc=desc, disable=not progress, leave=False):
+            out[idx] = self.class_logprobs(prompt, [rows[i] for i in idx]).cpu()
+        return out
+
+    def accuracy(self, prompt: torch.Tensor, examples, batch_size: int = 32, progress: bool | str = False) -> float:
+        lp = self.predict(prompt, examples, batch_size, progress)
+        gold = torch.tensor([r.label for r in self.rows(examples)])
+        return float((lp.argmax(-1) == gold).float().mean()) if len(examples) else float("nan")

@@ -1,0 +1,272 @@
+"""The prompt-tuning loop every method reuses: batches → scoring → loss (+ plug-in terms) → AdamW.
+
+Writes a run directory: config.json, metrics.jsonl, checkpoints/step-XXXX.safetensors (+ .json with the
+checkpoint's eval accuracy), state.safetensors/state.json (optimizer + step, for --resume) and prompt.safetensors.
+Data order is a pure function of (seed, epoch), so a resumed run replays exactly what the killed one would have.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from .config import TrainConfig
+from .errors import SoftscopeError
+from .models import ModelAdapter, load_model, token_embeddings
+from .prompts import SoftPrompt
+from .runs import read_json, read_jsonl, write_config, write_json, write_jsonl
+from .scoring import Scorer
+
+
+@dataclass
+class LossTerm:
+    """An extra loss term added to the task loss: fn(prompt [n, d] or [K, n, d]) → scalar. Logged by name."""
+
+    name: str
+    fn: Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    prompt: SoftPrompt
+    checkpoints: list[dict] = field(default_factory=list)  # {step, accuracy, path}
+    final_accuracy: float | None = None
+    seconds: float = 0.0
+
+
+def load_task_for(cfg):
+    """The task named by any config that carries TaskOptions fields."""
+    from .tasks import load_task
+
+    return load_task(cfg.task, data_dir=cfg.data_dir, text_column=cfg.text_column, label_column=cfg.label_column,
+                     label_words=cfg.label_words, max_train=cfg.max_train, max_test=cfg.max_test,
+                     seed=getattr(cfg, "seed", 0))
+
+
+def load_model_for(cfg) -> ModelAdapter:
+    return load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
+
+
+def init_prompt(adapter: ModelAdapter, n: int, how: str, gen: torch.Generator, text: str = "") -> torch.Tensor:
+    """Initial prompt [n, d] at the scale of real token embeddings."""
+    E = token_embeddings(adapter).detach().float().cpu()
+    if how == "vocab":
+        special = set(adapter.tokenizer.all_special_ids)
+        ids = []
+        while len(ids) < n:
+            i = int(torch.randint(0, E.shape[0], (1,), generator=gen))
+            if i not in special:
+                ids.append(i)
+        return E[ids].clone()
+    if how == "random":
+        return torch.randn(n, E.shape[1], generator=gen) * E.std(0) + E.mean(0)
+    ids = adapter.encode(text)
+    if not ids:
+        raise SoftscopeError("--init text needs a non-empty --init-text")
+    ids = (ids * math.ceil(n / len(ids)))[:n]
+    return E[ids].clone()
+
+
+def epoch_batches(scorer: Scorer, examples, batch_size: int, seed: int, epoch: int, bucket: bool) -> list[list[int]]:
+    """The batches of one epoch, deterministic in (seed, epoch); bucketing sorts 16-batch windows by length."""
+    g = torch.Generator().manual_seed(seed * 100003 + epoch)
+    perm = torch.randperm(len(examples), generator=g).tolist()
+    if not bucket:
+        return [perm[i:i + batch_size] for i in range(0, len(perm) - batch_size + 1, batch_size)]
+    window = batch_size * 16
+    batches = []
+    for w in range(0, len(perm), window):
+        chunk = sorted(perm[w:w + window], key=lambda i: (len(scorer.row(examples[i]).ids), i))
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk) - batch_size + 1, batch_size)]
+    order = torch.randperm(len(batches), generator=g).tolist()
+    return [batches[i] for i in order]
+
+
+class BatchStream:
+    """Step k → batch k, across epochs, recomputable from scratch (this is what makes resume exact)."""
+
+    def __init__(self, scorer, examples, batch_size, seed, bucket):
+        if len(examples) < batch_size:
+            raise SoftscopeError(f"only {len(examples)} training examples for batch size {batch_size}: lower --batch-size")
+        self.args = (scorer, examples, batch_size, seed)
+        self.bucket = bucket
+        self._epoch, self._batches = -1, []
+        self.per_epoch = len(epoch_batches(scorer, examples, batch_size, seed, 0, bucket))
+
+    def __call__(self, step: int) -> list[int]:
+        epoch, k = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._batches = epoch, epoch_batches(*self.args, epoch, self.bucket)
+        return self._batches[k]
+
+
+def _schedule(cfg: TrainConfig):
+    if cfg.schedule == "constant" or cfg.steps == 0:
+        return lambda s: 1.0
+    return lambda s: max(0.0, 1.0 - s / cfg.steps)
+
+
+def _save_state(run: Path, P: torch.Tensor, opt: torch.optim.Optimizer, step: int, extra: dict) -> None:
+    st = opt.state[opt.param_groups[0]["params"][0]]
+    tensors = {"prompt": P.detach().cpu().contiguous()}
+    if st:
+        tensors["exp_avg"] = st["exp_avg"].detach().cpu().contiguous()
+        tensors["exp_avg_sq"] = st["exp_avg_sq"].detach().cpu().contiguous()
+        tensors["adam_step"] = torch.as_tensor(st["step"]).detach().cpu().reshape(1).float()
+    tmp = run / ".state.safetensors.tmp"
+    save_file(tensors, str(tmp))
+    os.replace(tmp, run / "state.safetensors")
+    write_json(run / "state.json", {"step": step, **extra})
+
+
+def _load_state(run: Path, P: torch.nn.Parameter, opt: torch.optim.Optimizer) -> int:
+    meta = read_json(run / "state.json")
+    t = load_file(str(run / "state.safetensors"))
+    with torch.no_grad():
+        P.copy_(t["prompt"].to(P.device))
+    if "exp_avg" in t:
+        opt.state[P] = {"step": t["adam_step"].reshape(()).clone(), "exp_avg": t["exp_avg"].to(P.device),
+                        "exp_avg_sq": t["exp_avg_sq"].to(P.device)}
+    return int(meta["step"])
+
+
+def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, adapter: ModelAdapter | None = None,
+          task=None, loss_terms: list[LossTerm] = (), prompt_transform: Callable | None = None,
+          init: torch.Tensor | None = None, progress: bool = True, command: str = "train") -> TrainResult:
+    """Train one soft prompt; see the module docstring for what lands in `out`.
+
+    `prompt_transform` maps the trained parameters to what the model sees (PEZ: nearest-token projection with a
+    straight-through gradient); `loss_terms` add e.g. the waywardness distance. `init` overrides cfg.init.
+    """
+    t0 = time.time()
+    run = Path(out)
+    if run.exists() and (run / "state.json").exists() and not resume:
+        raise SoftscopeError(f"{run} already holds a training run: pass --resume to continue it or choose another --out")
+    if resume and not (run / "state.json").exists():
+        raise SoftscopeError(f"nothing to resume in {run} (no state.json): run without --resume")
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "checkpoints").mkdir(exist_ok=True)
+    adapter = adapter or load_model_for(cfg)
+    task = task or load_task_for(cfg)
+    scorer = Scorer(adapter, task, max_length=cfg.max_length, verbalizer=cfg.verbalizer,
+                    autocast_bf16=cfg.bf16_autocast)
+    random.seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    P0 = init if init is not None else init_prompt(adapter, cfg.tokens, cfg.init, gen, cfg.init_text)
+    if P0.shape[-1] != adapter.width:
+        raise SoftscopeError(f"initial prompt width {P0.shape[-1]} != model width {adapter.width}")
+    P = torch.nn.Parameter(P0.detach().clone().float().to(adapter.device))
+    opt = torch.optim.AdamW([P], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
+    eval_set = task.subset("test", cfg.eval_examples or None, cfg.seed)
+    stream = BatchStream(scorer, task.train, cfg.batch_size, cfg.seed, cfg.bucket)
+
+    def make_prompt(step: int, acc: float | None, t: torch.Tensor | None = None) -> SoftPrompt:
+        return SoftPrompt(tensor=(P if t is None else t).detach().float().cpu().clone(), model=adapter.name,
+                          task=task.name, template=task.template, label_words=list(task.label_words),
+                          classes=list(task.classes), step=step, accuracy=acc,
+                          extra={"seed": cfg.seed, "init": cfg.init, "run": str(run)})
+
+    def seen() -> torch.Tensor:
+        return prompt_transform(P) if prompt_transform else P
+
+    metrics: list[dict] = []
+    start = 0
+    if resume:
+        start = _load_state(run, P, opt)
+        sched.last_epoch = start  # continue the schedule where the killed run was
+        for g_ in opt.param_groups:
+            g_["lr"] = g_["initial_lr"] * _schedule(cfg)(start)
+        metrics = [m for m in read_jsonl(run / "metrics.jsonl") if m["step"] <= start]
+    else:
+        write_config(run, command, cfg, task=task.to_dict(), eval_subset_size=len(eval_set),
+                     model_info={"name": adapter.name, "source": adapter.source, "layers": adapter.n_layers,
+                                 "width": adapter.width, "tied_embeddings": adapter.tied_embeddings})
+
+    def checkpoint(step: int) -> None:
+        with torch.no_grad():
+            acc = scorer.accuracy(seen(), eval_set, cfg.eval_batch_size, progress=f"eval step {step}" if progress else False)
+        make_prompt(step, acc, seen()).save(run / "checkpoints" / f"step-{step:05d}.safetensors")
+        metrics.append({"step": step, "event": "eval", "eval_accuracy": acc, "eval_examples": len(eval_set)})
+        write_jsonl(run / "metrics.jsonl", metrics)
+        _save_state(run, P, opt, step, {"seconds": time.time() - t0})
+
+    if start == 0:
+        checkpoint(0)
+    fault = int(os.environ.get("SOFTSCOPE_FAULT_AFTER_STEP", "-1"))  # tests: SIGKILL ourselves mid-run
+    bar = tqdm(range(start, cfg.steps), desc=f"train {task.name}", disable=not progress, initial=start, total=cfg.steps)
+    for step in bar:
+        idx = stream(step)
+        rows = scorer.rows([task.train[i] for i in idx])
+        task_loss = scorer.label_loss(seen(), rows)
+        loss = task_loss
+        logged = {"step": step + 1, "event": "train", "loss": task_loss.item(), "lr": opt.param_groups[0]["lr"]}
+        for term in loss_terms:
+            v = term.fn(P)
+            loss = loss + v
+            logged[term.name] = v.item()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_([P], cfg.grad_clip)
+        opt.step()
+        sched.step()
+        metrics.append(logged)
+        bar.set_postfix(loss=f"{logged['loss']:.3f}")
+        done = step + 1
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            checkpoint(done)
+        if fault == done:
+            os.kill(os.getpid(), signal.SIGKILL)
+    bar.close()
+
+    final_acc = None
+    if cfg.final_eval != "none":
+        test = task.test if cfg.final_eval == "full" else eval_set
+        with torch.no_grad():
+            final_acc = scorer.accuracy(seen(), test, cfg.eval_batch_size, progress="final eval" if progress else False)
+    prompt = make_prompt(cfg.steps, final_acc, seen())
+    prompt.extra["final_eval"] = cfg.final_eval
+    prompt.save(run / "prompt.safetensors")
+    if prompt_transform is not None:  # keep the continuous parameters too (PEZ)
+        make_prompt(cfg.steps, None).save(run / "prompt_continuous.safetensors")
+    cks = [{"step": m["step"], "accuracy": m["eval_accuracy"],
+            "path": f"checkpoints/step-{m['step']:05d}.safetensors"} for m in metrics if m["event"] == "eval"]
+    result = TrainResult(run_dir=run, prompt=prompt, checkpoints=cks, final_accuracy=final_acc, seconds=time.time() - t0)
+    write_json(run / "train_summary.json", {
+        "task": task.name, "model": adapter.name, "tokens": cfg.tokens, "steps": cfg.steps,
+        "final_accuracy": final_acc, "final_eval": cfg.final_eval,
+        "final_eval_examples": len(task.test) if cfg.final_eval == "full" else len(eval_set),
+        "checkpoints": cks, "seconds": result.seconds})
+    return result
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Checkpoint prompt files of a run, in step order."""
+    return sorted(Path(run_dir, "checkpoints").glob("step-*.safetensors"))
+
+
+def evaluate(prompt: SoftPrompt, cfg, adapter: ModelAdapter | None = None, task=None, progress: bool = True) -> dict:
+    """Accuracy of a saved prompt on a task's test set (config carries ModelOptions + TaskOptions)."""
+    adapter = adapter or load_model_for(cfg)
+    prompt.check_width(adapter.width, adapter.name)
+    task = task or load_task_for(cfg)
+    scorer = Scorer(adapter, task, max_length=getattr(cfg, "max_length", 80))
+    lp = scorer.predict(prompt.tensor, task.test, getattr(cfg, "eval_batch_size", 32), progress="eval" if progress else False)
+    gold = torch.tensor([scorer.row(e).label for e in task.test])
+    pred = lp.argmax(-1)
+    per_class = {c: float((pred[gold == i] == i).float().mean()) if (gold == i).any() else None
+                 for i, c in enumerate(task.classes)}
+    return {"accuracy": float((pred == gold).float().mean()), "examples": len(task.test), "per_class_recall": per_class,
+            "predictions": pred.tolist(), "gold": gold.tolist(), "logprobs": lp.tolist()}
