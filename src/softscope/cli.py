@@ -148,7 +148,7 @@ def _load_prompt_and_model(prompt_path: str, opts: dict):
 def train_cmd(out, resume, **kw):
     """Train a soft prompt with checkpoints; print accuracy per checkpoint and the final projection."""
     from .config import TrainConfig
-    from .projection import project
+    from .demo import show_training
     from .training import load_model_for, train
 
     cfg = build(TrainConfig, kw)
@@ -160,16 +160,7 @@ def train_cmd(out, resume, **kw):
             cfg = TrainConfig(**saved)
     adapter = load_model_for(cfg)
     res = train(cfg, out, resume=resume, adapter=adapter)
-    click.echo(f"\n{'step':>6}  {'accuracy':>8}")
-    for c in res.checkpoints:
-        click.echo(f"{c['step']:>6}  {c['accuracy']:>8.3f}")
-    if res.final_accuracy is not None:
-        click.echo(f"final test accuracy ({cfg.final_eval}): {res.final_accuracy:.4f}")
-    proj = project(adapter, res.prompt.tensor, "l2", top_k=3)
-    click.echo(f"nearest tokens (l2): {proj.text!r}")
-    for i, top in enumerate(proj.top):
-        click.echo(f"  p{i}: " + "  ".join(f"{t['token']!r} ({t['score']:.2f})" for t in top))
-    click.echo(f"run directory: {res.run_dir}")
+    show_training(res, adapter, cfg.final_eval)
 
 
 @cli.command("eval")

@@ -155,10 +155,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, adapter: M
         raise SoftscopeError(f"{run} already holds a training run: pass --resume to continue it or choose another --out")
     if resume and not (run / "state.json").exists():
         raise SoftscopeError(f"nothing to resume in {run} (no state.json): run without --resume")
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "checkpoints").mkdir(exist_ok=True)
     adapter = adapter or load_model_for(cfg)
-    task = task or load_task_for(cfg)
+    task = task or load_task_for(cfg)  # bad input fails here, before anything is written
     scorer = Scorer(adapter, task, max_length=cfg.max_length, verbalizer=cfg.verbalizer,
                     autocast_bf16=cfg.bf16_autocast)
     random.seed(cfg.seed)
@@ -171,6 +169,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, adapter: M
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
     eval_set = task.subset("test", cfg.eval_examples or None, cfg.seed)
     stream = BatchStream(scorer, task.train, cfg.batch_size, cfg.seed, cfg.bucket)
+    (run / "checkpoints").mkdir(parents=True, exist_ok=True)
 
     def make_prompt(step: int, acc: float | None, t: torch.Tensor | None = None) -> SoftPrompt:
         return SoftPrompt(tensor=(P if t is None else t).detach().float().cpu().clone(), model=adapter.name,

@@ -1,0 +1,82 @@
+"""`make demo`: the offline tour on the default model — train an SST-2 prompt with checkpoints, evaluate it,
+show its nearest-token projection, then (when those modules are present) describe, explain and report it.
+
+    python -m softscope.demo --out runs/demo [--steps 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import shutil
+import time
+from pathlib import Path
+
+import click
+
+from .config import TrainConfig
+from .errors import SoftscopeError
+
+
+def show_training(res, adapter, final_eval: str) -> None:
+    """The accuracy-per-checkpoint table and the final prompt's projection (shared with `softscope train`)."""
+    from .projection import project
+
+    click.echo(f"\n{'step':>6}  {'accuracy':>8}")
+    for c in res.checkpoints:
+        click.echo(f"{c['step']:>6}  {c['accuracy']:>8.3f}")
+    if res.final_accuracy is not None:
+        click.echo(f"final test accuracy ({final_eval}): {res.final_accuracy:.4f}")
+    proj = project(adapter, res.prompt.tensor, "l2", top_k=3)
+    click.echo(f"nearest tokens (l2): {proj.text!r}")
+    for i, top in enumerate(proj.top):
+        click.echo(f"  p{i}: " + "  ".join(f"{t['token']!r} ({t['score']:.2f})" for t in top))
+    click.echo(f"run directory: {res.run_dir}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="softscope offline demo")
+    ap.add_argument("--out", default="runs/demo")
+    ap.add_argument("--steps", type=int, default=120)
+    ap.add_argument("--fresh", action="store_true", help="delete an earlier demo run first")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    from .training import load_model_for, train
+
+    cfg = TrainConfig(task="sst2", tokens=7, steps=args.steps, checkpoint_every=max(1, args.steps // 8), lr=3e-2,
+                      eval_examples=200, final_eval="full", seed=0)
+    out = Path(args.out)
+    if out.exists() and (args.fresh or (out / "state.json").exists()):
+        if (out / "train_summary.json").exists() and not args.fresh:
+            click.echo(f"{out} already holds a finished demo run: reusing it (pass --fresh to retrain)")
+        else:
+            shutil.rmtree(out)
+    try:
+        adapter = load_model_for(cfg)
+        click.echo(f"model {adapter.name}: {adapter.n_layers} layers, width {adapter.width}")
+        if (out / "train_summary.json").exists():
+            from .prompts import SoftPrompt
+            from .runs import read_json
+            from .training import TrainResult
+
+            s = read_json(out / "train_summary.json")
+            res = TrainResult(run_dir=out, prompt=SoftPrompt.load(out / "prompt.safetensors"),
+                              checkpoints=s["checkpoints"], final_accuracy=s["final_accuracy"])
+        else:
+            res = train(cfg, out, adapter=adapter)
+        show_training(res, adapter, cfg.final_eval)
+        for step in ("describe", "explain", "report"):  # later stages of the tour, when installed
+            try:
+                mod = importlib.import_module(f"softscope.{step}")
+            except ModuleNotFoundError:
+                continue
+            if hasattr(mod, "demo_step"):
+                mod.demo_step(out, adapter)
+    except SoftscopeError as e:
+        click.echo(f"error: {e}", err=True)
+        raise SystemExit(2)
+    click.echo(f"\ndemo finished in {time.time() - t0:.0f} s; run directory: {out.resolve()}")
+
+
+if __name__ == "__main__":
+    main()
