@@ -269,3 +269,48 @@ def evaluate(prompt: SoftPrompt, cfg, adapter: ModelAdapter | None = None, task=
                  for i, c in enumerate(task.classes)}
     return {"accuracy": float((pred == gold).float().mean()), "examples": len(task.test), "per_class_recall": per_class,
             "predictions": pred.tolist(), "gold": gold.tolist(), "logprobs": lp.tolist()}
+
+
+def train_many(cfg: TrainConfig, inits: torch.Tensor, *, adapter: ModelAdapter | None = None, task=None,
+               loss_terms: list[LossTerm] = (), progress: bool = True) -> tuple[torch.Tensor, list[dict]]:
+    """Train K equal-length prompts [K, n, d] in one batched pass per step; no checkpoints or run dir.
+
+    Every prompt sees the same batch stream, schedule and AdamW settings as `train`, with the gradient clipped
+    per prompt, so prompt k ends where a separate `train(cfg, init=inits[k])` would (up to float rounding).
+    Loss terms map [K, n, d] to [K] (one value per prompt) or to a scalar. Returns (prompts, per-step metrics).
+    """
+    adapter = adapter or load_model_for(cfg)
+    task = task or load_task_for(cfg)
+    scorer = Scorer(adapter, task, max_length=cfg.max_length, verbalizer=cfg.verbalizer,
+                    autocast_bf16=cfg.bf16_autocast)
+    if inits.dim() != 3 or inits.shape[-1] != adapter.width:
+        raise SoftscopeError(f"train_many needs initial prompts [K, n, {adapter.width}], got {list(inits.shape)}")
+    K = inits.shape[0]
+    P = torch.nn.Parameter(inits.detach().clone().float().to(adapter.device))
+    opt = torch.optim.AdamW([P], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
+    stream = BatchStream(scorer, task.train, cfg.batch_size, cfg.seed, cfg.bucket)
+    metrics: list[dict] = []
+    for step in tqdm(range(cfg.steps), desc=f"train {K} prompts", disable=not progress):
+        rows = scorer.rows([task.train[i] for i in stream(step)])
+        B = len(rows)
+        per_row = scorer.label_loss_per_row(P.repeat_interleave(B, 0), rows * K).view(K, B)
+        # `train` averages over label tokens, not rows: weight each row by its label length to match it
+        w = torch.tensor([float(len(scorer.label_ids[r.label])) for r in rows], device=per_row.device)
+        task_loss = (per_row * w).sum(-1) / w.sum()
+        loss = task_loss.sum()
+        logged = {"step": step + 1, "event": "train", "loss": task_loss.tolist(), "lr": opt.param_groups[0]["lr"]}
+        for term in loss_terms:
+            v = term.fn(P)
+            loss = loss + v.sum()
+            logged[term.name] = v.tolist() if v.dim() else v.item()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:  # clip each prompt's gradient on its own, as K separate runs would
+            with torch.no_grad():
+                norm = P.grad.flatten(1).norm(dim=1)
+                P.grad.mul_((cfg.grad_clip / (norm + 1e-6)).clamp(max=1.0)[:, None, None])
+        opt.step()
+        sched.step()
+        metrics.append(logged)
+    return P.detach().float().cpu(), metrics
