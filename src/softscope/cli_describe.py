@@ -1,0 +1,81 @@
+"""`softscope describe`: InSPEcT descriptions of a run's checkpoints (or one prompt) over a layer grid."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import click
+
+from .cli import build, config_options, echo_json
+from .describe import DescribeConfig, describe, score_of
+from .errors import SoftscopeError
+
+
+def _references(values: tuple[str, ...]) -> list[str] | None:
+    """Reference texts from repeated --references: each a text, a .txt file (one per line) or a .json list."""
+    out: list[str] = []
+    for v in values:
+        p = Path(v)
+        if p.suffix in (".txt", ".json") and p.is_file():
+            if p.suffix == ".json":
+                data = json.loads(p.read_text(encoding="utf-8"))
+                items = list(data.values()) if isinstance(data, dict) else list(data)
+                if not all(isinstance(x, str) for x in items):
+                    raise SoftscopeError(f"{p} must hold a JSON list (or object) of strings")
+                out += items
+            else:
+                out += [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+        elif p.suffix in (".txt", ".json"):
+            raise SoftscopeError(f"--references file {p} does not exist")
+        else:
+            out.append(v)
+    return out or None
+
+
+def _f(x) -> str:
+    return "  n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:5.2f}"
+
+
+@click.command("describe")
+@click.argument("source", type=click.Path())
+@config_options(DescribeConfig, exclude=("references",))
+@click.option("--references", "refs", multiple=True,
+              help="extra reference description (repeat the option), or a .txt (one per line) / .json file")
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="output folder (default: RUN_DIR/describe, or <prompt>-describe beside a prompt file)")
+@click.option("--json", "as_json", is_flag=True, help="print describe_summary.json instead of a table")
+def describe_cmd(source, refs, out, as_json, **kw):
+    """Let the model describe its soft prompt (InSPEcT): every checkpoint x every layer pair x target prompt.
+
+    SOURCE is a training run dir (all its checkpoints), a prompt file, or a PEFT prompt-tuning adapter dir.
+    Writes descriptions.jsonl, describe_summary.json, heatmap_class_rate.png and accuracy_vs_score.png.
+    """
+    cfg = build(DescribeConfig, {**kw, "references": _references(refs)})
+    res = describe(source, cfg, out=out)
+    s = res.summary
+    if as_json:
+        return echo_json(s)
+    click.echo(f"{s['task']} ({', '.join(s['classes'])}) · {s['model']} · {s['pairs']} layer pairs x "
+               f"{s['target_prompts']} target prompts · {s['max_new_tokens']} new tokens")
+    click.echo(f"{'step':>6} {'acc':>5} | {'max':>5} {'mean':>5} {'all':>5} | {'max':>5} {'top-k':>5} | {'max':>5}"
+               f" | best description (by similarity; source→target layer)")
+    click.echo(f"{'':>6} {'':>5} | {'class rate':^17} | {'similarity':^11} | {'R-1':>5} |")
+    for c in s["checkpoints"]:
+        b = c["best"]["similarity"]
+        click.echo(f"{c['step']:>6} {_f(c['accuracy'])} | {_f(score_of(c, 'best.class_rate'))} "
+                   f"{_f(c['class_rate_mean'])} {_f(c['naming_share'])} | {_f(score_of(c, 'best.similarity'))} "
+                   f"{_f(c['similarity_topk'])} | {_f(score_of(c, 'best.rouge1'))} | "
+                   f"{b['source_layer']}→{b['target_layer']}: {b['cut'][:70]!r}")
+    if s["correlation"]:
+        click.echo("Spearman ρ of checkpoint accuracy with:")
+        for key in ("best.class_rate", "class_rate_mean", "naming_share", "best.similarity", "similarity_topk",
+                    "best.rouge1"):
+            c = s["correlation"][key]
+            click.echo(f"  {key:<18} ρ = {_f(c['spearman'])}  (p = {_f(c['spearman_p'])}, n = {c['n']})")
+    click.echo(f"written to {res.out_dir} ({res.seconds:.0f} s): descriptions.jsonl, describe_summary.json, "
+               + ", ".join(p.name for p in res.plots))
+
+
+COMMANDS = [describe_cmd]

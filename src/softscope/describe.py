@@ -1,0 +1,342 @@
+"""InSPEcT: the model writes what its soft prompt means, at every checkpoint of a training run.
+
+Reference: Ramati et al., "Eliciting Textual Descriptions from Representations of Continuous Prompts"
+(InSPEcT, Findings of ACL 2024), built on Patchscopes (Ghandeharioun et al., ICML 2024). Procedure (METHODS §3):
+
+1. source pass: run the model on the soft prompt alone (after BOS if any); keep block ℓ's output at the n
+   virtual-token positions, for every source layer ℓ of the grid;
+2. target prompt: three demonstrations sampled with a seed from a pool (`target_prompts`), " | "-joined, then
+   " | " and n placeholders " x"; several seeds give several target prompts;
+3. for every (ℓ, ℓ*) pair, write the n source states over the n placeholders at block ℓ* and decode greedily
+   (up to 60 new tokens) — all pairs of a target prompt in one batched, KV-cached generate (`patching`);
+4. cut the text at the first "\\n", "$", "." or "|" past 20% of its length; score it: class rate, ROUGE-1/2/L
+   (max over reference descriptions), semantic similarity to the references (`metrics`);
+5. per checkpoint: the best score over the grid (the paper's max) and robust aggregates over all pairs and
+   target prompts (mean class rate, share of pairs naming every class, mean of the top-k similarities); per run:
+   Spearman ρ between checkpoint accuracy and each score.
+
+Defaults differ from the paper where a 135M model on a CPU needs it: an every-3rd-layer grid (`--layers all` is
+the paper's 2..L-2 square) and 3 target prompts per checkpoint, because at this size a single max is noise.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .config import h
+from .errors import SoftscopeError
+from .metrics import class_rate, correlation, rouge_scores, semantic_similarity
+from .models import DEFAULT_MODEL, ModelAdapter, load_model
+from .patching import layer_pairs, patch_generate, source_states
+from .prompts import SoftPrompt
+from .runs import append_jsonl, read_json, read_jsonl, write_config, write_json
+from .target_prompts import MARKER, POOLS, build as build_target
+
+METRICS = ("class_rate", "rouge1", "rouge2", "rougeL", "similarity")
+CUT_CHARS = "\n$.|"
+
+
+@dataclass
+class DescribeConfig:
+    """Describe the soft prompt(s) of a run dir, a prompt file or a PEFT adapter dir over a layer grid."""
+
+    model: str | None = h(None, f"model (default: the one the prompt was trained on, else {DEFAULT_MODEL})")
+    device: str = h("auto", "cpu, cuda, cuda:N or auto")
+    dtype: str = h("auto", "float32, bfloat16, float16 or auto (float32 on CPU, bfloat16 on CUDA)")
+    layers: str = h("every:3", "layer pairs: all (source 2..L-2 x target 2..L-2), every:K, band:A-B, or pairs 4:4,8:4")
+    target_prompt: str = h("plain", f"demonstration pool ({', '.join(POOLS)}) or your own text with {MARKER} "
+                                    "where the placeholders go")
+    n_targets: int = h(3, "seeded target prompts per checkpoint (seeds seed, seed+1, ...; pools only)")
+    demos: int = h(3, "demonstrations per target prompt")
+    max_new_tokens: int = h(60, "greedy tokens to generate per pair")
+    seed: int = h(0, "seed of the first target prompt")
+    checkpoints: str = h("all", "for a run dir: all, last, or steps like 0,40,80")
+    task: str | None = h(None, "task whose classes and references score descriptions (default: the prompt's task)")
+    data_dir: str | None = h(None, "data folder for --task (default: $SOFTSCOPE_DATA, then ../shared/data)")
+    classes: list[str] | None = h(None, "class names of a custom task (default: from the prompt or --task)")
+    references: list[str] | None = h(None, "extra reference descriptions (needed for custom tasks)")
+    top_k: int = h(10, "the top-k similarities averaged per checkpoint (a steadier score than the max)")
+    batch_size: int = h(64, "layer pairs generated together")
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise SoftscopeError("--max-new-tokens must be at least 1")
+        if self.n_targets < 1 or self.demos < 1:
+            raise SoftscopeError("--n-targets and --demos must be at least 1")
+        if self.target_prompt not in POOLS and MARKER not in self.target_prompt:
+            raise SoftscopeError(f"--target-prompt {self.target_prompt!r}: use {', '.join(POOLS)} or a text with "
+                                 f"{MARKER} where the soft prompt goes")
+        if self.target_prompt not in POOLS and self.n_targets != 1:
+            self.n_targets = 1  # a user's own text is one target prompt
+        if self.top_k < 1 or self.batch_size < 1:
+            raise SoftscopeError("--top-k and --batch-size must be at least 1")
+        c = self.checkpoints.strip().lower()
+        if c not in ("all", "last") and not all(p.strip().isdigit() for p in c.split(",")):
+            raise SoftscopeError(f"--checkpoints {self.checkpoints!r}: use all, last or steps like 0,40,80")
+
+
+@dataclass
+class DescribeResult:
+    out_dir: Path
+    rows: list[dict]
+    summary: dict
+    seconds: float = 0.0
+    plots: list[Path] = field(default_factory=list)
+
+
+# ---- what gets described -------------------------------------------------------------------------------------
+def _checkpoints(source: Path, which: str) -> list[tuple[str, SoftPrompt]]:
+    """(name, prompt) pairs: every checkpoint of a run dir, or the one prompt of a file / PEFT adapter dir."""
+    from .training import list_checkpoints
+
+    if source.is_dir() and not (source / "adapter_model.safetensors").exists():
+        files = list_checkpoints(source)
+        if not files:
+            if (source / "prompt.safetensors").exists():
+                return [("prompt.safetensors", SoftPrompt.load(source / "prompt.safetensors"))]
+            raise SoftscopeError(f"{source} has no checkpoints/ and no prompt.safetensors: not a training run dir")
+        items = [(str(f.relative_to(source)), SoftPrompt.load(f)) for f in files]
+        w = which.strip().lower()
+        if w == "last":
+            return items[-1:]
+        if w != "all":
+            steps = {int(s) for s in w.split(",")}
+            items = [it for it in items if it[1].step in steps]
+            missing = steps - {it[1].step for it in items}
+            if missing:
+                raise SoftscopeError(f"no checkpoint at step(s) {sorted(missing)} in {source}")
+        return items
+    return [(source.name, SoftPrompt.load(source))]
+
+
+def _scoring_target(prompt: SoftPrompt, cfg: DescribeConfig) -> tuple[str, list[str], list[str]]:
+    """(task name, class names, reference descriptions) for scoring."""
+    from .tasks import _builtin_name, load_task
+
+    name = cfg.task or prompt.task or ""
+    classes, refs = list(cfg.classes or []), []
+    if name and (_builtin_name(name) or Path(name).exists() or name.startswith("hub:")):
+        task = load_task(name, data_dir=cfg.data_dir)
+        classes = classes or list(task.classes)
+        refs = list(task.references)
+        name = task.name
+    classes = classes or list(prompt.classes)
+    refs = refs + [r for r in (cfg.references or []) if r not in refs]
+    if not classes:
+        raise SoftscopeError("no class names for scoring: pass --task or --classes (the prompt carries none)")
+    if not refs:
+        raise SoftscopeError(f"no reference descriptions for task {name or '(unknown)'}: pass --references")
+    return name or "custom", classes, refs
+
+
+# ---- one description ---------------------------------------------------------------------------------------
+def cut(text: str) -> str:
+    """InSPEcT's cut: end at the first newline, '$', '.' or '|' that lies past 20% of the text's length."""
+    for i, ch in enumerate(text):
+        if ch in CUT_CHARS and i > 0.2 * len(text):
+            return text[:i].strip()
+    return text.strip()
+
+
+def score_rows(rows: list[dict], classes: list[str], references: list[str]) -> None:
+    """Add class rate, ROUGE-1/2/L and semantic similarity of each row's cut text, in place."""
+    sims = semantic_similarity([r["cut"] for r in rows], references)
+    for r, s in zip(rows, sims):
+        r["class_rate"] = class_rate(r["cut"], classes)
+        r.update(rouge_scores(r["cut"], references))
+        r["similarity"] = s
+
+
+def describe_prompt(adapter: ModelAdapter, prompt: torch.Tensor, pairs: list[tuple[int, int]], targets: list,
+                    max_new_tokens: int = 60, batch_size: int = 64) -> list[dict]:
+    """Generated and cut descriptions of one prompt [n, d] for every (target prompt, layer pair) — unscored."""
+    sources = sorted({s for s, _ in pairs})
+    S = source_states(adapter, prompt, sources)  # [L', n, d]
+    at = {l: i for i, l in enumerate(sources)}
+    stacked = torch.stack([S[at[s]] for s, _ in pairs])
+    rows = []
+    for tp in targets:
+        texts = patch_generate(adapter, tp.ids, tp.placeholder_positions, stacked, [t for _, t in pairs],
+                               max_new_tokens=max_new_tokens, batch_size=batch_size)
+        for (s, t), text in zip(pairs, texts):
+            rows.append({"target_seed": tp.seed, "source_layer": s, "target_layer": t, "text": text, "cut": cut(text)})
+    return rows
+
+
+# ---- aggregation ---------------------------------------------------------------------------------------------
+def _best(rows: list[dict], metric: str) -> dict:
+    r = max(rows, key=lambda r: (r[metric], -r["source_layer"], -r["target_layer"]))
+    return {"score": r[metric], "source_layer": r["source_layer"], "target_layer": r["target_layer"],
+            "target_seed": r["target_seed"], "cut": r["cut"]}
+
+
+def summarize_checkpoint(rows: list[dict], top_k: int) -> dict:
+    """The paper's max over the grid per metric, plus aggregates that do not hinge on one lucky pair."""
+    seeds = sorted({r["target_seed"] for r in rows}, key=str)
+    sims = sorted((r["similarity"] for r in rows), reverse=True)
+    out = {
+        "pairs": len({(r["source_layer"], r["target_layer"]) for r in rows}),
+        "target_prompts": len(seeds),
+        "best": {m: _best(rows, m) for m in METRICS},
+        "class_rate_mean": sum(r["class_rate"] for r in rows) / len(rows),
+        "naming_share": sum(r["class_rate"] >= 1.0 for r in rows) / len(rows),
+        "similarity_topk": sum(sims[:top_k]) / len(sims[:top_k]),
+        "similarity_mean": sum(sims) / len(sims),
+        "rouge1_mean": sum(r["rouge1"] for r in rows) / len(rows),
+        # the spread of the max across target prompts (a max that flips between them is noise)
+        "max_per_target": {m: [max(r[m] for r in rows if r["target_seed"] == s) for s in seeds] for m in METRICS},
+    }
+    for m in METRICS:
+        v = out["max_per_target"][m]
+        out[f"{m}_max_mean"] = sum(v) / len(v)
+    return out
+
+
+SCORES = ("best.class_rate", "best.rouge1", "best.similarity", "class_rate_max_mean", "rouge1_max_mean",
+          "similarity_max_mean", "class_rate_mean", "naming_share", "similarity_topk", "similarity_mean",
+          "rouge1_mean")
+
+
+def score_of(ck: dict, key: str) -> float:
+    """A per-checkpoint score by name ('best.<metric>' is the max over the grid)."""
+    if key.startswith("best."):
+        return ck["best"][key[5:]]["score"]
+    return ck[key]
+
+
+def correlations(checkpoints: list[dict]) -> dict:
+    """Spearman ρ (and Pearson) between checkpoint accuracy and every per-checkpoint score."""
+    acc = [c["accuracy"] if c["accuracy"] is not None else float("nan") for c in checkpoints]
+    return {k: correlation(acc, [score_of(c, k) for c in checkpoints]) for k in SCORES}
+
+
+# ---- plots -------------------------------------------------------------------------------------------------
+def _plots(out: Path, rows: list[dict], summary: dict) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    last = summary["checkpoints"][-1]
+    lrows = [r for r in rows if r["checkpoint"] == last["checkpoint"]]
+    src = sorted({r["source_layer"] for r in lrows})
+    tgt = sorted({r["target_layer"] for r in lrows})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+    for ax, metric, title in ((axes[0], "class_rate", "class rate"), (axes[1], "similarity", "semantic similarity")):
+        grid = torch.full((len(src), len(tgt)), float("nan"))
+        for i, s in enumerate(src):
+            for j, t in enumerate(tgt):
+                v = [r[metric] for r in lrows if r["source_layer"] == s and r["target_layer"] == t]
+                if v:
+                    grid[i, j] = sum(v) / len(v)
+        im = ax.imshow(grid.numpy(), origin="lower", cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(range(len(tgt)), tgt, fontsize=7)
+        ax.set_yticks(range(len(src)), src, fontsize=7)
+        ax.set_xlabel("target layer ℓ*")
+        ax.set_ylabel("source layer ℓ")
+        ax.set_title(f"{title} (mean over {last['target_prompts']} target prompts)")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle(f"{summary['task']}: step {last['step']}, accuracy "
+                 + (f"{last['accuracy']:.3f}" if last["accuracy"] is not None else "n/a"))
+    fig.tight_layout()
+    paths.append(out / "heatmap_class_rate.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    cks = [c for c in summary["checkpoints"] if c["accuracy"] is not None]
+    if len(cks) >= 2:
+        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        acc = [c["accuracy"] for c in cks]
+        for key, label in (("best.class_rate", "max class rate"), ("class_rate_mean", "mean class rate"),
+                           ("best.similarity", "max similarity"), ("similarity_topk", "top-k similarity"),
+                           ("best.rouge1", "max ROUGE-1")):
+            rho = summary["correlation"].get(key, {}).get("spearman", float("nan"))
+            ax.plot(acc, [score_of(c, key) for c in cks], "o-", ms=4, label=f"{label} (ρ={rho:.2f})")
+        for c in cks:
+            ax.annotate(str(c["step"]), (c["accuracy"], score_of(c, "similarity_topk")), fontsize=7,
+                        textcoords="offset points", xytext=(3, 3))
+        ax.set_xlabel("checkpoint accuracy")
+        ax.set_ylabel("description score")
+        ax.set_title(f"{summary['task']}: description quality vs accuracy")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        paths.append(out / "accuracy_vs_score.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    return paths
+
+
+# ---- the method --------------------------------------------------------------------------------------------
+def default_out(source: str | Path) -> Path:
+    """Where results go by default: RUN_DIR/describe, or <prompt file stem>-describe beside a file."""
+    p = Path(source)
+    if p.is_dir() and not (p / "adapter_model.safetensors").exists():
+        return p / "describe"
+    return p.with_name(p.stem + "-describe") if p.is_file() else p.with_name(p.name + "-describe")
+
+
+def describe(source: str | Path, cfg: DescribeConfig | None = None, out: str | Path | None = None,
+             adapter: ModelAdapter | None = None, progress: bool = True, command: str = "describe") -> DescribeResult:
+    """Describe every checkpoint of `source`; writes descriptions.jsonl, describe_summary.json and PNGs to `out`.
+
+    Interrupted runs resume: checkpoints already in descriptions.jsonl (same config) are not redone.
+    """
+    t0 = time.time()
+    cfg = cfg or DescribeConfig()
+    source = Path(source)
+    if not source.exists():
+        raise SoftscopeError(f"{source} does not exist: pass a run dir, a prompt file or a PEFT adapter dir")
+    out = Path(out) if out else default_out(source)
+    items = _checkpoints(source, cfg.checkpoints)
+    first = items[-1][1]
+    if adapter is None:
+        adapter = load_model(cfg.model or first.model or DEFAULT_MODEL, device=cfg.device, dtype=cfg.dtype)
+    for _, p in items:
+        p.check_width(adapter.width, adapter.name)
+    task_name, classes, refs = _scoring_target(first, cfg)
+    pairs = layer_pairs(cfg.layers, adapter.n_layers)
+    n = first.n_tokens
+    targets = [build_target(adapter, cfg.target_prompt, n, cfg.seed + i, cfg.demos) for i in range(cfg.n_targets)]
+
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_dict = asdict(cfg)
+    if (out / "config.json").exists():
+        old = read_json(out / "config.json")
+        if old.get("config") != cfg_dict or old.get("source") != str(source):
+            raise SoftscopeError(f"{out} holds a describe run with other settings: pass another --out or delete it")
+    else:
+        write_config(out, command, cfg, source=str(source), model=adapter.name, task=task_name, classes=classes,
+                     references=refs, pairs=pairs, target_prompts=[t.to_dict() for t in targets])
+    rows = read_jsonl(out / "descriptions.jsonl")
+    done = {r["checkpoint"] for r in rows}
+    todo = [(name, p) for name, p in items if name not in done]
+    bar = tqdm(todo, desc="describe", disable=not progress, unit="checkpoint")
+    for name, p in bar:
+        bar.set_postfix(step=p.step)
+        new = describe_prompt(adapter, p.tensor, pairs, targets, cfg.max_new_tokens, cfg.batch_size)
+        score_rows(new, classes, refs)
+        new = [{"checkpoint": name, "step": p.step, "accuracy": p.accuracy, **r} for r in new]
+        append_jsonl(out / "descriptions.jsonl", new)  # a finished checkpoint survives an interruption
+        rows += new
+    bar.close()
+
+    keep = [name for name, _ in items]
+    rows = [r for r in rows if r["checkpoint"] in keep]
+    cks = []
+    for name, p in items:
+        ck_rows = [r for r in rows if r["checkpoint"] == name]
+        cks.append({"checkpoint": name, "step": p.step, "accuracy": p.accuracy, **summarize_checkpoint(ck_rows, cfg.top_k)})
+    summary = {"task": task_name, "model": adapter.name, "source": str(source), "classes": classes,
+               "layers": cfg.layers, "pairs": len(pairs), "target_prompts": len(targets),
+               "max_new_tokens": cfg.max_new_tokens, "checkpoints": cks,
+               "correlation": correlations(cks) if len(cks) >= 3 else {},
+               "seconds": time.time() - t0}
+    write_json(out / "describe_summary.json", summary)
+    plots = _plots(out, rows, summary)
+    return DescribeResult(out_dir=out, rows=rows, summary=summary, seconds=time.time() - t0, plots=plots)
