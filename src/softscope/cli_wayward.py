@@ -1,0 +1,78 @@
+"""`softscope wayward` (a γ sweep over target texts) and `softscope wayward-compare` (sweeps side by side)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .cli import build, config_options, echo_json
+from .wayward import WaywardConfig
+
+
+@click.command("wayward")
+@config_options(WaywardConfig, exclude=("tokens", "target"))
+@click.option("--target", "target", multiple=True, help="a target text (repeat for several)")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="run directory to write")
+@click.option("--resume", is_flag=True, help="continue a killed sweep: finished target × γ rows are kept, not redone")
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+def wayward_cmd(out, resume, as_json, **kw):
+    """Train prompts that solve a task while their projection reads as a target text (Khashabi et al. 2022).
+
+    \b
+    For every target t: prompts of len(tokens(t)) virtual tokens on CE + γ·Σ‖p_i − e(t_i)‖²/n, one per γ,
+    projected by Euclidean nearest neighbour; records accuracy, prompt-F1 vs t and the distance.
+      softscope wayward --task sst2 --protocol quick --out runs/wayward-sst2
+      softscope wayward --task sst2 --target "Answer the question." --gamma 0,1e-3,1e-2 --steps 50 --out runs/w
+    """
+    from .runs import read_json
+    from .training import load_model_for
+    from .wayward import run_wayward
+
+    kw["target"] = list(kw.get("target") or []) or None
+    cfg = build(WaywardConfig, kw)
+    if resume and (Path(out) / "config.json").exists():  # the sweep's own settings win: rows must stay comparable
+        cfg = WaywardConfig(**read_json(Path(out) / "config.json")["config"])
+    adapter = load_model_for(cfg)
+    s = run_wayward(cfg, out, resume=resume, adapter=adapter)
+    if as_json:
+        return echo_json(s)
+    click.echo(f"\n{s['model']} · {s['task']} · {s['targets']} targets · γ {', '.join(f'{g:g}' for g in cfg.gamma)}"
+               f" · {s['steps']} steps · accuracy on {s['test_examples']} test examples")
+    click.echo(f"{'γ':>8} {'accuracy':>9} {'F1':>6} {'F1≥thr':>7} {'distance':>9}")
+    for g, b in s["by_gamma"].items():
+        click.echo(f"{g:>8} {b['mean_accuracy']:>9.3f} {b['mean_f1']:>6.2f} {100 * b['share_f1_at_threshold']:>6.0f}%"
+                   f" {b['mean_distance']:>9.3f}")
+    click.echo(f"\n{'target':<44} {'n':>3} {'acc γ=0':>8} {'best γ':>7} {'F1':>5} {'acc':>6} {'drop':>6}")
+    for t in s["per_target"]:
+        best = (f"{t['best_gamma']:>7g} {t['best_f1']:>5.2f} {t['best_accuracy']:>6.3f} {t['drop']:>+6.3f}"
+                if t["drop"] is not None else f"{'–':>7} {t['max_f1']:>5.2f} {'–':>6} {'–':>6}")
+        click.echo(f"{t['target'][:44]:<44} {t['n_tokens']:>3} {t['acc_gamma0']:>8.3f} {best}")
+    pct = (lambda x: "–" if x is None else f"{100 * x:.0f}%")
+    click.echo(f"\nF1 ≥ {s['f1_threshold']:g} reached for {pct(s['share_reached'])} of targets; within "
+               f"{100 * s['within']:g} points of γ = 0: {pct(s['share_within'])}; mean drop "
+               + ("–" if s["mean_drop"] is None else f"{s['mean_drop']:+.3f}")
+               + f"; compute {s['compute_seconds']:.0f} s")
+    click.echo(f"run directory: {out}")
+
+
+@click.command("wayward-compare")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", default=None, help="also write compare.json and compare.md into this folder")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def wayward_compare_cmd(run_dirs, out, as_json):
+    """Headline figures of several wayward sweeps (e.g. two models on one task) as one table."""
+    from .runs import atomic_write_text, write_json
+    from .wayward import compare, compare_table
+
+    rows = compare(list(run_dirs))
+    table = compare_table(rows)
+    if out:
+        write_json(Path(out) / "compare.json", rows)
+        atomic_write_text(Path(out) / "compare.md", table + "\n")
+    if as_json:
+        return echo_json(rows)
+    click.echo(table)
+
+
+COMMANDS = [wayward_cmd, wayward_compare_cmd]
