@@ -1,0 +1,611 @@
+"""`softscope report RUN_DIR`: one self-contained HTML page for any run directory softscope writes.
+
+A researcher should look, not read logs. The page needs no network to view: every plot is an inline
+base64 PNG (matplotlib, Agg) and the layer-grid heatmap is an HTML table whose cells carry their text in a
+`title` attribute (hover a cell to read the description that layer pair produced).
+
+Sections appear for what the run directory holds (readers tolerate missing and unknown fields):
+- run: config.json (command, model, task, versions);
+- training: metrics.jsonl + train_summary.json (loss and checkpoint-accuracy curves, checkpoint table);
+- explain: explain/explain_summary.json (projection, InSPEcT and PEZ readings side by side, with
+  faithfulness and scrutability);
+- InSPEcT: descriptions.jsonl / describe_summary.json (best description per checkpoint with its scores,
+  accuracy-vs-description plot, the layer-grid heatmap with hover text);
+- bias, waywardness, PEZ / RLPrompt: their *_summary.json and *.jsonl (scatter / trade-off plots);
+- other plots: every PNG the run wrote that no section above already shows;
+- sub-runs: folders holding their own config.json (sweeps), one row each.
+
+Files are looked up in the run directory and in its sub-folders (a method may write into RUN/<method>/),
+never inside checkpoints/.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .errors import SoftscopeError
+from .runs import atomic_write_text, read_json, read_jsonl
+
+SKIP_DIRS = {"checkpoints", "__pycache__"}
+
+
+# ---- reading a run directory ----------------------------------------------------------------------------
+@dataclass
+class RunView:
+    """Lazy, tolerant access to the files of one run directory (and its method sub-folders)."""
+
+    root: Path
+    used_pngs: set = field(default_factory=set)
+
+    def files(self, pattern: str, depth: int = 2) -> list[Path]:
+        """Files matching a glob pattern in the root and up to `depth` folders below it (not checkpoints/)."""
+        out = []
+        for d in range(depth + 1):
+            pat = "/".join(["*"] * d + [pattern])
+            for p in sorted(self.root.glob(pat)):
+                if p.is_file() and not (set(p.relative_to(self.root).parts[:-1]) & SKIP_DIRS):
+                    out.append(p)
+        return out
+
+    def find(self, name: str, depth: int = 2) -> Path | None:
+        """The shallowest file of this name (the root's own file wins over a sub-run's)."""
+        hits = self.files(name, depth)
+        return hits[0] if hits else None
+
+    def json(self, name: str, depth: int = 2) -> tuple[Path, Any] | tuple[None, None]:
+        p = self.find(name, depth)
+        if p is None:
+            return None, None
+        try:
+            return p, read_json(p)
+        except SoftscopeError:
+            return None, None
+
+    def jsonl(self, name: str, depth: int = 2) -> tuple[Path, list[dict]] | tuple[None, list]:
+        p = self.find(name, depth)
+        if p is None:
+            return None, []
+        try:
+            return p, read_jsonl(p)
+        except ValueError:  # a torn or foreign file: show nothing rather than fail the whole report
+            return p, []
+
+    def rel(self, p: Path) -> str:
+        return str(p.relative_to(self.root))
+
+
+def pick(row: dict, *names: str, default: Any = None) -> Any:
+    """The first of several candidate keys present in a row (method modules name things their own way)."""
+    for n in names:
+        if isinstance(row, dict) and row.get(n) is not None:
+            return row[n]
+    return default
+
+
+def num(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
+
+
+# ---- HTML helpers ---------------------------------------------------------------------------------------
+def esc(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def fmt(x: Any, digits: int = 3) -> str:
+    """Numbers the way the page shows them (also what the tests and the browser test look for)."""
+    if isinstance(x, bool) or x is None:
+        return "—" if x is None else str(x)
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "—"
+        if x != 0 and (abs(x) >= 1e5 or abs(x) < 10 ** -digits):
+            return f"{x:.2e}"
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def table(header: list[str], rows: Iterable[list[Any]], cls: str = "") -> str:
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c if isinstance(c, Raw) else esc(fmt(c))}</td>" for c in r) + "</tr>"
+                   for r in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+class Raw(str):
+    """Already-escaped HTML for a table cell."""
+
+
+def kv_table(d: dict, skip: Iterable[str] = ()) -> str:
+    rows = [[k, v if not isinstance(v, (dict, list)) else _short(v)] for k, v in d.items() if k not in set(skip)]
+    return table(["field", "value"], rows, "kv")
+
+
+def _short(v: Any, limit: int = 160) -> str:
+    from .runs import dumps
+
+    s = dumps(v, indent=None)
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def img_png(data: bytes, alt: str) -> str:
+    return f'<img alt="{esc(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+
+
+def embed_png(view: RunView, path: Path, caption: str | None = None) -> str:
+    view.used_pngs.add(path.resolve())
+    cap = caption or view.rel(path)
+    return f'<figure>{img_png(path.read_bytes(), cap)}<figcaption>{esc(cap)}</figcaption></figure>'
+
+
+def figure(draw: Callable, size=(5.6, 3.4), caption: str = "") -> str:
+    """Draw with matplotlib into an inline PNG (figure kept small: the page must stay light)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=size)
+    try:
+        draw(fig)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90)
+    finally:
+        plt.close(fig)
+    cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
+    return f"<figure>{img_png(buf.getvalue(), caption or 'plot')}{cap}</figure>"
+
+
+def color(v: float | None, lo: float, hi: float) -> str:
+    """Viridis colour of v within [lo, hi] as #rrggbb (grey for missing)."""
+    if v is None:
+        return "#dddddd"
+    from matplotlib import colormaps
+
+    t = 0.5 if hi <= lo else min(1.0, max(0.0, (v - lo) / (hi - lo)))
+    r, g, b, _ = colormaps["viridis"](t)
+    return "#{:02x}{:02x}{:02x}".format(int(r * 255), int(g * 255), int(b * 255))
+
+
+def heatmap_table(cells: dict[tuple[int, int], dict], score_name: str, caption: str) -> str:
+    """Source layer (rows) × target layer (columns); each cell coloured by its score, its text on hover.
+
+    cells[(src, tgt)] = {"score": float|None, "text": str}.
+    """
+    if not cells:
+        return ""
+    srcs = sorted({s for s, _ in cells})
+    tgts = sorted({t for _, t in cells})
+    vals = [c["score"] for c in cells.values() if c.get("score") is not None]
+    lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
+    head = "".join(f"<th>{t}</th>" for t in tgts)
+    rows = []
+    for s in srcs:
+        tds = []
+        for t in tgts:
+            c = cells.get((s, t))
+            if c is None:
+                tds.append('<td class="empty"></td>')
+                continue
+            v = c.get("score")
+            tip = f"source layer {s} → target layer {t} · {score_name} {fmt(v)}\n{c.get('text', '')}"
+            fg = "#fff" if v is not None and hi > lo and (v - lo) / (hi - lo) < 0.55 else "#000"
+            tds.append(f'<td class="cell" style="background:{color(v, lo, hi)};color:{fg}" title="{esc(tip)}" '
+                       f'data-src="{s}" data-tgt="{t}">{esc(fmt(v, 2))}</td>')
+        rows.append(f"<tr><th>{s}</th>{''.join(tds)}</tr>")
+    return (f'<figure class="heat"><table class="heatmap"><thead><tr><th class="corner">src \\ tgt</th>{head}</tr>'
+            f"</thead><tbody>{''.join(rows)}</tbody></table><figcaption>{esc(caption)} "
+            f"(colour: {esc(score_name)} from {fmt(lo)} to {fmt(hi)}; hover a cell for its text)</figcaption></figure>")
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    body: str
+    summary: str = ""  # one line under the title
+
+
+# ---- sections -------------------------------------------------------------------------------------------
+def section_run(view: RunView) -> Section | None:
+    p, cfg = view.json("config.json", depth=0)
+    if cfg is None:
+        return None
+    c = cfg.get("config", {}) if isinstance(cfg, dict) else {}
+    task = cfg.get("task") if isinstance(cfg.get("task"), dict) else {}
+    info = cfg.get("model_info") or {}
+    facts = {"command": cfg.get("command"), "model": info.get("name") or c.get("model"),
+             "task": task.get("name") or c.get("task"), "classes": ", ".join(task.get("classes", [])) or None,
+             "template": task.get("template"), "layers": info.get("layers"), "width": info.get("width"),
+             "seed": c.get("seed")}
+    body = kv_table({k: v for k, v in facts.items() if v is not None})
+    body += f"<details><summary>full config.json</summary>{kv_table(c)}"
+    if cfg.get("versions"):
+        body += kv_table(cfg["versions"])
+    body += "</details>"
+    return Section("run", "Run", body, f"{esc(view.root.resolve())}")
+
+
+def section_training(view: RunView) -> Section | None:
+    _, rows = view.jsonl("metrics.jsonl", depth=0)
+    _, summ = view.json("train_summary.json", depth=0)
+    if not rows and not summ:
+        return None
+    summ = summ or {}
+    train = [r for r in rows if r.get("event") == "train" and num(r.get("loss")) is not None]
+    evals = [r for r in rows if r.get("event") == "eval" and num(r.get("eval_accuracy")) is not None]
+    cks = summ.get("checkpoints") or [{"step": r["step"], "accuracy": r["eval_accuracy"]} for r in evals]
+    extra_terms = sorted({k for r in train for k in r if k not in ("step", "event", "loss", "lr")
+                          and num(r.get(k)) is not None})
+    final = num(summ.get("final_accuracy"))
+    best = max(cks, key=lambda c: num(c.get("accuracy")) or -1) if cks else None
+    facts = {"task": summ.get("task"), "model": summ.get("model"), "virtual tokens": summ.get("tokens"),
+             "steps": summ.get("steps"), "final accuracy": final,
+             "final eval examples": summ.get("final_eval_examples"),
+             "best checkpoint": f"step {best['step']}: {fmt(num(best.get('accuracy')))}" if best else None,
+             "seconds": num(summ.get("seconds"))}
+    body = '<div class="cards">' + "".join(
+        f'<div class="card"><div class="k">{esc(k)}</div><div class="v" data-key="{esc(k)}">{esc(fmt(v))}</div></div>'
+        for k, v in facts.items() if v is not None) + "</div>"
+
+    def draw(fig):
+        ax1 = fig.add_subplot(1, 2, 1)
+        if train:
+            xs, ys = [r["step"] for r in train], [float(r["loss"]) for r in train]
+            ax1.plot(xs, ys, color="#9ab", lw=0.8, label="loss")
+            k = max(1, len(ys) // 20)
+            sm = [sum(ys[max(0, i - k + 1):i + 1]) / len(ys[max(0, i - k + 1):i + 1]) for i in range(len(ys))]
+            ax1.plot(xs, sm, color="#1f5f8b", lw=1.6, label=f"mean of {k}")
+            for term in extra_terms:
+                ax1.plot(xs, [float(r.get(term, float("nan"))) for r in train], lw=1, label=term)
+            ax1.legend(fontsize=7)
+        ax1.set_xlabel("step")
+        ax1.set_title("training loss", fontsize=9)
+        ax2 = fig.add_subplot(1, 2, 2)
+        if cks:
+            ax2.plot([c["step"] for c in cks], [num(c.get("accuracy")) for c in cks], marker="o", color="#c05020")
+        if final is not None:
+            ax2.axhline(final, ls="--", color="#555", lw=1, label=f"final {fmt(final)}")
+            ax2.legend(fontsize=7)
+        ax2.set_xlabel("step")
+        ax2.set_ylim(0, 1)
+        ax2.set_title("checkpoint accuracy", fontsize=9)
+
+    body += figure(draw, (8.0, 3.0), "training loss per step; accuracy of each checkpoint on the seeded eval subset")
+    if cks:
+        body += "<h3>Checkpoints</h3>" + table(["step", "accuracy", "file"],
+                                               [[c.get("step"), num(c.get("accuracy")), c.get("path", "")] for c in cks],
+                                               "checkpoints")
+    line = f"final accuracy {fmt(final)}" if final is not None else f"{len(train)} steps logged"
+    return Section("training", "Training", body, line)
+
+
+def section_explain(view: RunView) -> Section | None:
+    p, s = view.json("explain_summary.json")
+    if not s:
+        return None
+    return Section("explain", "Explain: one soft prompt, read three ways", explain_html(s),
+                   f"prompt {esc(s.get('prompt', ''))}")
+
+
+def explain_html(s: dict) -> str:
+    """The side-by-side table of readings (shared by the report and `softscope explain --html`)."""
+    readings = s.get("readings", [])
+    if not readings:
+        return "<p>no readings</p>"
+    base = s.get("soft_prompt", {})
+    cols = ["reading", "text", "agreement", "accuracy", "acc. gap", "KL", "perplexity", "dictionary words"]
+    rows = [["soft prompt (itself)", Raw(f"<i>{esc(base.get('n_tokens', '?'))} virtual tokens</i>"), 1.0,
+             num(base.get("accuracy")), 0.0, 0.0, None, None]]
+    for r in readings:
+        f, sc = r.get("faithfulness", {}) or {}, r.get("scrutability", {}) or {}
+        rows.append([r.get("name", r.get("method", "?")), Raw(f'<code class="reading">{esc(r.get("text", ""))}</code>'),
+                     num(f.get("agreement")), num(f.get("accuracy")), num(f.get("accuracy_gap")), num(f.get("kl")),
+                     num(sc.get("perplexity")), num(sc.get("dictionary_share"))])
+    out = table(cols, rows, "explain")
+    out += (f"<p class='note'>Faithfulness: agreement of predictions with the soft prompt's, the reading's own "
+            f"accuracy, the accuracy gap and KL(soft ‖ reading) over the label distribution, on "
+            f"{esc(s.get('examples', '?'))} held-out examples. Scrutability: perplexity of the text under the LM "
+            f"and the share of its words found in a dictionary. {esc(s.get('source_note', ''))}</p>")
+    for r in readings:
+        det = r.get("details")
+        if det:
+            out += f"<details><summary>{esc(r.get('name', ''))}: details</summary>{_details_html(det)}</details>"
+    return out
+
+
+def _details_html(det: Any) -> str:
+    if isinstance(det, list) and det and isinstance(det[0], dict):
+        keys = list(dict.fromkeys(k for d in det for k in d))[:8]
+        return table(keys, [[d.get(k) if not isinstance(d.get(k), (dict, list)) else _short(d.get(k)) for k in keys]
+                            for d in det[:40]])
+    if isinstance(det, dict):
+        return kv_table(det)
+    return f"<pre>{esc(_short(det, 2000))}</pre>"
+
+
+# InSPEcT (issue 3, `describe.py`): descriptions.jsonl rows are one (checkpoint, target prompt, layer pair) each
+# with class_rate / rouge1/2/L / similarity of the cut text; describe_summary.json holds per-checkpoint aggregates
+# ("best" per metric over the grid) and Spearman correlations with accuracy.
+DESC_SCORE_KEYS = ("similarity", "class_rate", "rouge1", "rougeL", "rouge2", "semantic_similarity", "score")
+CK_COLUMNS = ("step", "accuracy", "pairs", "target_prompts", "class_rate_mean", "naming_share", "similarity_topk",
+              "similarity_max_mean", "rouge1_mean")
+
+
+def _score(r: dict, k: str) -> Any:
+    if k in r:
+        return r[k]
+    sc = r.get("scores")
+    return sc.get(k) if isinstance(sc, dict) else None
+
+
+def _desc_text(r: dict) -> str:
+    return str(pick(r, "cut", "text", "description", default=""))
+
+
+def _layer_grid(rows: list[dict], key: str) -> dict[tuple[int, int], dict]:
+    """Per (source, target) layer pair: the mean score over target prompts, and every prompt's text for the hover."""
+    grid: dict[tuple[int, int], dict] = {}
+    for r in rows:
+        s, t = pick(r, "source_layer", "src"), pick(r, "target_layer", "tgt")
+        if s is None or t is None:
+            continue
+        c = grid.setdefault((int(s), int(t)), {"vals": [], "lines": []})
+        v = num(_score(r, key))
+        if v is not None:
+            c["vals"].append(v)
+        seed = r.get("target_seed")
+        c["lines"].append((f"[target prompt {seed}] " if seed is not None else "") + f"{fmt(v, 2)}: {_desc_text(r)}")
+    return {k: {"score": sum(c["vals"]) / len(c["vals"]) if c["vals"] else None, "text": "\n".join(c["lines"])}
+            for k, c in grid.items()}
+
+
+def section_describe(view: RunView) -> Section | None:
+    dpath, rows = view.jsonl("descriptions.jsonl")
+    spath, summ = view.json("describe_summary.json")
+    if not rows and not summ:
+        return None
+    summ = summ or {}
+    key = next((k for k in DESC_SCORE_KEYS if any(num(_score(r, k)) is not None for r in rows)), None)
+    body = ""
+    if summ.get("task") or summ.get("pairs"):
+        body += ('<div class="cards">' + "".join(
+            f'<div class="card"><div class="k">{esc(k)}</div><div class="v">{esc(fmt(v))}</div></div>'
+            for k, v in (("task", summ.get("task")), ("layer grid", summ.get("layers")), ("layer pairs", summ.get("pairs")),
+                         ("target prompts", summ.get("target_prompts")), ("new tokens", summ.get("max_new_tokens")))
+            if v is not None) + "</div>")
+    # the best description of every checkpoint, with its scores (from the rows: the max over the whole grid)
+    by_ck: dict[Any, list[dict]] = {}
+    for r in rows:
+        by_ck.setdefault(pick(r, "checkpoint", "step", default="prompt"), []).append(r)
+    score_cols = [k for k in DESC_SCORE_KEYS if any(num(_score(r, k)) is not None for r in rows)][:5]
+    best_rows = []
+    for ck, rs in sorted(by_ck.items(), key=lambda kv: num(kv[1][0].get("step")) or 0):
+        top = max(rs, key=lambda r: num(_score(r, key)) if num(_score(r, key)) is not None else -1e9) if key else rs[0]
+        best_rows.append([top.get("step", ck), num(top.get("accuracy")),
+                          f"{pick(top, 'source_layer', 'src', default='?')}→{pick(top, 'target_layer', 'tgt', default='?')}",
+                          Raw(f'<span class="desc">{esc(_desc_text(top))}</span>'),
+                          *[num(_score(top, k)) for k in score_cols]])
+    if best_rows:
+        body += (f"<h3>Best description per checkpoint (by {esc(key or 'order')})</h3>"
+                 + table(["step", "accuracy", "layers ℓ→ℓ*", "description", *score_cols], best_rows, "describe"))
+    # per-checkpoint aggregates and the correlation with accuracy (describe_summary.json)
+    per_ck = [c for c in (summ.get("checkpoints") or []) if isinstance(c, dict)]
+    if per_ck:
+        cols = [k for k in CK_COLUMNS if any(k in c for c in per_ck)]
+        cols += [k for k in dict.fromkeys(k for c in per_ck for k in c)
+                 if k not in cols and k != "checkpoint" and all(not isinstance(c.get(k), (dict, list)) for c in per_ck)]
+        cols = cols[:10]
+        body += "<h3>Per checkpoint (aggregates over the grid and target prompts)</h3>" + table(
+            cols, [[num(c.get(k)) if isinstance(c.get(k), float) else c.get(k) for k in cols] for c in per_ck],
+            "describe-ck")
+    corr = summ.get("correlation")
+    if isinstance(corr, dict) and corr:
+        crow = [[k, num(v.get("spearman")), num(v.get("spearman_p")), num(v.get("pearson")), v.get("n")]
+                for k, v in corr.items() if isinstance(v, dict)]
+        body += ("<h3>Description quality vs accuracy (Spearman ρ over checkpoints)</h3>"
+                 + table(["score", "spearman ρ", "p", "pearson r", "n"], crow, "correlation"))
+    # describe's own plots (heatmap, accuracy vs score); else accuracy vs best score drawn here
+    folder = (dpath or spath).parent
+    pngs = [p for p in view.files("*.png") if p.parent == folder]
+    for p in pngs:
+        body += embed_png(view, p)
+    pts = [(r[1], r[4]) for r in best_rows if r[1] is not None and len(r) > 4 and r[4] is not None]
+    if not pngs and len(pts) > 1:
+        def draw(fig):
+            ax = fig.add_subplot(1, 1, 1)
+            ax.plot([a for a, _ in pts], [b for _, b in pts], "o-", color="#1f5f8b")
+            ax.set_xlabel("checkpoint accuracy")
+            ax.set_ylabel(f"best {key}")
+        body += figure(draw, (4.6, 3.2), f"accuracy vs best {key} per checkpoint")
+    # the layer-grid heatmap of the last checkpoint, every text on hover
+    if by_ck and key:
+        last = max(by_ck, key=lambda ck: num(by_ck[ck][0].get("step")) or 0)
+        grid = _layer_grid(by_ck[last], key)
+        if grid:
+            body += (f"<h3>Layer grid, step {esc(by_ck[last][0].get('step', last))}: hover a cell to read its "
+                     f"descriptions</h3>" + heatmap_table(grid, key, f"mean {key} over target prompts per "
+                                                            f"(source ℓ, target ℓ*) layer pair"))
+    if not body:
+        body = kv_table(summ)
+    where = view.rel(dpath or spath)
+    return Section("describe", "InSPEcT descriptions", body,
+                   f"{len(rows)} descriptions over {len(by_ck)} checkpoint(s), from {esc(where)}")
+
+
+def _generic_method(view: RunView, sid: str, title: str, stems: tuple[str, ...], x_keys: tuple[str, ...],
+                    y_keys: tuple[str, ...], label_keys: tuple[str, ...], plot_title: str) -> Section | None:
+    """A method section from <stem>_summary.json / <stem>.jsonl: trade-off scatter, table, its own PNGs."""
+    summ, rows, where = None, [], None
+    for stem in stems:
+        p, s = view.json(f"{stem}_summary.json")
+        q, r = view.jsonl(f"{stem}.jsonl")
+        if s is not None or r:
+            summ, rows, where = s or {}, r, (p or q)
+            break
+    if where is None:
+        return None
+    if not rows:  # a summary holding the per-run list
+        for k in ("runs", "rows", "results", "sweep", "points"):
+            if isinstance(summ.get(k), list) and summ[k] and isinstance(summ[k][0], dict):
+                rows = summ[k]
+                break
+    body = ""
+    flat = {k: v for k, v in summ.items() if not isinstance(v, (list, dict))}
+    if flat:
+        body += kv_table(flat)
+    pts = []
+    xk = next((k for k in x_keys if any(num(r.get(k)) is not None for r in rows)), None)
+    yk = next((k for k in y_keys if any(num(r.get(k)) is not None for r in rows)), None)
+    if xk and yk:
+        pts = [(num(r.get(xk)), num(r.get(yk)), pick(r, *label_keys)) for r in rows
+               if num(r.get(xk)) is not None and num(r.get(yk)) is not None]
+    if pts:
+        def draw(fig):
+            ax = fig.add_subplot(1, 1, 1)
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], color="#c05020", zorder=3)
+            for x, y, lab in pts:
+                if lab is not None:
+                    ax.annotate(fmt(lab, 4) if isinstance(lab, float) else str(lab)[:24], (x, y), fontsize=7,
+                                xytext=(3, 3), textcoords="offset points")
+            ax.set_xlabel(xk)
+            ax.set_ylabel(yk)
+            ax.set_title(plot_title, fontsize=9)
+        body += figure(draw, (5.0, 3.4), f"{plot_title}: {yk} vs {xk}")
+    if rows:
+        keys = [k for k in dict.fromkeys(k for d in rows for k in d)
+                if all(not isinstance(d.get(k), (dict, list)) for d in rows)][:10]
+        body += table(keys, [[d.get(k) for k in keys] for d in rows[:60]], sid)
+    for p in view.files("*.png"):
+        if any(s in p.name for s in stems) and p.resolve() not in view.used_pngs:
+            body += embed_png(view, p)
+    return Section(sid, title, body, f"from {esc(view.rel(where))}")
+
+
+def section_wayward(view: RunView) -> Section | None:
+    return _generic_method(view, "wayward", "Prompt waywardness", ("wayward",),
+                           ("prompt_f1", "f1", "gamma"), ("accuracy", "test_accuracy", "final_accuracy"),
+                           ("gamma", "target"), "waywardness trade-off")
+
+
+def section_pez(view: RunView) -> Section | None:
+    return _generic_method(view, "pez", "PEZ hard prompts", ("pez",), ("perplexity", "fluency_weight"),
+                           ("test_accuracy", "accuracy"), ("fluency_weight", "text"), "PEZ trade-off")
+
+
+def section_rlprompt(view: RunView) -> Section | None:
+    return _generic_method(view, "rlprompt", "RLPrompt discrete prompts", ("rlprompt",), ("perplexity", "lambda"),
+                           ("test_accuracy", "accuracy"), ("lambda", "text"), "RLPrompt trade-off")
+
+
+def section_interpret(view: RunView) -> Section | None:
+    return _generic_method(view, "interpret", "Interpretability (faithfulness × scrutability)", ("interpret",),
+                           ("perplexity", "scrutability"), ("agreement", "faithfulness", "accuracy"),
+                           ("method", "text"), "faithfulness vs scrutability")
+
+
+def section_bias(view: RunView) -> Section | None:
+    return _generic_method(view, "bias", "Bias probe", ("bias",),
+                           ("biased_prediction_rate", "bias_strength", "strength"),
+                           ("bias_mention_rate", "mention_rate"), ("bias_strength", "strength"),
+                           "biased predictions vs bias mentions")
+
+
+def section_eval(view: RunView) -> Section | None:
+    p, s = view.json("eval_summary.json")
+    if not s:
+        return None
+    return Section("eval", "Evaluation", kv_table(s), f"accuracy {fmt(num(s.get('accuracy')))}")
+
+
+def section_subruns(view: RunView) -> Section | None:
+    subs = [p.parent for p in view.files("config.json", depth=2) if p.parent != view.root]
+    if not subs:
+        return None
+    rows = []
+    for d in subs:
+        cfg = read_json(d / "config.json") if (d / "config.json").exists() else {}
+        summ_files = sorted(d.glob("*_summary.json"))
+        facts = read_json(summ_files[0]) if summ_files else {}
+        acc = pick(facts, "final_accuracy", "test_accuracy", "accuracy")
+        rows.append([str(d.relative_to(view.root)), cfg.get("command", ""),
+                     ", ".join(p.name for p in summ_files) or "—", num(acc)])
+    return Section("subruns", "Sub-runs", table(["folder", "command", "summaries", "accuracy"], rows, "subruns"),
+                   f"{len(rows)} folder(s) with their own config.json")
+
+
+def section_other_plots(view: RunView) -> Section | None:
+    rest = [p for p in view.files("*.png") if p.resolve() not in view.used_pngs]
+    if not rest:
+        return None
+    return Section("plots", "Other plots", "".join(embed_png(view, p) for p in rest[:24]), f"{len(rest)} PNG file(s)")
+
+
+SECTIONS: list[Callable[[RunView], Section | None]] = [
+    section_run, section_training, section_eval, section_explain, section_describe, section_bias, section_wayward,
+    section_pez, section_rlprompt, section_interpret, section_subruns, section_other_plots]
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;color:#1d2329;background:#f6f7f9}
+header{background:#1f3b57;color:#fff;padding:14px 28px}header h1{margin:0;font-size:20px}
+header .sub{opacity:.8;font-size:12px}nav{padding:6px 28px;background:#e4e9ef;font-size:13px}
+nav a{margin-right:14px;color:#1f3b57}main{padding:8px 28px 40px;max-width:1180px}
+section{background:#fff;border:1px solid #dde3ea;border-radius:6px;margin:16px 0;padding:12px 18px}
+section h2{margin:2px 0 2px;font-size:17px}.summary{color:#5a6570;font-size:12px;margin-bottom:8px}
+table{border-collapse:collapse;margin:8px 0;font-size:12.5px}th,td{border:1px solid #dde3ea;padding:3px 7px;
+text-align:left;vertical-align:top}thead th{background:#eef2f6}table.kv td:first-child{color:#5a6570}
+.cards{display:flex;flex-wrap:wrap;gap:10px;margin:6px 0}.card{border:1px solid #dde3ea;border-radius:5px;
+padding:6px 12px;min-width:110px}.card .k{font-size:11px;color:#5a6570}.card .v{font-size:17px;font-weight:600}
+figure{display:inline-block;margin:8px 14px 8px 0}figure img{max-width:100%;border:1px solid #eee}
+figcaption{font-size:11.5px;color:#5a6570;max-width:760px}code.reading{white-space:pre-wrap;background:#f2f4f7;
+padding:1px 4px}table.heatmap td.cell{width:34px;text-align:center;font-size:10.5px;cursor:help;padding:2px}
+table.heatmap th{font-size:10.5px;padding:2px 4px}table.heatmap td.empty{background:#fafafa}
+.note{font-size:12px;color:#5a6570}details{margin:6px 0}summary{cursor:pointer;color:#1f3b57}
+"""
+
+
+def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write the self-contained HTML report of a run directory; returns its path (default RUN/report.html)."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise SoftscopeError(f"{root} is not a run directory (no such folder)")
+    view = RunView(root)
+    sections = [s for s in (f(view) for f in SECTIONS) if s is not None]
+    if not sections:
+        raise SoftscopeError(f"{root} holds nothing softscope can report (no config.json, metrics.jsonl, "
+                             f"*_summary.json or PNG): pass a folder a softscope command wrote")
+    nav = "".join(f'<a href="#{s.id}">{esc(s.title)}</a>' for s in sections)
+    parts = [f'<section id="{s.id}"><h2>{esc(s.title)}</h2>'
+             + (f'<div class="summary">{s.summary}</div>' if s.summary else "") + s.body + "</section>"
+             for s in sections]
+    title = f"softscope report: {root.resolve().name}"
+    page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head><body>'
+            f'<header><h1>{esc(title)}</h1><div class="sub">generated {time.strftime("%Y-%m-%d %H:%M:%S")} · '
+            f'{len(sections)} sections · self-contained (no network needed)</div></header><nav>{nav}</nav>'
+            f'<main>{"".join(parts)}</main></body></html>\n')
+    path = Path(out) if out else root / "report.html"
+    atomic_write_text(path, page)
+    return path
+
+
+def demo_step(run_dir: str | Path, adapter=None) -> Path:
+    """`make demo`'s last stage: write the run's report and print where it is."""
+    import click
+
+    path = build_report(run_dir)
+    click.echo(f"\nreport: {path.resolve()} ({path.stat().st_size / 1024:.0f} KB, open it in any browser)")
+    return path
