@@ -21,6 +21,7 @@ drop_vs_length.png. `compare` tabulates several sweeps (e.g. two models) side by
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -44,12 +45,12 @@ from .training import LossTerm, init_prompt, load_model_for, train, train_many
 
 PAPER_GAMMAS = [0.0, 1e-4, 5e-4, 1e-3, 3e-3, 5e-3, 1e-2, 3e-2]
 
-# Presets. quick: sized for 2 CPU cores (≈20 min per task × model when the cores are free): 8 targets — 4 task
-# definitions spread over natural_prompts.json and one Pile sentence each from pile_n{4,7,14,28} for the length
-# axis — 4 γ, 24 steps at lr 3e-2, accuracy on a fixed seeded 200-example test subset.
+# Presets. quick: sized for 2 free CPU cores (≈18 min per task × model): 8 targets — 4 task definitions spread
+# over natural_prompts.json (every 8th) alternating with one Pile sentence each from pile_n{4,7,14,28} for the
+# length axis — 4 γ, 16 steps at lr 3e-2 (batch 8), accuracy on a fixed seeded 200-example test subset.
 # full: the paper's grid — 32 unrelated definitions + the task's 5 true descriptions, 8 γ, 300 steps, whole test set.
 PROTOCOLS: dict[str, dict] = {
-    "quick": {"gamma": [0.0, 1e-3, 1e-2, 3e-2], "steps": 24, "lr": 3e-2, "batch_size": 8, "test_examples": 200},
+    "quick": {"gamma": [0.0, 1e-3, 1e-2, 3e-2], "steps": 16, "lr": 3e-2, "batch_size": 8, "test_examples": 200},
     "full": {"gamma": PAPER_GAMMAS, "steps": 300, "lr": 1e-2, "batch_size": 8, "test_examples": 0},
 }
 
@@ -131,10 +132,10 @@ def protocol_targets(cfg: WaywardConfig, task_name: str) -> list[tuple[str, str]
     if base is None:
         raise SoftscopeError("--protocol needs the targets/ folder of the shared data: pass --data-dir")
     natural = read_targets(base / "natural_prompts.json")
-    if cfg.protocol == "quick":
-        picked = natural[::8][:4]
-        for n in (4, 7, 14, 28):
-            picked += read_targets(base / f"pile_n{n}.json")[:1]
+    if cfg.protocol == "quick":  # short and long alternate, so a cut-short sweep still spans the length axis
+        picked = []
+        for nat, n in zip(natural[::8][:4], (4, 7, 14, 28)):
+            picked += read_targets(base / f"pile_n{n}.json")[:1] + [nat]
         return picked
     key = re.sub(r"[-_ ]", "", task_name.lower())
     good = [(k, t) for k, t in read_targets(base / "good_prompts.json")
@@ -228,7 +229,14 @@ def run_wayward(cfg: WaywardConfig, out: str | Path, *, resume: bool = False, ad
     targets = load_targets(cfg, task.name)
     test = task.subset("test", cfg.test_examples or None, cfg.seed)
     scorer = Scorer(adapter, task, max_length=cfg.max_length, verbalizer=cfg.verbalizer, autocast_bf16=cfg.bf16_autocast)
-    if not resume:
+    if resume:  # rows must stay comparable: only --max-targets may change (to extend a sweep)
+        saved = read_json(run / "config.json")["config"]
+        now = json.loads(json.dumps(dataclasses.asdict(cfg)))
+        changed = sorted(k for k in now if k != "max_targets" and saved.get(k) != now[k])
+        if changed:
+            raise SoftscopeError(f"--resume with other settings than the sweep in {run} ({', '.join(changed)}): "
+                                 "rerun with the same options or choose another --out")
+    if not resume or saved.get("max_targets") != cfg.max_targets:
         write_config(run, "wayward", cfg, task=task.to_dict(), targets=dict(targets), test_subset_size=len(test),
                      model_info={"name": adapter.name, "layers": adapter.n_layers, "width": adapter.width})
     done = {(r["target"], r["gamma"]) for r in read_jsonl(rows_path)}

@@ -1,0 +1,74 @@
+"""The quick waywardness protocol on SST-2 and AG News × smollm2-135m and gemma3-270m, plus the comparison table.
+
+    .venv/bin/python benchmarks/wayward_protocol.py [--out runs/wayward-quick] [--phases 4,8] [--budget-min 90]
+
+Same as four `softscope wayward --protocol quick` runs, but interleaved: every (task, model) sweep first gets its
+first 4 targets, then all 8 (the quick list alternates short Pile sentences and long task definitions, so 4
+targets already span the length axis). Each sweep is resumable, so rerunning the script continues where a killed
+one stopped; `--budget-min` stops starting new targets after that many minutes. Prints the comparison table
+and writes compare.md/compare.json and protocol_log.json to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from softscope.models import load_model
+from softscope.runs import atomic_write_text, write_json
+from softscope.wayward import WaywardConfig, compare, compare_table, load_targets, run_wayward
+
+MODELS = ["smollm2-135m", "gemma3-270m"]
+TASKS = ["sst2", "agnews"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="runs/wayward-quick")
+    ap.add_argument("--phases", default="4,8", help="max targets per sweep after each phase")
+    ap.add_argument("--budget-min", type=float, default=90.0)
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--tasks", default=",".join(TASKS))
+    a = ap.parse_args()
+    out = Path(a.out)
+    t0 = time.time()
+    adapters = {m: load_model(m, device="cpu") for m in a.models.split(",")}
+    log = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_seconds": time.time() - t0, "steps": []}
+    dirs = []
+    for phase in [int(x) for x in a.phases.split(",")]:
+        for task in a.tasks.split(","):
+            for m, adapter in adapters.items():
+                if (time.time() - t0) / 60 > a.budget_min:
+                    print(f"budget of {a.budget_min} min spent: stopping before {task}/{m} phase {phase}", flush=True)
+                    break
+                cfg = WaywardConfig(model=m, device="cpu", task=task, protocol="quick", max_targets=phase)
+                d = out / f"{task}-{m}"
+                if d not in dirs:
+                    dirs.append(d)
+                n_targets = len(load_targets(cfg, task))
+                ts = time.time()
+                for t in range(1, min(phase, n_targets) + 1):  # one target at a time, so the budget check is fine-grained
+                    if (time.time() - t0) / 60 > a.budget_min:
+                        break
+                    cfg = WaywardConfig(model=m, device="cpu", task=task, protocol="quick", max_targets=t)
+                    s = run_wayward(cfg, d, resume=(d / "config.json").exists(), adapter=adapter, progress=False)
+                print(f"[{(time.time() - t0) / 60:6.1f} min] {task} {m}: {s['rows']} rows, {s['targets']} targets, "
+                      f"acc γ=0 {s['mean_acc_gamma0']:.3f}, reached {s['share_reached']}, within {s['share_within']}, "
+                      f"mean drop {s['mean_drop']}", flush=True)
+                log["steps"].append({"phase": phase, "task": task, "model": m, "seconds": time.time() - ts,
+                                     "rows": s["rows"]})
+                write_json(out / "protocol_log.json", {**log, "wall_seconds": time.time() - t0})
+    rows = compare([d for d in dirs if (d / "wayward.jsonl").exists()])
+    table = compare_table(rows)
+    print(table)
+    log["wall_seconds"] = time.time() - t0
+    write_json(out / "protocol_log.json", log)
+    write_json(out / "compare.json", rows)
+    atomic_write_text(out / "compare.md", table + "\n")
+    print(json.dumps({"wall_minutes": round(log["wall_seconds"] / 60, 1)}))
+
+
+if __name__ == "__main__":
+    main()
