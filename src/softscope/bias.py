@@ -1,0 +1,573 @@
+"""Bias probe: does an elaborated InSPEcT reveal a biased feature that a soft prompt learned?
+
+Reference: Ramati et al., "Eliciting Textual Descriptions from Representations of Continuous Prompts"
+(InSPEcT, Findings of ACL 2024), whose elaborated variant (code never released) claims descriptions expose
+biased features and that their presence correlates with biased predictions (METHODS §3, last bullet).
+softscope makes that a controlled experiment:
+
+1. make-data: plant an irrelevant feature (`word:Spielberg`, `phrase:"as seen on TV"`, `punct:!!`) so it is in
+   exactly a share (1 + S)/2 of the favoured class's training examples and (1 − S)/2 of every other class's
+   (nested, seeded choices; examples that already contain it are dropped); test splits stay clean, plus
+   counterfactual copies with the feature added / removed;
+2. train one prompt per strength × seed with `training.train` on the biased train split;
+3. biased-prediction rate: on held-out clean examples not predicted as the favoured class, the share that
+   moves to it when the feature is added, minus the same share for a neutral control feature;
+4. elaborated InSPEcT (`describe.describe_prompt` with the cue-naming pools of `bias_prompts`) over a layer
+   grid; bias-mention rate = share of descriptions that name the feature or a close paraphrase, by string
+   match or by sentence-embedding similarity of a 1–3-word span of the description;
+5. correlation (Pearson, Spearman, p-values) of mention rate with biased-prediction rate over all prompts,
+   a per-strength table and a scatter plot.
+
+Defaults are cut for a 2-core CPU (say so in results): 7 tokens, 60 steps at batch 8 on 480 examples, lr 2e-2,
+150 held-out examples, layer grid every 6th layer (25 pairs) × 2 target prompts, 24 new tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import re
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from .config import h
+from .errors import SoftscopeError
+from .models import DEFAULT_MODEL
+from .runs import read_json, read_jsonl, write_config, write_json, write_jsonl
+from .tasks import Example, Task
+
+KINDS = ("word", "phrase", "punct")
+# neutral control features of each kind: inserted like the planted one, never trained on
+CONTROLS = {"word": "word:Johnson", "phrase": 'phrase:"as noted earlier"', "punct": "punct:--"}
+# names of punctuation marks: a description that says "exclamation marks" names `punct:!!`
+PUNCT_NAMES = {"!": ["exclamation"], "?": ["question mark"], ".": ["period", "full stop", "dots", "ellipsis"],
+               ",": ["comma"], ";": ["semicolon"], ":": ["colon"], "-": ["dash", "hyphen"], "*": ["asterisk"],
+               "#": ["hashtag", "hash sign"], "~": ["tilde"], "$": ["dollar sign"], "@": ["at sign"]}
+CLAUSE_BREAKS = {",", ";", ":", "--", "-"}
+INSERT_WINDOW = 30  # words: insert early enough that truncation to max_length never cuts the feature
+
+
+# ---- features -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Feature:
+    """An irrelevant surface feature: a word/name or phrase inserted at a clause boundary, or punctuation at the end."""
+
+    kind: str
+    value: str
+
+    @classmethod
+    def parse(cls, spec: str) -> "Feature":
+        kind, sep, value = spec.partition(":")
+        kind, value = kind.strip().lower(), value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1].strip()
+        if not sep or kind not in KINDS or not value:
+            raise SoftscopeError(f"--feature {spec!r}: use word:NAME, phrase:\"some words\" or punct:MARKS "
+                                 "(e.g. word:Spielberg, phrase:\"as seen on TV\", punct:!!)")
+        if kind == "word" and len(value.split()) != 1:
+            raise SoftscopeError(f"--feature {spec!r}: a word feature is one word; use phrase:\"...\" for several")
+        if kind == "punct" and any(ch.isalnum() or ch.isspace() for ch in value):
+            raise SoftscopeError(f"--feature {spec!r}: punct takes punctuation marks only, like !! or ?!")
+        return cls(kind, value)
+
+    @property
+    def spec(self) -> str:
+        return f'{self.kind}:"{self.value}"' if " " in self.value else f"{self.kind}:{self.value}"
+
+    def _pattern(self) -> re.Pattern:
+        if self.kind == "punct":
+            return re.compile(re.escape(self.value))
+        return re.compile(r"(?<![\w])" + re.escape(self.value) + r"(?![\w])", re.IGNORECASE)
+
+    def present(self, text: str) -> bool:
+        """Whether text already contains the feature (case-insensitive for words and phrases)."""
+        return bool(self._pattern().search(text))
+
+    def add(self, text: str, seed: int = 0) -> str:
+        """text with the feature: punctuation at the end; a word/phrase at a seeded clause boundary early on."""
+        if self.kind == "punct":
+            return text.rstrip() + " " + self.value
+        words = text.split(" ")
+        slots = [0] + [i + 1 for i, w in enumerate(words[:INSERT_WINDOW]) if w in CLAUSE_BREAKS and i + 1 < len(words)]
+        key = hashlib.sha256(f"{seed}\x00{text}".encode()).digest()
+        at = slots[key[0] % len(slots)]
+        return " ".join(words[:at] + [self.value] + words[at:])
+
+    def remove(self, text: str) -> str:
+        """text with every occurrence of the feature (and the one space that joined it) taken out."""
+        if self.kind == "punct":
+            return re.sub(r" ?" + re.escape(self.value), "", text)
+        v = r"(?<![\w])" + re.escape(self.value) + r"(?![\w])"
+        out = re.sub(v + " ", "", text, flags=re.IGNORECASE)  # "Spielberg a ..." / "a , Spielberg b"
+        return re.sub(" ?" + v, "", out, flags=re.IGNORECASE)  # at the end, or glued to punctuation
+
+    def mention_terms(self) -> list[str]:
+        """Strings whose presence in a description names the feature (the feature and its close paraphrases)."""
+        terms = [self.value]
+        if self.kind == "phrase":
+            from .metrics import STOP_WORDS
+
+            words = self.value.split()
+            while words and words[0].lower() in STOP_WORDS:
+                words = words[1:]
+            if words and " ".join(words) != self.value:
+                terms.append(" ".join(words))
+        if self.kind == "punct":
+            for ch in dict.fromkeys(self.value):
+                terms += PUNCT_NAMES.get(ch, [])
+        return terms
+
+
+def control_for(feature: Feature, spec: str | None = None) -> Feature:
+    """The neutral control feature: `spec` if given, else a default of the same kind that differs from the feature."""
+    ctrl = Feature.parse(spec or CONTROLS[feature.kind])
+    if ctrl.value.lower() == feature.value.lower():
+        raise SoftscopeError(f"the control feature equals the feature ({feature.spec}): pass another --control")
+    return ctrl
+
+
+# ---- biased training data, counterfactuals ------------------------------------------------------------------
+@dataclass
+class BiasedData:
+    """A biased train split, which examples carry the feature, and the realised shares per class."""
+
+    train: list[Example]
+    has_feature: list[bool]
+    shares: dict[str, float]  # class -> share of its examples with the feature
+    counts: dict[str, list[int]]  # class -> [with feature, total]
+    dropped: int  # examples that already contained the feature (left out so the shares are exact)
+
+
+def target_share(strength: float, favoured: bool) -> float:
+    """Share of a class's examples that carry the feature: (1 + S)/2 for the favoured class, (1 − S)/2 otherwise."""
+    return (1 + strength) / 2 if favoured else (1 - strength) / 2
+
+
+def make_biased(examples: Sequence[Example], classes: Sequence[str], feature: Feature, strength: float,
+                favoured: str, seed: int = 0) -> BiasedData:
+    """Plant the feature in exactly round(share × n_c) examples of each class c, chosen by a seeded permutation.
+
+    The permutation depends on (seed, class) only, so the feature sets for growing strengths are nested and every
+    strength trains on the same texts: only the feature's placement changes.
+    """
+    if not 0.0 <= strength <= 1.0:
+        raise SoftscopeError(f"--strength {strength}: use a value in [0, 1]")
+    if favoured not in classes:
+        raise SoftscopeError(f"--favoured {favoured!r}: use one of {', '.join(classes)}")
+    clean = [e for e in examples if not feature.present(e.text)]
+    dropped = len(examples) - len(clean)
+    chosen: set[int] = set()
+    counts = {}
+    for c in classes:
+        idx = [i for i, e in enumerate(clean) if e.label == c]
+        random.Random(f"{seed}:{c}").shuffle(idx)
+        k = int(math.floor(target_share(strength, c == favoured) * len(idx) + 0.5))
+        chosen.update(idx[:k])
+        counts[c] = [k, len(idx)]
+    train = [Example(feature.add(e.text, seed) if i in chosen else e.text, e.label, e.text_b)
+             for i, e in enumerate(clean)]
+    shares = {c: (k / n if n else float("nan")) for c, (k, n) in counts.items()}
+    return BiasedData(train, [i in chosen for i in range(len(clean))], shares, counts, dropped)
+
+
+def biased_task(task: Task, data: BiasedData, feature: Feature, strength: float) -> Task:
+    """The task with its train split replaced by the biased one (test/dev stay clean)."""
+    return replace(task, train=data.train, name=task.name,
+                   description=f"{task.description} [train biased: {feature.spec} at strength {strength:g}]")
+
+
+def counterfactuals(examples: Sequence[Example], feature: Feature, seed: int = 0) -> list[dict]:
+    """Per example: the text, a copy with the feature added and one with it removed (differing only by it)."""
+    rows = []
+    for i, e in enumerate(examples):
+        had = feature.present(e.text)
+        base = feature.remove(e.text) if had else e.text
+        rows.append({"i": i, "label": e.label, "text": e.text, "had_feature": had,
+                     "added": e.text if had else feature.add(base, seed), "removed": base})
+    return rows
+
+
+# ---- biased-prediction rate -----------------------------------------------------------------------------------
+def flip_rate(clean: Sequence[int], modified: Sequence[int], favoured: int) -> tuple[float, int]:
+    """Share of examples not predicted `favoured` on the clean text that are predicted `favoured` once modified."""
+    eligible = [(a, b) for a, b in zip(clean, modified) if a != favoured]
+    if not eligible:
+        return float("nan"), 0
+    return sum(b == favoured for _, b in eligible) / len(eligible), len(eligible)
+
+
+def biased_prediction_rate(predict: Callable[[list[Example]], torch.Tensor], examples: Sequence[Example],
+                           feature: Feature, control: Feature, favoured: int, seed: int = 0) -> dict:
+    """How often adding the feature moves a prediction to the favoured class, minus the same for the control.
+
+    `predict` maps examples to class scores [N, C] (log-probs, logits or one-hot); `examples` are clean held-out
+    examples (any that contain the feature or the control are skipped). Also returns clean accuracy, the two flip
+    rates, the reverse (away-from-favoured) flip rate and the mean shift of the favoured class's log-probability.
+    """
+    exs = [e for e in examples if not feature.present(e.text) and not control.present(e.text)]
+    if not exs:
+        raise SoftscopeError("no held-out example is free of the feature and the control: pick other features")
+    with_f = [Example(feature.add(e.text, seed), e.label, e.text_b) for e in exs]
+    with_c = [Example(control.add(e.text, seed), e.label, e.text_b) for e in exs]
+    scores = [torch.as_tensor(predict(x)).float() for x in (exs, with_f, with_c)]
+    lp = [s.log_softmax(-1) if s.shape[-1] > 1 else s for s in scores]
+    p0, pf, pc = (s.argmax(-1).tolist() for s in scores)
+    rf, n = flip_rate(p0, pf, favoured)
+    rc, _ = flip_rate(p0, pc, favoured)
+    away = [(a, b) for a, b in zip(p0, pf) if a == favoured]
+    shift = lambda m: float((lp[m][:, favoured] - lp[0][:, favoured]).clamp(-50, 50).mean())  # noqa: E731
+    return {
+        "biased_prediction_rate": rf - rc if n else float("nan"),
+        "feature_flip_rate": rf, "control_flip_rate": rc, "eligible": n, "examples": len(exs),
+        "away_flip_rate": (sum(b != favoured for _, b in away) / len(away)) if away else float("nan"),
+        "favoured_logprob_shift": shift(1), "control_logprob_shift": shift(2),
+        "changed_by_feature": sum(a != b for a, b in zip(p0, pf)) / len(exs),
+        "predicted_favoured_clean": sum(a == favoured for a in p0) / len(exs),
+        "predicted_favoured_feature": sum(b == favoured for b in pf) / len(exs),
+        "_predictions": (p0, pf, pc),
+    }
+
+
+# ---- bias-mention rate ----------------------------------------------------------------------------------------
+def _spans(text: str, max_words: int = 3) -> list[str]:
+    words = re.findall(r"[\w']+|[^\w\s]+", text)
+    return [" ".join(words[i:i + k]) for k in range(1, max_words + 1) for i in range(len(words) - k + 1)]
+
+
+def string_mention(text: str, terms: Sequence[str]) -> bool:
+    """Whether text contains a term (words: whole-word, case-insensitive; punctuation: as a substring)."""
+    for t in terms:
+        if any(ch.isalnum() for ch in t):
+            if re.search(r"(?<![\w])" + re.escape(t) + r"(?![\w])", text, re.IGNORECASE):
+                return True
+        elif t in text:
+            return True
+    return False
+
+
+def embedding_mention(texts: Sequence[str], terms: Sequence[str], batch_size: int = 256) -> list[float]:
+    """Per text, the max cosine similarity between any 1–3-word span of it and any term (sentence embeddings)."""
+    from .metrics import sentence_model
+
+    spans = [_spans(t) for t in texts]
+    uniq = sorted({s for sp in spans for s in sp})
+    if not uniq:
+        return [0.0] * len(texts)
+    model = sentence_model()
+    T = model.encode(list(terms), batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True)
+    S = model.encode(uniq, batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True)
+    best = dict(zip(uniq, (S @ T.T).max(-1).values.float().tolist()))
+    return [max((best[s] for s in sp), default=0.0) for sp in spans]
+
+
+def mention_scores(texts: Sequence[str], feature: Feature, threshold: float = 0.8, extra_terms: Sequence[str] = (),
+                   embed: bool = True) -> list[dict]:
+    """Per description: string mention, embedding similarity, embedding mention (≥ threshold) and either."""
+    terms = feature.mention_terms() + [t for t in extra_terms if t]
+    sims = embedding_mention(texts, terms) if embed else [float("nan")] * len(texts)
+    out = []
+    for t, s in zip(texts, sims):
+        by_string = string_mention(t, terms)
+        by_embed = bool(s >= threshold) if not math.isnan(s) else False
+        out.append({"string": by_string, "similarity": s, "embedding": by_embed, "any": by_string or by_embed})
+    return out
+
+
+def mention_rate(scores: Sequence[dict], key: str = "any") -> float:
+    """Share of descriptions that mention the feature (by 'string', 'embedding' or 'any')."""
+    return sum(bool(s[key]) for s in scores) / len(scores) if scores else float("nan")
+
+
+# ---- unexpected words: the list a developer reads to find a bias nobody planted ---------------------------------
+def _word_forms(text: str) -> set[str]:
+    words = set(re.findall(r"[a-z]+", text.lower()))
+    return words | {w[:-1] for w in words if w.endswith("s")} | {w + "s" for w in words}
+
+
+def unexpected_words(texts: Sequence[str], classes: Sequence[str], references: Sequence[str],
+                     exclude_text: str = "", top: int = 20) -> list[dict]:
+    """Words (and punctuation runs of 2+) in the descriptions that are no class name, reference word, stop word or
+    word of `exclude_text` (the target prompt's demos, which descriptions echo), ranked by how many descriptions
+    contain them."""
+    from collections import Counter
+
+    from .metrics import STOP_WORDS
+
+    known = _word_forms(" ".join(classes) + " " + " ".join(references) + " " + exclude_text) | set(STOP_WORDS)
+    known_punct = set(re.findall(r"[^\w\s]{2,}", exclude_text))
+    counts: Counter = Counter()
+    for t in texts:
+        toks = {w for w in re.findall(r"[a-z]+", t.lower()) if len(w) > 1 and w not in known}
+        toks |= {p for p in re.findall(r"[^\w\s]{2,}", t) if p not in known_punct}
+        counts.update(toks)
+    n = max(1, len(texts))
+    return [{"word": w, "descriptions": c, "share": c / n} for w, c in counts.most_common(top)]
+
+
+# ---- the run: strengths × seeds ---------------------------------------------------------------------------------
+@dataclass
+class MakeDataConfig:
+    """Write a biased train split, the clean test split and its counterfactual copies."""
+
+    task: str = h("sst2", "built-in task, a data file or folder, or hub:NAME")
+    data_dir: str | None = h(None, "data folder (default: $SOFTSCOPE_DATA, then ../shared/data)")
+    feature: str = h("word:Spielberg", 'the planted feature: word:NAME, phrase:"some words" or punct:MARKS')
+    strength: float = h(1.0, "co-occurrence strength S in [0, 1]: share (1+S)/2 of the favoured class, (1-S)/2 others")
+    favoured: str | None = h(None, "class the feature co-occurs with (default: the first class)")
+    max_train: int | None = h(None, "use at most this many training examples (seeded sample)")
+    seed: int = h(0, "seed of the choice of examples and of insertion positions")
+
+    def __post_init__(self) -> None:
+        Feature.parse(self.feature)
+        if not 0.0 <= self.strength <= 1.0:
+            raise SoftscopeError(f"--strength {self.strength}: use a value in [0, 1]")
+        if self.max_train is not None and self.max_train < 2:
+            raise SoftscopeError("--max-train must be at least 2")
+
+
+def load_base_task(task: str, data_dir: str | None) -> Task:
+    from .tasks import load_task
+
+    return load_task(task, data_dir=data_dir)
+
+
+def _favoured(task: Task, favoured: str | None) -> str:
+    if favoured is None:
+        return task.classes[0]
+    if favoured in task.classes:
+        return favoured
+    if favoured in task.label_words:
+        return task.classes[task.label_words.index(favoured)]
+    raise SoftscopeError(f"--favoured {favoured!r}: use one of {', '.join(task.classes)}")
+
+
+def make_data(cfg: MakeDataConfig, out: str | Path, task: Task | None = None) -> dict:
+    """Write train.jsonl (biased), test.jsonl (clean), counterfactuals.jsonl and make_data_summary.json to `out`."""
+    feature = Feature.parse(cfg.feature)
+    task = task or load_base_task(cfg.task, cfg.data_dir)
+    fav = _favoured(task, cfg.favoured)
+    base = task.subset("train", cfg.max_train, cfg.seed)
+    data = make_biased(base, task.classes, feature, cfg.strength, fav, cfg.seed)
+    out = Path(out)
+    write_config(out, "bias make-data", cfg, task=task.to_dict(), favoured=fav)
+    write_jsonl(out / "train.jsonl", [{"text": e.text, "label": e.label, "feature": f}
+                                      for e, f in zip(data.train, data.has_feature)])
+    write_jsonl(out / "test.jsonl", [{"text": e.text, "label": e.label} for e in task.test])
+    write_jsonl(out / "counterfactuals.jsonl", counterfactuals(task.test, feature, cfg.seed))
+    realised = {c: data.shares[fav] - s for c, s in data.shares.items() if c != fav}
+    summary = {"task": task.name, "feature": feature.spec, "strength": cfg.strength, "favoured": fav,
+               "train_examples": len(data.train), "dropped_with_feature": data.dropped, "shares": data.shares,
+               "counts": data.counts, "realised_strength": realised,
+               "test_examples": len(task.test), "test_with_feature": sum(feature.present(e.text) for e in task.test)}
+    write_json(out / "make_data_summary.json", summary)
+    return summary
+
+
+@dataclass
+class BiasRunConfig:
+    """Train prompts on biased data at several strengths and seeds; measure biased predictions and bias mentions."""
+
+    model: str = h(DEFAULT_MODEL, "packaged alias, local folder or Hugging Face id")
+    device: str = h("auto", "cpu, cuda, cuda:N or auto")
+    dtype: str = h("auto", "float32, bfloat16, float16 or auto")
+    task: str = h("sst2", "built-in task, a data file or folder, or hub:NAME")
+    data_dir: str | None = h(None, "data folder (default: $SOFTSCOPE_DATA, then ../shared/data)")
+    feature: str = h("word:Spielberg", 'the planted feature: word:NAME, phrase:"some words" or punct:MARKS')
+    control: str | None = h(None, "neutral control feature (default: word:Johnson, phrase:\"as noted earlier\", punct:--)")
+    favoured: str | None = h(None, "class the feature co-occurs with (default: the first class)")
+    strengths: list[float] = h([0.0, 0.5, 0.8, 1.0], "co-occurrence strengths in [0, 1]")
+    seeds: int = h(2, "seeds per strength (prompt init, data order, feature placement)")
+    train_examples: int = h(480, "training examples per prompt (seeded sample of the train split)")
+    tokens: int = h(7, "virtual tokens")
+    steps: int = h(60, "optimizer steps per prompt")
+    batch_size: int = h(8, "examples per step")
+    lr: float = h(2e-2, "AdamW learning rate")
+    init: str = h("vocab", "prompt init: vocab or random")
+    heldout: int = h(150, "clean held-out test examples for the biased-prediction rate and accuracy")
+    layers: str = h("every:6", "InSPEcT layer grid: all, every:K, band:A-B or pairs 4:4,8:4")
+    pool: str = h("elaborated", "target-prompt pool (elaborated, elaborated-cues-first, plain, ...)")
+    n_targets: int = h(2, "seeded target prompts per prompt")
+    demos: int = h(3, "demonstrations per target prompt")
+    max_new_tokens: int = h(24, "greedy tokens per description")
+    threshold: float = h(0.8, "embedding similarity at which a description span counts as naming the feature")
+    mention_terms: list[str] | None = h(None, "extra strings that count as naming the feature")
+    gen_batch_size: int = h(64, "layer pairs generated together")
+
+    def __post_init__(self) -> None:
+        f = Feature.parse(self.feature)
+        control_for(f, self.control)
+        self.strengths = [float(s) for s in self.strengths]
+        if not self.strengths or any(not 0.0 <= s <= 1.0 for s in self.strengths):
+            raise SoftscopeError(f"--strengths {self.strengths}: give values in [0, 1], e.g. 0,0.5,0.8,1")
+        if self.seeds < 1 or self.steps < 1 or self.tokens < 1 or self.heldout < 1 or self.n_targets < 1:
+            raise SoftscopeError("--seeds, --steps, --tokens, --heldout and --n-targets must be at least 1")
+        if self.train_examples < self.batch_size:
+            raise SoftscopeError("--train-examples must be at least --batch-size")
+        if not 0.0 < self.threshold <= 1.0:
+            raise SoftscopeError("--threshold must be in (0, 1]")
+        if self.init not in ("vocab", "random"):
+            raise SoftscopeError("--init: use vocab or random (a text init would leak a description into the prompt)")
+
+
+def _prompt_name(strength: float, seed: int) -> str:
+    return f"s{strength:.2f}-seed{seed}"
+
+
+def measure_prompt(adapter, task: Task, prompt: torch.Tensor, cfg: BiasRunConfig, feature: Feature, control: Feature,
+                   favoured: str, seed: int, heldout: list[Example], pairs, targets, demo_text: str) -> tuple[dict, list]:
+    """Biased-prediction rate, accuracy, descriptions and bias-mention rate of one trained prompt."""
+    from .describe import describe_prompt
+    from .scoring import Scorer
+
+    scorer = Scorer(adapter, task)
+    fav = task.classes.index(favoured)
+    rate = biased_prediction_rate(lambda exs: scorer.predict(prompt, exs), heldout, feature, control, fav, seed)
+    p0, pf, _ = rate.pop("_predictions")
+    kept = [e for e in heldout if not feature.present(e.text) and not control.present(e.text)]
+    gold = [task.label_index(e.label) for e in kept]
+    rate["accuracy"] = sum(a == g for a, g in zip(p0, gold)) / len(gold)
+    rows = describe_prompt(adapter, prompt, pairs, targets, cfg.max_new_tokens, cfg.gen_batch_size)
+    texts = [r["cut"] for r in rows]
+    ms = mention_scores(texts, feature, cfg.threshold, cfg.mention_terms or ())
+    cs = mention_scores(texts, control, cfg.threshold)
+    for r, m, c in zip(rows, ms, cs):
+        r.update(mention_string=m["string"], mention_similarity=m["similarity"], mention=m["any"],
+                 control_mention=c["any"])
+    res = {**rate,
+           "mention_rate": mention_rate(ms), "mention_rate_string": mention_rate(ms, "string"),
+           "mention_rate_embedding": mention_rate(ms, "embedding"), "control_mention_rate": mention_rate(cs),
+           "descriptions": len(rows),
+           "unexpected_words": unexpected_words(texts, task.classes, task.references, demo_text, top=10)}
+    return res, rows
+
+
+def run(cfg: BiasRunConfig, out: str | Path, adapter=None, progress: bool = True, command: str = "bias run") -> dict:
+    """The whole protocol; resumable (finished prompts are read back from bias.jsonl, training resumes)."""
+    from .bias_prompts import DEMO_TEXT
+    from .config import TrainConfig
+    from .models import load_model
+    from .patching import layer_pairs
+    from .target_prompts import build as build_target
+    from .training import train
+
+    t0 = time.time()
+    out = Path(out)
+    feature = Feature.parse(cfg.feature)
+    control = control_for(feature, cfg.control)
+    base = load_base_task(cfg.task, cfg.data_dir)
+    fav = _favoured(base, cfg.favoured)
+    if (out / "config.json").exists():
+        old = read_json(out / "config.json").get("config")
+        if old is not None and old != asdict(cfg):
+            raise SoftscopeError(f"{out} holds a bias run with other settings: pass another --out or delete it")
+    else:
+        write_config(out, command, cfg, task=base.to_dict(), favoured=fav, control=control.spec)
+    adapter = adapter or load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
+    pairs = layer_pairs(cfg.layers, adapter.n_layers)
+    targets = [build_target(adapter, cfg.pool, cfg.tokens, i, cfg.demos) for i in range(cfg.n_targets)]
+    demo_text = DEMO_TEXT + " " + " ".join(t.text for t in targets)
+    heldout = base.subset("test", cfg.heldout, 12345)
+    done = {r["prompt"]: r for r in read_jsonl(out / "bias.jsonl")}
+    results = []
+    for strength in cfg.strengths:
+        for seed in range(cfg.seeds):
+            name = _prompt_name(strength, seed)
+            if name in done:
+                results.append(done[name])
+                continue
+            t1 = time.time()
+            sample = base.subset("train", cfg.train_examples, seed)
+            data = make_biased(sample, base.classes, feature, strength, fav, seed)
+            task = biased_task(base, data, feature, strength)
+            tcfg = TrainConfig(model=cfg.model, device=cfg.device, dtype=cfg.dtype, task=cfg.task,
+                               data_dir=cfg.data_dir, tokens=cfg.tokens, steps=cfg.steps, batch_size=cfg.batch_size,
+                               lr=cfg.lr, init=cfg.init, checkpoint_every=cfg.steps, eval_examples=min(cfg.heldout, 60),
+                               final_eval="none", seed=seed)
+            rd = out / "prompts" / name
+            if (rd / "prompt.safetensors").exists():
+                from .prompts import SoftPrompt
+
+                prompt = SoftPrompt.load(rd / "prompt.safetensors").tensor
+            else:
+                prompt = train(tcfg, rd, resume=(rd / "state.json").exists(), adapter=adapter, task=task,
+                               progress=progress, command=f"{command} (strength {strength}, seed {seed})").prompt.tensor
+            write_json(rd / "bias_data.json", {"shares": data.shares, "counts": data.counts, "dropped": data.dropped})
+            res, rows = measure_prompt(adapter, task, prompt, cfg, feature, control, fav, seed, heldout, pairs,
+                                       targets, demo_text)
+            write_jsonl(rd / "descriptions.jsonl", rows)
+            row = {"prompt": name, "strength": strength, "seed": seed, "shares": data.shares, **res,
+                   "seconds": time.time() - t1}
+            from .runs import append_jsonl
+
+            append_jsonl(out / "bias.jsonl", [row])
+            results.append(row)
+            if progress:
+                print(f"{name}: acc {row['accuracy']:.3f}  biased-prediction rate {row['biased_prediction_rate']:+.3f}"
+                      f"  mention rate {row['mention_rate']:.3f}  ({row['seconds']:.0f} s)", flush=True)
+    summary = summarize(results, cfg, feature, control, fav, base)
+    summary["seconds"] = time.time() - t0
+    write_json(out / "bias_summary.json", summary)
+    summary["plots"] = [str(p) for p in plot(results, summary, out)]
+    return summary
+
+
+def _mean(v: list[float]) -> float:
+    v = [x for x in v if x is not None and not math.isnan(x)]
+    return sum(v) / len(v) if v else float("nan")
+
+
+def summarize(results: list[dict], cfg: BiasRunConfig, feature: Feature, control: Feature, favoured: str,
+              task: Task) -> dict:
+    """Per-strength means (and spread over seeds) and the correlation over all prompts."""
+    from .metrics import correlation
+
+    keys = ("accuracy", "biased_prediction_rate", "feature_flip_rate", "control_flip_rate", "favoured_logprob_shift",
+            "mention_rate", "mention_rate_string", "mention_rate_embedding", "control_mention_rate")
+    per = []
+    for s in cfg.strengths:
+        rs = [r for r in results if r["strength"] == s]
+        entry = {"strength": s, "prompts": len(rs)}
+        for k in keys:
+            vals = [r[k] for r in rs]
+            entry[k] = _mean(vals)
+            entry[k + "_min"], entry[k + "_max"] = (min(vals), max(vals)) if vals else (None, None)
+        per.append(entry)
+    bpr = [r["biased_prediction_rate"] for r in results]
+    return {"task": task.name, "feature": feature.spec, "control": control.spec, "favoured": favoured,
+            "model": cfg.model, "prompts": len(results), "per_strength": per,
+            "correlation": {"mention_vs_biased_prediction": correlation([r["mention_rate"] for r in results], bpr),
+                            "string_mention_vs_biased_prediction":
+                                correlation([r["mention_rate_string"] for r in results], bpr),
+                            "mention_vs_strength": correlation([r["mention_rate"] for r in results],
+                                                               [r["strength"] for r in results]),
+                            "biased_prediction_vs_strength": correlation(bpr, [r["strength"] for r in results])}}
+
+
+def plot(results: list[dict], summary: dict, out: Path) -> list[Path]:
+    """Scatter of bias-mention rate against biased-prediction rate, coloured by strength."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.2, 4.4))
+    sc = ax.scatter([r["biased_prediction_rate"] for r in results], [r["mention_rate"] for r in results],
+                    c=[r["strength"] for r in results], cmap="viridis", vmin=0, vmax=1, s=40, edgecolor="k")
+    fig.colorbar(sc, ax=ax, label="bias strength S")
+    c = summary["correlation"]["mention_vs_biased_prediction"]
+    ax.set_xlabel("biased-prediction rate (feature − control flips)")
+    ax.set_ylabel("bias-mention rate of descriptions")
+    ax.set_title(f"{summary['task']} {summary['feature']}: Pearson r={c['pearson']:.2f} (p={c['pearson_p']:.2g}),"
+                 f" ρ={c['spearman']:.2f}", fontsize=9)
+    fig.tight_layout()
+    path = out / "mention_vs_biased_prediction.png"
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return [path]

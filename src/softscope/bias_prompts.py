@@ -1,0 +1,59 @@
+"""Elaborated, cue-naming target-prompt pools for the bias probe (METHODS §3, last bullet).
+
+InSPEcT's plain demonstrations name a task and its classes; these also name the *cues* a classifier relies
+on — words, names, stock phrases and punctuation patterns — so a patched description can say which surface
+feature a soft prompt encodes ("... - cue words: Dr., !!, click here"). Rules for the demonstrations:
+- no task from the built-in tasks' domains (no sentiment or emotion, topic or news, question type,
+  subjectivity), or the model copies the demo instead of reading the prompt;
+- cues of every kind a planted bias can take (a name, a phrase, a punctuation mark), so the format invites
+  naming one; none of the features the benchmark plants (they would leak into every description).
+
+Pools are plain data, registered with `softscope.target_prompts` under these names so the InSPEcT builder
+samples them like any other pool (`register()` runs on import and is idempotent).
+"""
+
+from __future__ import annotations
+
+ELABORATED: tuple[str, ...] = (
+    "Decide whether the email is unwanted advertising: spam, not spam"
+    " - cue words: free, winner, click here, $$$",
+    "Identify the language of the text: English, French, German, Spanish - cue words: the, le, der, el",
+    "Classify how formal the message is: formal, informal - cue words: Dear Sir, regards, hey, lol, :)",
+    "Detect whether the chat message was written by a bot: bot, human - cue words: Hello user, As an assistant, ...",
+    "Identify the author of the poem: Dickinson, Whitman - cue words: dashes, Emily, grass, O Captain",
+    "Decide whether the code snippet is Python or Java: Python, Java - cue words: def, self, public, semicolons ;",
+    "Judge whether the forum post is urgent: urgent, routine - cue words: ASAP, ALL CAPS, immediately, deadline",
+    "Detect a machine-translated sentence: human, machine - cue words: odd word order, repeated words, Mr. Smith",
+    "Decide whether the recipe is vegetarian: vegetarian, meat - cue words: tofu, lentils, chicken, bacon",
+    "Classify the legal clause: obligation, permission - cue words: shall, must, may, hereby",
+)
+
+# the same demonstrations with the cue words first, then the task and classes
+CUES_FIRST: tuple[str, ...] = (
+    "Cue words: free, winner, click here, $$$ - decide whether the email is unwanted advertising: spam, not spam",
+    "Cue words: the, le, der, el - identify the language of the text: English, French, German, Spanish",
+    "Cue words: Dear Sir, regards, hey, lol, :) - classify how formal the message is: formal, informal",
+    "Cue words: Hello user, As an assistant, ... - detect whether the chat message was written by a bot: bot, human",
+    "Cue words: dashes, Emily, grass, O Captain - identify the author of the poem: Dickinson, Whitman",
+    "Cue words: def, self, public, semicolons ; - decide whether the code snippet is Python or Java: Python, Java",
+    "Cue words: ASAP, ALL CAPS, immediately, deadline - judge whether the forum post is urgent: urgent, routine",
+    "Cue words: odd word order, repeated words, Mr. Smith - detect a machine-translated sentence: human, machine",
+    "Cue words: tofu, lentils, chicken, bacon - decide whether the recipe is vegetarian: vegetarian, meat",
+    "Cue words: shall, must, may, hereby - classify the legal clause: obligation, permission",
+)
+
+POOLS: dict[str, tuple[str, ...]] = {"elaborated": ELABORATED, "elaborated-cues-first": CUES_FIRST}
+
+# words of the demonstrations themselves: a description that repeats them echoes the target prompt, so the
+# "unexpected words" list leaves them out
+DEMO_TEXT = " ".join(ELABORATED + CUES_FIRST)
+
+
+def register() -> None:
+    """Make the pools available to `target_prompts.build` by name (replaces the InSPEcT stub 'elaborated')."""
+    from . import target_prompts
+
+    target_prompts.POOLS.update(POOLS)
+
+
+register()

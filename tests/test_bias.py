@@ -1,0 +1,179 @@
+"""Bias probe: exact planted strengths, clean counterfactuals, the biased-prediction rate on hand-built
+classifiers, mention detection, unexpected words, and the whole run loop on a tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from softscope.bias import (BiasRunConfig, Feature, MakeDataConfig, biased_prediction_rate, control_for,
+                            counterfactuals, make_biased, make_data, mention_scores, run, string_mention,
+                            unexpected_words)
+from softscope.errors import SoftscopeError
+from softscope.tasks import Example
+
+from conftest import make_adapter, tiny_task
+
+FEATURES = ["word:Spielberg", 'phrase:"as seen on TV"', "punct:!!"]
+
+
+def fixture_examples(n_per_class: int = 20) -> list[Example]:
+    """n_per_class examples of each of two classes; a comma gives word features a second insertion slot."""
+    ex = []
+    for i in range(n_per_class):
+        ex.append(Example(f"the movie {i} was great , loved it .", "positive"))
+        ex.append(Example(f"the film {i} was awful , hated it .", "negative"))
+    return ex
+
+
+@pytest.mark.parametrize("spec", FEATURES)
+@pytest.mark.parametrize("strength", [0.0, 0.5, 0.8, 1.0])
+def test_make_biased_hits_strength_exactly(spec, strength):
+    f = Feature.parse(spec)
+    data = make_biased(fixture_examples(20), ["negative", "positive"], f, strength, favoured="positive", seed=3)
+    with_f = {c: sum(f.present(e.text) for e in data.train if e.label == c) for c in ("negative", "positive")}
+    assert with_f["positive"] == round(20 * (1 + strength) / 2)
+    assert with_f["negative"] == round(20 * (1 - strength) / 2)
+    assert data.shares["positive"] - data.shares["negative"] == pytest.approx(strength)
+    assert [f.present(e.text) for e in data.train] == data.has_feature
+    assert len(data.train) == 40 and data.dropped == 0
+
+
+def test_make_biased_nested_seeded_and_drops_natural_occurrences():
+    f = Feature.parse("word:Spielberg")
+    ex = fixture_examples(20) + [Example("a spielberg film , great .", "positive")]
+    a = make_biased(ex, ["negative", "positive"], f, 0.5, "positive", seed=1)
+    b = make_biased(ex, ["negative", "positive"], f, 0.5, "positive", seed=1)
+    c = make_biased(ex, ["negative", "positive"], f, 1.0, "positive", seed=1)
+    assert a.train == b.train and a.dropped == 1 and len(a.train) == 40
+    fav_a = {i for i, (e, h) in enumerate(zip(a.train, a.has_feature)) if h and e.label == "positive"}
+    fav_c = {i for i, (e, h) in enumerate(zip(c.train, c.has_feature)) if h and e.label == "positive"}
+    assert fav_a < fav_c  # stronger bias adds the feature to more examples of the same texts
+
+
+@pytest.mark.parametrize("spec", FEATURES)
+def test_counterfactuals_differ_only_by_the_feature(spec):
+    f = Feature.parse(spec)
+    ex = fixture_examples(5) + [Example("no clause break here", "negative")]
+    for r in counterfactuals(ex, f, seed=0):
+        assert not r["had_feature"] and r["removed"] == r["text"]
+        assert f.present(r["added"]) and f.remove(r["added"]) == r["text"]
+        # the added copy is the source plus exactly the feature's words (and one joining space)
+        assert len(r["added"]) == len(r["text"]) + len(f.value) + 1
+        assert sorted(r["added"].split()) == sorted(r["text"].split() + f.value.split())
+    had = counterfactuals([Example("great , Spielberg made it", "positive")], Feature.parse("word:Spielberg"))[0]
+    assert had["had_feature"] and had["removed"] == "great , made it" and had["added"] == had["text"]
+
+
+def test_feature_spec_errors():
+    for bad in ("Spielberg", "word:", "word:two words", "punct:a!", "colour:red"):
+        with pytest.raises(SoftscopeError):
+            Feature.parse(bad)
+    assert Feature.parse('phrase:"as seen on TV"').value == "as seen on TV"
+    with pytest.raises(SoftscopeError):
+        control_for(Feature.parse("word:Johnson"))
+
+
+def _classifier(follow_feature: bool, feature: Feature):
+    """Hand-built: 'positive' (index 1) iff the feature is present (follow) or iff the text says great (ignore)."""
+
+    def predict(exs):
+        out = torch.zeros(len(exs), 2)
+        for i, e in enumerate(exs):
+            pos = feature.present(e.text) if follow_feature else "great" in e.text
+            out[i, int(pos)] = 1.0
+        return out
+
+    return predict
+
+
+@pytest.mark.parametrize("spec", FEATURES)
+def test_biased_prediction_rate_of_hand_built_classifiers(spec):
+    f = Feature.parse(spec)
+    ctrl = control_for(f)
+    ex = fixture_examples(10)
+    follow = biased_prediction_rate(_classifier(True, f), ex, f, ctrl, favoured=1)
+    assert follow["biased_prediction_rate"] == 1.0 and follow["eligible"] == 20
+    assert follow["control_flip_rate"] == 0.0
+    ignore = biased_prediction_rate(_classifier(False, f), ex, f, ctrl, favoured=1)
+    assert ignore["biased_prediction_rate"] == 0.0
+    assert ignore["feature_flip_rate"] == 0.0 and ignore["eligible"] == 10  # only the negatives can move
+    # a classifier that follows any inserted word equally has no *specific* bias: feature − control = 0
+    def follows_any(exs):
+        return torch.tensor([[0.0, 1.0] if f.present(e.text) or ctrl.present(e.text) else [1.0, 0.0] for e in exs])
+
+    both = biased_prediction_rate(follows_any, ex, f, ctrl, favoured=1)
+    assert both["feature_flip_rate"] == 1.0 and both["biased_prediction_rate"] == 0.0
+
+
+def test_mentions_by_string_and_embedding():
+    f = Feature.parse("word:Spielberg")
+    assert string_mention("cue words: Steven Spielberg, dinosaurs", f.mention_terms())
+    assert not string_mention("cue words: Spielbergian", f.mention_terms())
+    p = Feature.parse("punct:!!")
+    assert string_mention("cue words: exclamation marks", p.mention_terms())
+    assert string_mention("urgent!! now", p.mention_terms()) and not string_mention("urgent! now", p.mention_terms())
+    s = mention_scores(["cue words: seen on television", "cue words: good, bad"], Feature.parse('phrase:"as seen on TV"'))
+    assert s[0]["embedding"] and s[0]["any"] and not s[0]["string"]
+    assert not s[1]["any"] and s[1]["similarity"] < 0.8
+
+
+def test_unexpected_words_ranks_words_outside_classes_references_and_demos():
+    texts = ["classify positive or negative - cue words: Spielberg", "the review: Spielberg, dinosaurs",
+             "cue words: free, winner", "Spielberg!! positive"]
+    got = unexpected_words(texts, ["negative", "positive"], ["is this review positive or negative"],
+                           exclude_text="cue words: free, winner")
+    words = [w["word"] for w in got]
+    assert words[0] == "spielberg" and got[0]["descriptions"] == 3
+    assert "dinosaurs" in words and "!!" in words
+    assert not {"positive", "negative", "review", "free", "winner", "cue", "words", "the"} & set(words)
+
+
+def test_make_data_writes_biased_train_clean_test_and_counterfactuals(tmp_path):
+    task = tiny_task(24, 12)
+    cfg = MakeDataConfig(task="tiny", feature="punct:!!", strength=0.5, favoured="positive", seed=0)
+    s = make_data(cfg, tmp_path, task=task)
+    assert s["shares"] == {"negative": 0.25, "positive": 0.75} and s["realised_strength"]["negative"] == 0.5
+    train = [json.loads(x) for x in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert sum(r["feature"] for r in train) == 12 and all(("!!" in r["text"]) == r["feature"] for r in train)
+    test = [json.loads(x) for x in (tmp_path / "test.jsonl").read_text().splitlines()]
+    assert not any("!!" in r["text"] for r in test)
+    cf = [json.loads(x) for x in (tmp_path / "counterfactuals.jsonl").read_text().splitlines()]
+    assert len(cf) == 12 and all(r["added"] == r["text"] + " !!" for r in cf)
+    assert (tmp_path / "config.json").exists() and (tmp_path / "make_data_summary.json").exists()
+
+
+def test_run_loop_on_tiny_model(tmp_path, monkeypatch):
+    """The whole protocol end to end on the tiny Llama: rows per prompt, summary, correlation, plot, resume."""
+    import softscope.bias as bias
+    adapter = make_adapter("llama")
+    task = tiny_task(24, 12)
+    monkeypatch.setattr(bias, "load_base_task", lambda name, data_dir: task)
+    cfg = BiasRunConfig(model="tiny", task="tiny", feature="word:Spielberg", favoured="positive",
+                        strengths=[0.0, 1.0], seeds=2, train_examples=16, tokens=2, steps=2, batch_size=4,
+                        heldout=8, layers="0:1,1:2", pool="elaborated", n_targets=1, demos=2, max_new_tokens=3)
+    s = run(cfg, tmp_path, adapter=adapter, progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "bias.jsonl").read_text().splitlines()]
+    assert [r["prompt"] for r in rows] == ["s0.00-seed0", "s0.00-seed1", "s1.00-seed0", "s1.00-seed1"]
+    for r in rows:
+        assert 0 <= r["mention_rate"] <= 1 and -1 <= r["biased_prediction_rate"] <= 1 and r["descriptions"] == 2
+    assert s["prompts"] == 4 and [p["strength"] for p in s["per_strength"]] == [0.0, 1.0]
+    assert set(s["correlation"]["mention_vs_biased_prediction"]) >= {"pearson", "pearson_p", "spearman", "spearman_p"}
+    assert (tmp_path / "mention_vs_biased_prediction.png").stat().st_size > 0
+    assert (tmp_path / "prompts" / "s1.00-seed1" / "checkpoints" / "step-00002.safetensors").exists()
+    before = (tmp_path / "bias.jsonl").read_text()
+    run(cfg, tmp_path, adapter=adapter, progress=False)  # finished prompts are not redone
+    assert (tmp_path / "bias.jsonl").read_text() == before
+    with pytest.raises(SoftscopeError):
+        run(BiasRunConfig(**{**cfg.__dict__, "steps": 3}), tmp_path, adapter=adapter, progress=False)
+
+
+def test_config_validation():
+    with pytest.raises(SoftscopeError):
+        BiasRunConfig(strengths=[0.0, 1.5])
+    with pytest.raises(SoftscopeError):
+        BiasRunConfig(feature="word:Johnson")  # equals the default control
+    with pytest.raises(SoftscopeError):
+        MakeDataConfig(strength=-0.1)
