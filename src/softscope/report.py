@@ -43,6 +43,7 @@ class RunView:
 
     root: Path
     used_pngs: set = field(default_factory=set)
+    skip_prefix: str | None = None  # also skip sub-folders whose name starts with this
 
     def files(self, pattern: str, depth: int = 2) -> list[Path]:
         """Files matching a glob pattern in the root and up to `depth` folders below it (not checkpoints/)."""
@@ -50,8 +51,12 @@ class RunView:
         for d in range(depth + 1):
             pat = "/".join(["*"] * d + [pattern])
             for p in sorted(self.root.glob(pat)):
-                if p.is_file() and not (set(p.relative_to(self.root).parts[:-1]) & SKIP_DIRS):
-                    out.append(p)
+                parts = p.relative_to(self.root).parts[:-1]
+                if not p.is_file() or set(parts) & SKIP_DIRS:
+                    continue
+                if self.skip_prefix and any(d.startswith(self.skip_prefix) for d in parts):
+                    continue
+                out.append(p)
         return out
 
     def find(self, name: str, depth: int = 2) -> Path | None:
@@ -294,37 +299,66 @@ def section_training(view: RunView) -> Section | None:
 
 
 def section_explain(view: RunView) -> Section | None:
-    p, s = view.json("explain_summary.json")
-    if not s:
+    found = []
+    for p in view.files("explain_summary.json"):
+        try:
+            found.append((p, read_json(p)))
+        except SoftscopeError:
+            continue
+    if not found:
         return None
-    return Section("explain", "Explain: one soft prompt, read three ways", explain_html(s),
-                   f"prompt {esc(s.get('prompt', ''))}")
+    body = ""
+    for p, s in found:
+        sp = s.get("soft_prompt", {}) or {}
+        if len(found) > 1:
+            body += f"<h3>{esc(view.rel(p.parent))}</h3>"
+        body += (f"<p>Prompt <code>{esc(s.get('prompt', ''))}</code> ({esc(sp.get('n_tokens', '?'))} virtual tokens, "
+                 f"step {esc(sp.get('step', '?'))}) on {esc(s.get('task', '?'))}, {esc(s.get('model', '?'))}.</p>")
+        body += explain_html(s)
+    return Section("explain", "Explain: one soft prompt, read three ways", body,
+                   "nearest-token projection, best InSPEcT description and a PEZ hard prompt, each used as a prompt")
 
 
 def explain_html(s: dict) -> str:
-    """The side-by-side table of readings (shared by the report and `softscope explain --html`)."""
+    """The side-by-side table of readings with their faithfulness and scrutability."""
     readings = s.get("readings", [])
     if not readings:
         return "<p>no readings</p>"
-    base = s.get("soft_prompt", {})
-    cols = ["reading", "text", "agreement", "accuracy", "acc. gap", "KL", "perplexity", "dictionary words"]
-    rows = [["soft prompt (itself)", Raw(f"<i>{esc(base.get('n_tokens', '?'))} virtual tokens</i>"), 1.0,
-             num(base.get("accuracy")), 0.0, 0.0, None, None]]
+    base = s.get("soft_prompt", {}) or {}
+    cols = ["reading", "text", "agreement", "accuracy", "acc. gap", "KL(soft‖reading)", "perplexity",
+            "dictionary words", "interpretable"]
+    rows = [["soft prompt itself", Raw(f"<i>{esc(base.get('n_tokens', '?'))} virtual tokens</i>"), 1.0,
+             num(base.get("accuracy")), 0.0, 0.0, None, None, None]]
     for r in readings:
+        if r.get("skipped"):
+            rows.append([r.get("name", "?"), Raw(f'<i>skipped: {esc(r["skipped"])}</i>'), None, None, None, None,
+                         None, None, None])
+            continue
         f, sc = r.get("faithfulness", {}) or {}, r.get("scrutability", {}) or {}
         rows.append([r.get("name", r.get("method", "?")), Raw(f'<code class="reading">{esc(r.get("text", ""))}</code>'),
-                     num(f.get("agreement")), num(f.get("accuracy")), num(f.get("accuracy_gap")), num(f.get("kl")),
-                     num(sc.get("perplexity")), num(sc.get("dictionary_share"))])
+                     num(f.get("agreement")), num(pick(f, "reading_accuracy", "accuracy")),
+                     num(f.get("accuracy_gap")), num(f.get("kl")), num(sc.get("perplexity")),
+                     num(sc.get("dictionary_share")), _verdict(r)])
     out = table(cols, rows, "explain")
-    out += (f"<p class='note'>Faithfulness: agreement of predictions with the soft prompt's, the reading's own "
-            f"accuracy, the accuracy gap and KL(soft ‖ reading) over the label distribution, on "
-            f"{esc(s.get('examples', '?'))} held-out examples. Scrutability: perplexity of the text under the LM "
-            f"and the share of its words found in a dictionary. {esc(s.get('source_note', ''))}</p>")
+    out += (f"<p class='note'>Each reading's tokens take the soft prompt's place before the input. Faithfulness: "
+            f"agreement of its predictions with the soft prompt's, its accuracy, the accuracy gap (soft − reading) "
+            f"and KL between the label distributions, on {esc(s.get('examples', '?'))} seeded test examples. "
+            f"Scrutability: perplexity of the text under the LM and the share of its words that are dictionary "
+            f"words. Measures from {esc(s.get('measures', '?'))}.</p>")
     for r in readings:
         det = r.get("details")
         if det:
             out += f"<details><summary>{esc(r.get('name', ''))}: details</summary>{_details_html(det)}</details>"
     return out
+
+
+def _verdict(r: dict) -> str | None:
+    if r.get("interpretable") is None:
+        return None
+    if r["interpretable"]:
+        return "yes"
+    why = [w for w, ok in (("not faithful", r.get("faithful")), ("not scrutable", r.get("scrutable"))) if ok is False]
+    return "no (" + ", ".join(why) + ")" if why else "no"
 
 
 def _details_html(det: Any) -> str:
@@ -450,9 +484,10 @@ def _generic_method(view: RunView, sid: str, title: str, stems: tuple[str, ...],
                     y_keys: tuple[str, ...], label_keys: tuple[str, ...], plot_title: str) -> Section | None:
     """A method section from <stem>_summary.json / <stem>.jsonl: trade-off scatter, table, its own PNGs."""
     summ, rows, where = None, [], None
+    own = RunView(view.root, view.used_pngs, skip_prefix="explain")  # explain's PEZ reading is not a PEZ run
     for stem in stems:
-        p, s = view.json(f"{stem}_summary.json")
-        q, r = view.jsonl(f"{stem}.jsonl")
+        p, s = own.json(f"{stem}_summary.json")
+        q, r = own.jsonl(f"{stem}.jsonl")
         if s is not None or r:
             summ, rows, where = s or {}, r, (p or q)
             break
@@ -489,8 +524,8 @@ def _generic_method(view: RunView, sid: str, title: str, stems: tuple[str, ...],
         keys = [k for k in dict.fromkeys(k for d in rows for k in d)
                 if all(not isinstance(d.get(k), (dict, list)) for d in rows)][:10]
         body += table(keys, [[d.get(k) for k in keys] for d in rows[:60]], sid)
-    for p in view.files("*.png"):
-        if any(s in p.name for s in stems) and p.resolve() not in view.used_pngs:
+    for p in own.files("*.png"):
+        if (p.parent == where.parent or any(s in p.name for s in stems)) and p.resolve() not in view.used_pngs:
             body += embed_png(view, p)
     return Section(sid, title, body, f"from {esc(view.rel(where))}")
 
@@ -600,6 +635,14 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     path = Path(out) if out else root / "report.html"
     atomic_write_text(path, page)
     return path
+
+
+def report_sections(path: str | Path) -> list[str]:
+    """The section titles of a written report, in page order."""
+    import re
+
+    text = Path(path).read_text(encoding="utf-8")
+    return [html.unescape(t) for t in re.findall(r'<section id="[^"]*"><h2>(.*?)</h2>', text)]
 
 
 def demo_step(run_dir: str | Path, adapter=None) -> Path:

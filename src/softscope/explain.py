@@ -1,0 +1,293 @@
+"""`softscope explain PROMPT`: one soft prompt read three ways, side by side, each reading put to the test.
+
+The readings (METHODS §1, §3, §5):
+- **projection**: the nearest vocabulary token of every virtual token (cosine by default; `projection.project`);
+- **InSPEcT**: the best description the model writes of the prompt (highest semantic similarity to the task's
+  reference descriptions over the layer grid). Taken from the run's `describe/` results when they exist for
+  this prompt's step, else a small `describe` run (one target prompt, every 6th layer, 30 new tokens);
+- **PEZ**: a hard prompt found by PEZ's projected gradient descent *started from the soft prompt*
+  (`pez.run_pez` with the prompt as init: a few steps on the task's training data, the checkpoint chosen on
+  held-out data; the cosine projection is its step 0), so it is the discrete prompt near P that still does the task.
+
+Each reading is a text D. It is tested like a prompt: its token embeddings take the soft prompt's place
+before the input text, and on a seeded held-out test subset we measure
+- **faithfulness**: agreement of D's predictions with P's, D's accuracy, the accuracy gap (P − D) and the
+  mean KL(P ‖ D) between their label distributions (softmax over the classes' label-word log-likelihoods);
+- **scrutability**: perplexity of D under the LM and the share of its words that are dictionary words;
+both measured by `softscope.interpret` (with its faithful / scrutable / interpretable verdicts).
+
+Defaults are chosen to stay cheap (about a minute on 2 CPU cores): 100 test examples, 20 PEZ steps.
+Outputs (default RUN_DIR/explain): config.json, readings.jsonl, explain_summary.json (the report's Explain
+section reads it).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .config import h
+from .errors import SoftscopeError
+from .models import DEFAULT_MODEL, ModelAdapter, load_model
+from .prompts import SoftPrompt
+from .runs import read_json, read_jsonl, write_config, write_json, write_jsonl
+
+READINGS = ("projection", "inspect", "pez")
+
+
+@dataclass
+class ExplainConfig:
+    """Read one soft prompt three ways (projection, InSPEcT, PEZ) and measure each reading."""
+
+    model: str | None = h(None, f"model (default: the one the prompt was trained on, else {DEFAULT_MODEL})")
+    device: str = h("auto", "cpu, cuda, cuda:N or auto")
+    dtype: str = h("auto", "float32, bfloat16, float16 or auto (float32 on CPU, bfloat16 on CUDA)")
+    task: str | None = h(None, "task for the faithfulness figures (default: the prompt's task)")
+    data_dir: str | None = h(None, "data folder (default: $SOFTSCOPE_DATA, then ../shared/data)")
+    readings: list[str] = h(list(READINGS), "readings to compute: projection, inspect, pez")
+    metric: str = h("cos", "projection distance: cos, l2 or dot")
+    examples: int = h(100, "seeded test examples for faithfulness (0 = the whole test set)")
+    layers: str = h("every:6", "InSPEcT layer grid when the run has no describe results for this prompt")
+    n_targets: int = h(1, "InSPEcT target prompts when describing here")
+    max_new_tokens: int = h(30, "InSPEcT tokens generated per layer pair when describing here")
+    pez_steps: int = h(20, "PEZ steps from the soft prompt (0 = the plain cosine projection)")
+    pez_lr: float = h(0.1, "PEZ learning rate")
+    pez_batch_size: int = h(8, "PEZ examples per step")
+    fluency_weight: float = h(0.0, "PEZ fluency weight w in [0, 1): w*NLL_LM + (1-w)*task loss")
+    seed: int = h(0, "seed for the test subset, PEZ data order and InSPEcT target prompts")
+
+    def __post_init__(self) -> None:
+        self.readings = [r.strip().lower() for r in (self.readings or [])]
+        bad = [r for r in self.readings if r not in READINGS]
+        if bad or not self.readings:
+            raise SoftscopeError(f"--readings {','.join(bad) or '(none)'}: use some of {', '.join(READINGS)}")
+        if self.metric not in ("cos", "l2", "dot"):
+            raise SoftscopeError(f"--metric {self.metric!r}: use cos, l2 or dot")
+        if self.examples < 0 or self.pez_steps < 0 or self.max_new_tokens < 1 or self.n_targets < 1:
+            raise SoftscopeError("--examples and --pez-steps must be >= 0, --max-new-tokens and --n-targets >= 1")
+        if not 0 <= self.fluency_weight < 1:
+            raise SoftscopeError("--fluency-weight must lie in [0, 1)")
+        if self.pez_lr <= 0 or self.pez_batch_size < 1:
+            raise SoftscopeError("--pez-lr must be positive and --pez-batch-size >= 1")
+
+
+@dataclass
+class ExplainResult:
+    out_dir: Path
+    summary: dict
+
+
+# ---- where things are ------------------------------------------------------------------------------------
+def resolve(source: str | Path) -> tuple[Path, Path | None]:
+    """(prompt file or PEFT dir, the training run dir it belongs to or None)."""
+    p = Path(source)
+    if not p.exists():
+        raise SoftscopeError(f"{p} does not exist: pass a prompt file, a run dir or a PEFT adapter dir")
+    if p.is_dir():
+        if (p / "adapter_model.safetensors").exists():
+            return p, None
+        if (p / "prompt.safetensors").exists():
+            return p / "prompt.safetensors", p
+        raise SoftscopeError(f"{p} holds no prompt.safetensors (is the training finished?) nor a PEFT adapter")
+    for run in (p.parent, p.parent.parent):
+        if (run / "metrics.jsonl").exists() and (run / "config.json").exists():
+            return p, run
+    return p, None
+
+
+def default_out(prompt_file: Path, run: Path | None) -> Path:
+    """RUN_DIR/explain for a run's final prompt, RUN_DIR/explain-<stem> for a checkpoint, else beside the file."""
+    if run is not None:
+        return run / ("explain" if prompt_file == run / "prompt.safetensors" else f"explain-{prompt_file.stem}")
+    return prompt_file.with_name(prompt_file.stem + "-explain")
+
+
+# ---- faithfulness and scrutability (softscope.interpret) ---------------------------------------------------
+class Judge:
+    """Scores every reading against the soft prompt on one fixed test subset (P's predictions computed once)."""
+
+    def __init__(self, adapter: ModelAdapter, task, prompt: SoftPrompt, examples: int, seed: int):
+        from .scoring import Scorer
+
+        self.adapter, self.task, self.prompt = adapter, task, prompt
+        scorer = Scorer(adapter, task)
+        self.test = task.subset("test", examples or None, seed)
+        self.gold = torch.tensor([r.label for r in scorer.rows(self.test)])
+        with torch.no_grad():
+            self.lp_soft = scorer.predict(prompt.tensor, self.test)
+        self.accuracy = float((self.lp_soft.argmax(-1) == self.gold).float().mean())
+
+    def __call__(self, ids: list[int]) -> dict:
+        """interpret.interpret_reading of these token ids: faithfulness, scrutability, the verdicts."""
+        from .interpret import interpret_reading
+
+        rep = interpret_reading(self.adapter, self.task, self.prompt, list(ids), examples=self.test,
+                                soft_logprobs=self.lp_soft)
+        return {k: rep[k] for k in ("faithfulness", "scrutability", "faithful", "scrutable", "interpretable",
+                                    "text_roundtrip") if k in rep}
+
+
+# ---- the three readings ------------------------------------------------------------------------------------
+def read_projection(adapter: ModelAdapter, prompt: SoftPrompt, cfg: ExplainConfig) -> dict:
+    from .projection import project
+
+    proj = project(adapter, prompt.tensor, cfg.metric, top_k=3)
+    return {"name": f"projection ({cfg.metric})", "method": "projection", "text": proj.text, "ids": proj.ids,
+            "details": [{"position": i, **{f"top{k + 1}": f"{t['token']!r} {t['score']:.3f}" for k, t in enumerate(top)}}
+                        for i, top in enumerate(proj.top)]}
+
+
+def _describe_rows(run: Path | None, prompt: SoftPrompt) -> tuple[list[dict], str]:
+    """The run's own describe rows for this prompt's step, if any (describe writes RUN_DIR/describe)."""
+    if run is None:
+        return [], ""
+    for f in sorted(run.glob("*/descriptions.jsonl")):
+        rows = [r for r in read_jsonl(f) if r.get("step") == prompt.step and r.get("similarity") is not None]
+        if rows:
+            return rows, str(f)
+    return [], ""
+
+
+def read_inspect(adapter: ModelAdapter, prompt: SoftPrompt, prompt_file: Path, run: Path | None,
+                 cfg: ExplainConfig, out: Path, progress: bool) -> dict:
+    rows, where = _describe_rows(run, prompt)
+    if not rows:
+        from .describe import DescribeConfig, describe
+
+        dcfg = DescribeConfig(model=adapter.name, device=cfg.device, dtype=cfg.dtype, layers=cfg.layers,
+                              n_targets=cfg.n_targets, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
+                              task=cfg.task, data_dir=cfg.data_dir)
+        res = describe(prompt_file, dcfg, out=out / "describe", adapter=adapter, progress=progress,
+                       command="explain (describe)")
+        rows, where = res.rows, str(out / "describe" / "descriptions.jsonl")
+    rows = sorted(rows, key=lambda r: (-r["similarity"], r["source_layer"], r["target_layer"]))
+    best = rows[0]
+    text = best["cut"]
+    return {"name": f"InSPEcT ({best['source_layer']}→{best['target_layer']})", "method": "inspect", "text": text,
+            "ids": adapter.encode(text), "source": where,
+            "details": [{"layers": f"{r['source_layer']}→{r['target_layer']}", "target_seed": r.get("target_seed"),
+                         "similarity": r["similarity"], "class_rate": r.get("class_rate"), "text": r["cut"]}
+                        for r in rows[:5]]}
+
+
+def read_pez(adapter: ModelAdapter, prompt: SoftPrompt, task, cfg: ExplainConfig, out: Path, progress: bool) -> dict:
+    """PEZ started at the soft prompt (its step 0 is the cosine projection); the held-out-best hard prompt."""
+    from .pez import PezConfig, run_pez
+
+    if cfg.pez_steps == 0:
+        from .pez import hard_ids
+
+        ids = hard_ids(adapter, prompt.tensor)
+        return {"name": "PEZ (0 steps)", "method": "pez", "text": adapter.decode(ids), "ids": ids}
+    holdout = 0 if task.dev else min(300, max(1, len(task.train) // 4))
+    pcfg = PezConfig(model=adapter.name, task=task.name, tokens=prompt.n_tokens, steps=cfg.pez_steps,
+                     batch_size=cfg.pez_batch_size, lr=cfg.pez_lr, checkpoint_every=max(1, cfg.pez_steps // 2),
+                     eval_examples=64, fluency_weight=[cfg.fluency_weight], holdout=holdout or 300,
+                     test_examples=min(cfg.examples or 64, 64), seed=cfg.seed)
+    run = out / "pez"
+    done = run / "pez_summary.json"
+    s = read_json(done) if done.exists() else run_pez(pcfg, cfg.fluency_weight, run, adapter, task, progress,
+                                                     init=prompt.tensor)
+    name = f"PEZ ({cfg.pez_steps} steps" + (f", w={cfg.fluency_weight:g})" if cfg.fluency_weight else ")")
+    return {"name": name, "method": "pez", "text": s["text"], "ids": s["ids"], "source": str(run),
+            "details": {"selected_step": s.get("selected_step"), "heldout": s.get("heldout"),
+                        "heldout_accuracy": s.get("heldout_accuracy"), "curve": s.get("curve")}}
+
+
+# ---- the method --------------------------------------------------------------------------------------------
+def explain(source: str | Path, cfg: ExplainConfig | None = None, out: str | Path | None = None,
+            adapter: ModelAdapter | None = None, task=None, progress: bool = True) -> ExplainResult:
+    """Read the prompt at `source` (file, run dir or PEFT dir) three ways and measure each; writes `out`."""
+    t0 = time.time()
+    cfg = cfg or ExplainConfig()
+    prompt_file, run = resolve(source)
+    prompt = SoftPrompt.load(prompt_file)
+    adapter = adapter or load_model(cfg.model or prompt.model or DEFAULT_MODEL, device=cfg.device, dtype=cfg.dtype)
+    prompt.check_width(adapter.width, adapter.name)
+    if task is None:
+        from .tasks import load_task
+
+        name = cfg.task or prompt.task
+        if not name:
+            raise SoftscopeError("the prompt records no task: pass --task for the faithfulness figures")
+        task = load_task(name, data_dir=cfg.data_dir, seed=cfg.seed)
+    out = Path(out) if out else default_out(prompt_file, run)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_dict = asdict(cfg)
+    if (out / "config.json").exists():
+        old = read_json(out / "config.json")
+        if old.get("config") != cfg_dict or old.get("prompt") != str(prompt_file):
+            raise SoftscopeError(f"{out} holds an explain run with other settings: pass another --out or delete it")
+    else:
+        write_config(out, "explain", cfg, prompt=str(prompt_file), model=adapter.name, task=task.name)
+
+    judge = Judge(adapter, task, prompt, cfg.examples, cfg.seed)
+    readings = []
+    for which in cfg.readings:
+        t = time.time()
+        try:
+            if which == "projection":
+                r = read_projection(adapter, prompt, cfg)
+            elif which == "inspect":
+                r = read_inspect(adapter, prompt, prompt_file, run, cfg, out, progress)
+            else:
+                r = read_pez(adapter, prompt, task, cfg, out, progress)
+        except SoftscopeError as e:  # one reading that cannot be made (e.g. no references) must not sink the rest
+            readings.append({"name": which, "method": which, "text": "", "ids": [], "skipped": str(e)})
+            continue
+        r.update(judge(r["ids"]))
+        r["seconds"] = time.time() - t
+        readings.append(r)
+    write_jsonl(out / "readings.jsonl", readings)
+    summary = {"prompt": str(prompt_file), "model": adapter.name, "task": task.name, "examples": len(judge.test),
+               "soft_prompt": {"n_tokens": prompt.n_tokens, "step": prompt.step, "accuracy": judge.accuracy,
+                               "recorded_accuracy": prompt.accuracy},
+               "readings": readings,
+               "measures": "softscope.interpret.interpret_reading",
+               "seconds": time.time() - t0}
+    write_json(out / "explain_summary.json", summary)
+    return ExplainResult(out_dir=out, summary=summary)
+
+
+def _f(x, pct: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{x:.0%}" if pct else (f"{x:.3f}" if abs(x) < 1000 else f"{x:.3g}")
+
+
+def table(summary: dict, width: int = 48) -> str:
+    """The terminal table: one row per reading (the soft prompt itself first)."""
+    sp = summary["soft_prompt"]
+    head = (f"{'reading':<22} {'text':<{width}} {'agree':>6} {'acc':>6} {'gap':>6} {'KL':>6} {'ppl':>8} "
+            f"{'dict':>5}")
+    lines = [f"{summary['task']} · {summary['model']} · {summary['examples']} test examples · "
+             f"soft prompt: {sp['n_tokens']} tokens, step {sp['step']}, accuracy {_f(sp['accuracy'])}",
+             head, "-" * len(head)]
+    for r in summary["readings"]:
+        if r.get("skipped"):
+            lines.append(f"{r['name']:<22} skipped: {r['skipped']}")
+            continue
+        f, s = r.get("faithfulness", {}), r.get("scrutability", {})
+        text = r["text"].replace("\n", " ")
+        text = repr(text if len(text) <= width - 2 else text[: width - 3] + "…")
+        lines.append(f"{r['name'][:22]:<22} {text:<{width}} {_f(f.get('agreement')):>6} {_f(f.get('reading_accuracy')):>6} "
+                     f"{_f(f.get('accuracy_gap')):>6} {_f(f.get('kl')):>6} {_f(s.get('perplexity')):>8} "
+                     f"{_f(s.get('dictionary_share'), True):>5}")
+    lines.append("agree: predictions equal to the soft prompt's; gap: soft-prompt accuracy minus the reading's; "
+                 "KL(soft‖reading) of the label distributions; ppl: perplexity under the LM; dict: dictionary words")
+    return "\n".join(lines)
+
+
+def demo_step(run_dir: str | Path, adapter: ModelAdapter | None = None) -> ExplainResult:
+    """`make demo`'s explain stage: the default (cheap) reading of the run's final prompt, printed as a table."""
+    import click
+
+    click.echo("\n== explain: the final prompt read three ways ==")
+    res = explain(run_dir, ExplainConfig(), adapter=adapter)
+    click.echo(table(res.summary))
+    click.echo(f"written to {res.out_dir}")
+    return res
