@@ -202,10 +202,12 @@ def test_cli_wayward_and_compare(tiny, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("softscope.training.load_model_for", lambda cfg: tiny)
     args = ["wayward", "--task", str(jl), "--target", TARGET, "--gamma", "0,1", "--steps", "2", "--batch-size", "4",
             "--test-examples", "6", "--out", str(tmp_path / "w"), "--device", "cpu"]
-    cli.main(args)
+    cli.main(args + ["--target", "a bad film", "--max-targets", "1"])
     out = capsys.readouterr().out
     assert "F1 ≥ 0.9 reached" in out and "text/000" in out
     assert len(read_jsonl(tmp_path / "w" / "wayward.jsonl")) == 2
+    cli.main(["wayward", "--out", str(tmp_path / "w"), "--resume", "--max-targets", "2"])  # grow the killed sweep
+    assert len(read_jsonl(tmp_path / "w" / "wayward.jsonl")) == 4
     cli.main(["wayward-compare", str(tmp_path / "w")])
     assert "| tiny-llama |" in capsys.readouterr().out
     with pytest.raises(SystemExit) as e:

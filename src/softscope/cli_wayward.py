@@ -14,7 +14,8 @@ from .wayward import WaywardConfig
 @config_options(WaywardConfig, exclude=("tokens", "target"))
 @click.option("--target", "target", multiple=True, help="a target text (repeat for several)")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="run directory to write")
-@click.option("--resume", is_flag=True, help="continue a killed sweep: finished target × γ rows are kept, not redone")
+@click.option("--resume", is_flag=True, help="continue a killed sweep (finished target × γ rows are kept); "
+              "--max-targets may grow it")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
 def wayward_cmd(out, resume, as_json, **kw):
     """Train prompts that solve a task while their projection reads as a target text (Khashabi et al. 2022).
@@ -32,7 +33,10 @@ def wayward_cmd(out, resume, as_json, **kw):
     kw["target"] = list(kw.get("target") or []) or None
     cfg = build(WaywardConfig, kw)
     if resume and (Path(out) / "config.json").exists():  # the sweep's own settings win: rows must stay comparable
-        cfg = WaywardConfig(**read_json(Path(out) / "config.json")["config"])
+        saved = read_json(Path(out) / "config.json")["config"]
+        if click.get_current_context().get_parameter_source("max_targets").name == "COMMANDLINE":
+            saved["max_targets"] = cfg.max_targets  # the one setting a resume may change: extend the sweep
+        cfg = WaywardConfig(**saved)
     adapter = load_model_for(cfg)
     s = run_wayward(cfg, out, resume=resume, adapter=adapter)
     if as_json:
