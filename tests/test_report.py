@@ -1,0 +1,122 @@
+"""report + explain on a real (tiny-model) run dir written by the real writers: train → describe → explain → report."""
+
+import base64
+import io
+import re
+
+import pytest
+
+from softscope.errors import SoftscopeError
+from softscope.report import build_report, fmt, report_sections
+from softscope.runs import read_json, read_jsonl, write_json
+
+from conftest import make_adapter, tiny_task
+
+REFS = ["is the movie review positive or negative", "classify the sentiment of the review"]
+
+
+def make_run(root):
+    """A finished tiny training run with InSPEcT descriptions of every checkpoint and an explain reading."""
+    from softscope.config import TrainConfig
+    from softscope.describe import DescribeConfig, describe
+    from softscope.explain import ExplainConfig, explain
+    from softscope.training import train
+
+    tiny, task = make_adapter("llama"), tiny_task()
+    run = root / "run"
+    train(TrainConfig(task="tiny", tokens=3, steps=6, batch_size=4, lr=0.05, checkpoint_every=2, eval_examples=0,
+                      final_eval="full", device="cpu"), run, adapter=tiny, task=task, progress=False)
+    describe(run, DescribeConfig(layers="band:1-2", n_targets=2, max_new_tokens=4, classes=list(task.classes),
+                                 references=REFS, task="tiny"), adapter=tiny, progress=False)
+    explain(run, ExplainConfig(examples=12, pez_steps=2, pez_batch_size=4), adapter=tiny, task=task, progress=False)
+    return run, tiny, task
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("report"))
+
+
+def test_explain_writes_three_measured_readings(demo_run):
+    run, _, _ = demo_run
+    s = read_json(run / "explain" / "explain_summary.json")
+    assert [r["method"] for r in s["readings"]] == ["projection", "inspect", "pez"]
+    assert s["examples"] == 12 and s["soft_prompt"]["n_tokens"] == 3
+    for r in s["readings"]:
+        assert r["ids"] and r["text"], r
+        f, sc = r["faithfulness"], r["scrutability"]
+        assert 0 <= f["agreement"] <= 1 and f["kl"] >= -1e-6 and sc["perplexity"] > 1
+        assert f["prompt_accuracy"] == pytest.approx(s["soft_prompt"]["accuracy"])
+    # the InSPEcT reading is the best-similarity description of the run's own describe rows at the final step
+    rows = [r for r in read_jsonl(run / "describe" / "descriptions.jsonl") if r["step"] == 6]
+    best = max(r["similarity"] for r in rows)
+    assert s["readings"][1]["text"] in {r["cut"] for r in rows if r["similarity"] == best}
+    assert len(read_jsonl(run / "explain" / "readings.jsonl")) == 3
+
+
+def test_report_sections_and_numbers(demo_run):
+    run, _, _ = demo_run
+    path = build_report(run)
+    page = path.read_text()
+    assert report_sections(path)[:4] == ["Run", "Training", "Explain: one soft prompt, read three ways",
+                                         "InSPEcT descriptions"]
+    summ = read_json(run / "train_summary.json")
+    assert fmt(summ["final_accuracy"]) in page
+    for ck in summ["checkpoints"]:  # the checkpoint table holds every checkpoint with its accuracy
+        assert re.search(rf"<td>{ck['step']}</td><td>{re.escape(fmt(ck['accuracy']))}</td>", page)
+    ex = read_json(run / "explain" / "explain_summary.json")
+    for r in ex["readings"]:
+        assert fmt(r["faithfulness"]["agreement"]) in page and fmt(r["scrutability"]["perplexity"]) in page
+    # heatmap: one hover cell per layer pair of the last checkpoint, each titled with its texts
+    cells = re.findall(r'<td class="cell"[^>]*title="([^"]*)"', page)
+    assert len(cells) == 4  # band:1-2 → 2 × 2 pairs
+    last = [r for r in read_jsonl(run / "describe" / "descriptions.jsonl") if r["step"] == 6]
+    import html
+
+    titles = [html.unescape(t) for t in cells]
+    assert all(t.startswith("source layer") for t in titles)
+    assert any(r["cut"] and r["cut"] in t for r in last for t in titles)
+    # describe's own PNGs are embedded, and every embedded PNG decodes
+    from PIL import Image
+
+    imgs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(imgs) >= 3  # training curves + describe's heatmap + accuracy-vs-score
+    for b in imgs:
+        assert Image.open(io.BytesIO(base64.b64decode(b))).size[0] > 100
+    # self-contained: nothing to fetch
+    assert not re.search(r'(src|href)="(https?:)?//', page) and "<link" not in page and "<script src" not in page
+
+
+def test_report_tolerates_unknown_and_partial_runs(tmp_path):
+    with pytest.raises(SoftscopeError, match="nothing softscope can report"):
+        build_report(tmp_path)
+    with pytest.raises(SoftscopeError, match="not a run directory"):
+        build_report(tmp_path / "missing")
+    # a method summary with fields the report has never seen, and a torn metrics file: sections still render
+    write_json(tmp_path / "wayward_summary.json", {"model": "m", "new_field": {"x": 1},
+                                                   "runs": [{"gamma": 0.0, "f1": 0.2, "accuracy": 0.81},
+                                                            {"gamma": 0.01, "f1": 0.95, "accuracy": 0.8}]})
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "event": "train", "loss": 2.0}\n{"step": 2, "ev')
+    page = build_report(tmp_path).read_text()
+    assert "Prompt waywardness" in page and "0.950" in page and "data:image/png;base64" in page
+
+
+def test_cli_explain_checkpoint_and_report(demo_run, tiny_task_file, monkeypatch, capsys):
+    from softscope import cli
+
+    run, tiny, _ = demo_run
+    monkeypatch.setattr("softscope.explain.load_model", lambda *a, **k: tiny)
+    cli.main(["explain", str(run / "checkpoints" / "step-00004.safetensors"), "--task", str(tiny_task_file),
+              "--readings", "projection,pez", "--pez-steps", "2", "--pez-batch-size", "4", "--examples", "8"])
+    out = capsys.readouterr().out
+    assert "projection (cos)" in out and "PEZ (2 steps)" in out and "report:" in out
+    s = read_json(run / "explain-step-00004" / "explain_summary.json")
+    assert s["soft_prompt"]["step"] == 4 and len(s["readings"]) == 2
+    cli.main(["report", str(run), "--out", str(run / "r.html")])
+    out = capsys.readouterr().out
+    assert "Training" in out and "InSPEcT descriptions" in out
+    page = (run / "r.html").read_text()
+    assert "explain-step-00004" in page  # both explain runs appear
+    with pytest.raises(SystemExit) as e:
+        cli.main(["explain", str(run), "--readings", "nonsense"])
+    assert e.value.code == 2
