@@ -18,8 +18,9 @@ softscope makes that a controlled experiment:
 5. correlation (Pearson, Spearman, p-values) of mention rate with biased-prediction rate over all prompts,
    a per-strength table and a scatter plot.
 
-Defaults are cut for a 2-core CPU (say so in results): 7 tokens, 60 steps at batch 8 on 480 examples, lr 2e-2,
-150 held-out examples, layer grid every 6th layer (25 pairs) × 2 target prompts, 24 new tokens.
+Defaults are cut for a shared 2-core CPU (say so in results): 7 tokens, 30 steps at batch 8 on 240 examples
+(one epoch), lr 3e-2; 100 held-out examples; layer grid every 8th layer (2, 10, 18, 26: 16 pairs) × 2 target
+prompts × 20 new tokens = 32 descriptions per prompt.
 """
 
 from __future__ import annotations
@@ -382,18 +383,19 @@ class BiasRunConfig:
     favoured: str | None = h(None, "class the feature co-occurs with (default: the first class)")
     strengths: list[float] = h([0.0, 0.5, 0.8, 1.0], "co-occurrence strengths in [0, 1]")
     seeds: int = h(2, "seeds per strength (prompt init, data order, feature placement)")
-    train_examples: int = h(480, "training examples per prompt (seeded sample of the train split)")
+    train_examples: int = h(240, "training examples per prompt (seeded sample of the train split)")
     tokens: int = h(7, "virtual tokens")
-    steps: int = h(60, "optimizer steps per prompt")
+    steps: int = h(30, "optimizer steps per prompt")
     batch_size: int = h(8, "examples per step")
-    lr: float = h(2e-2, "AdamW learning rate")
+    lr: float = h(3e-2, "AdamW learning rate")
     init: str = h("vocab", "prompt init: vocab or random")
-    heldout: int = h(150, "clean held-out test examples for the biased-prediction rate and accuracy")
-    layers: str = h("every:6", "InSPEcT layer grid: all, every:K, band:A-B or pairs 4:4,8:4")
+    heldout: int = h(100, "clean held-out test examples for the biased-prediction rate and accuracy")
+    checkpoint_eval: int = h(16, "test examples for the accuracy training records at its step-0 and final checkpoints")
+    layers: str = h("every:8", "InSPEcT layer grid: all, every:K, band:A-B or pairs 4:4,8:4")
     pool: str = h("elaborated", "target-prompt pool (elaborated, elaborated-cues-first, plain, ...)")
     n_targets: int = h(2, "seeded target prompts per prompt")
     demos: int = h(3, "demonstrations per target prompt")
-    max_new_tokens: int = h(24, "greedy tokens per description")
+    max_new_tokens: int = h(20, "greedy tokens per description")
     threshold: float = h(0.8, "embedding similarity at which a description span counts as naming the feature")
     mention_terms: list[str] | None = h(None, "extra strings that count as naming the feature")
     gen_batch_size: int = h(64, "layer pairs generated together")
@@ -401,11 +403,14 @@ class BiasRunConfig:
     def __post_init__(self) -> None:
         f = Feature.parse(self.feature)
         control_for(f, self.control)
-        self.strengths = [float(s) for s in self.strengths]
+        try:
+            self.strengths = [float(s) for s in self.strengths]
+        except (TypeError, ValueError):
+            raise SoftscopeError(f"--strengths {self.strengths}: give numbers in [0, 1], e.g. 0,0.5,0.8,1") from None
         if not self.strengths or any(not 0.0 <= s <= 1.0 for s in self.strengths):
             raise SoftscopeError(f"--strengths {self.strengths}: give values in [0, 1], e.g. 0,0.5,0.8,1")
-        if self.seeds < 1 or self.steps < 1 or self.tokens < 1 or self.heldout < 1 or self.n_targets < 1:
-            raise SoftscopeError("--seeds, --steps, --tokens, --heldout and --n-targets must be at least 1")
+        if min(self.seeds, self.steps, self.tokens, self.heldout, self.n_targets, self.checkpoint_eval) < 1:
+            raise SoftscopeError("--seeds, --steps, --tokens, --heldout, --n-targets and --checkpoint-eval must be >= 1")
         if self.train_examples < self.batch_size:
             raise SoftscopeError("--train-examples must be at least --batch-size")
         if not 0.0 < self.threshold <= 1.0:
@@ -486,7 +491,7 @@ def run(cfg: BiasRunConfig, out: str | Path, adapter=None, progress: bool = True
             task = biased_task(base, data, feature, strength)
             tcfg = TrainConfig(model=cfg.model, device=cfg.device, dtype=cfg.dtype, task=cfg.task,
                                data_dir=cfg.data_dir, tokens=cfg.tokens, steps=cfg.steps, batch_size=cfg.batch_size,
-                               lr=cfg.lr, init=cfg.init, checkpoint_every=cfg.steps, eval_examples=min(cfg.heldout, 60),
+                               lr=cfg.lr, init=cfg.init, checkpoint_every=cfg.steps, eval_examples=cfg.checkpoint_eval,
                                final_eval="none", seed=seed)
             rd = out / "prompts" / name
             if (rd / "prompt.safetensors").exists():

@@ -1,0 +1,95 @@
+"""Bias probe on the default model: does the elaborated InSPEcT's bias-mention rate follow the biased-prediction rate?
+
+    nice -n 5 .venv/bin/python benchmarks/bias_experiment.py            # all three settings (resumable)
+    nice -n 5 .venv/bin/python benchmarks/bias_experiment.py sst2-word  # one setting
+    .venv/bin/python benchmarks/bias_experiment.py --report             # tables from finished runs only
+
+Protocol (issue 6): SST-2 with a planted name (word:Spielberg) and a planted punctuation mark (punct:!!), AG News
+with a planted phrase (phrase:"as seen on TV"); strengths {0, 0.5, 0.8, 1}; 2 seeds; favoured class = the
+task's first class (SST-2: negative, AG News: world). Cut to fit a shared 2-core CPU (BiasRunConfig defaults):
+7 tokens, 30 steps × batch 8 on 240 training examples (one epoch), lr 3e-2; 100 held-out test examples for the
+biased-prediction rate and accuracy; elaborated InSPEcT over every 8th layer (2, 10, 18, 26: 16 pairs) × 2 seeded
+target prompts × 20 new tokens = 32 descriptions per prompt. Settings can run as parallel processes (one each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "runs" / "bias"
+SETTINGS = {
+    "sst2-word": dict(task="sst2", feature="word:Spielberg"),
+    "sst2-punct": dict(task="sst2", feature="punct:!!"),
+    "agnews-phrase": dict(task="agnews", feature='phrase:"as seen on TV"'),
+}
+
+
+def report(names) -> None:
+    """Print a markdown table per finished setting and the pooled correlation."""
+    from softscope.metrics import correlation
+
+    pooled = []
+    for name in names:
+        path = OUT / name / "bias_summary.json"
+        if not path.exists():
+            print(f"{name}: not finished")
+            continue
+        s = json.loads(path.read_text())
+        rows = [json.loads(x) for x in (OUT / name / "bias.jsonl").read_text().splitlines()]
+        pooled += rows
+        print(f"\n### {name}: {s['task']}, feature {s['feature']} → {s['favoured']}, control {s['control']}\n")
+        print("| strength | prompts | accuracy | biased-prediction rate | feature flips | control flips | "
+              "mention rate (any) | by string | by embedding | control mentions |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for p in s["per_strength"]:
+            print(f"| {p['strength']:.1f} | {p['prompts']} | {p['accuracy']:.3f} | {p['biased_prediction_rate']:+.3f} "
+                  f"[{p['biased_prediction_rate_min']:+.2f}, {p['biased_prediction_rate_max']:+.2f}] | "
+                  f"{p['feature_flip_rate']:.3f} | {p['control_flip_rate']:.3f} | {p['mention_rate']:.3f} "
+                  f"[{p['mention_rate_min']:.2f}, {p['mention_rate_max']:.2f}] | {p['mention_rate_string']:.3f} | "
+                  f"{p['mention_rate_embedding']:.3f} | {p['control_mention_rate']:.3f} |")
+        for key, c in s["correlation"].items():
+            print(f"- {key}: Pearson {c['pearson']:.3f} (p={c['pearson_p']:.3g}), "
+                  f"Spearman {c['spearman']:.3f} (p={c['spearman_p']:.3g}), n={c['n']}")
+        print(f"- time: {s['seconds'] / 60:.1f} min")
+    if pooled:
+        c = correlation([r["mention_rate"] for r in pooled], [r["biased_prediction_rate"] for r in pooled])
+        print(f"\npooled over settings: mention vs biased-prediction rate Pearson {c['pearson']:.3f} "
+              f"(p={c['pearson_p']:.3g}), Spearman {c['spearman']:.3f} (p={c['spearman_p']:.3g}), n={c['n']}")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("settings", nargs="*", default=list(SETTINGS), help=f"subset of {', '.join(SETTINGS)}")
+    ap.add_argument("--report", action="store_true", help="only print tables of finished runs")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    args = ap.parse_args(argv)
+    bad = [s for s in args.settings if s not in SETTINGS]
+    if bad:
+        ap.error(f"unknown settings {bad}: use {', '.join(SETTINGS)}")
+    if args.report:
+        return report(args.settings)
+
+    import torch
+
+    from softscope.bias import BiasRunConfig, run
+    from softscope.models import load_model
+
+    torch.set_num_threads(args.threads)
+    adapter = load_model("smollm2-135m", device="cpu")
+    for name in args.settings:
+        t = time.time()
+        cfg = BiasRunConfig(device="cpu", **SETTINGS[name])
+        s = run(cfg, OUT / name, adapter=adapter, progress=True, command=f"benchmarks/bias_experiment.py {name}")
+        c = s["correlation"]["mention_vs_biased_prediction"]
+        print(f"{name}: done in {(time.time() - t) / 60:.1f} min; mention vs biased-prediction rate "
+              f"Pearson {c['pearson']:.3f} (p={c['pearson_p']:.3g}), Spearman {c['spearman']:.3f}", flush=True)
+    report(args.settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
