@@ -1,0 +1,221 @@
+"""PEZ: hard prompts by projected gradient descent, with an optional fluency objective.
+
+Wen et al. 2023, "Hard Prompts Made Easy: Gradient-Based Discrete Optimization for Prompt Tuning and Discovery";
+the fluency objective follows Patel et al. 2025, "Towards Interpretable Soft Prompts" (METHODS §5).
+
+Each step keeps a continuous prompt P, projects every virtual token to its nearest vocabulary embedding by
+cosine (P'), runs the forward and the loss with P', and applies the gradient taken at P' to P (straight
+through). The hard prompt is the projection. Settings: 10 tokens, init from the class-label tokens, AdamW
+lr 0.3, batch 16, the checkpoint with the best *held-out* accuracy is selected (dev split, or a seeded cut of
+train when the task has none: the test set is never used for selection).
+
+Fluency: L = w · NLL_LM(P') + (1 − w) · L_task, where NLL_LM is the mean next-token NLL of the projected
+tokens read as text after the start token. It is differentiable through the straight-through projection on
+both sides: the projected embeddings are the LM's inputs, and (tied embeddings) the target logit of token t_i
+is h_{i-1} · P'_i, so the gradient also says which token would be likelier. The training loop adds loss terms
+to the task loss, so we minimise L / (1 − w) = L_task + w/(1 − w) · NLL: AdamW is invariant to a constant loss
+scale, and PEZ runs without gradient clipping, so the steps are those of L itself (hence w < 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .config import TrainConfig, h, subconfig
+from .errors import SoftscopeError
+from .metrics import perplexity, start_token
+from .models import ModelAdapter, final_hidden, lm_logits, token_embeddings
+from .projection import nearest_ids, project_straight_through
+from .prompts import SoftPrompt
+from .runs import read_json, write_config, write_json, write_jsonl
+from .scoring import Scorer
+from .training import LossTerm, load_model_for, load_task_for, train
+
+
+@dataclass
+class PezConfig(TrainConfig):
+    """PEZ hard-prompt search: one run per fluency weight, selected by held-out accuracy."""
+
+    tokens: int = h(10, "hard prompt length (tokens)")
+    steps: int = h(100, "optimizer steps per weight")
+    batch_size: int = h(16, "examples per step")
+    lr: float = h(0.3, "AdamW learning rate on the continuous prompt (PEZ: ~0.1-0.3)")
+    grad_clip: float = h(0.0, "clip the gradient norm (0 = off, as PEZ)")
+    init: str = h("labels", "labels (class-label tokens, PEZ), vocab, random or text")
+    checkpoint_every: int = h(10, "evaluate the hard prompt on the held-out set every this many steps")
+    eval_examples: int = h(200, "held-out examples for checkpoint selection (0 = all)")
+    fluency_weight: list[float] = h([0.0], "fluency weights w in L = w*NLL_LM + (1-w)*L_task, one run each (0 <= w < 1)")
+    holdout: int = h(300, "held-out examples cut from train when the task has no dev split")
+    test_examples: int = h(0, "test examples for the selected prompt (0 = the whole test set)")
+
+    def __post_init__(self) -> None:
+        self.fluency_weight = [float(w) for w in (self.fluency_weight or [0.0])]
+        if any(not 0 <= w < 1 for w in self.fluency_weight):
+            raise SoftscopeError("--fluency-weight values must lie in [0, 1): w = 1 would ignore the task")
+        if self.init not in ("labels", "vocab", "random", "text"):
+            raise SoftscopeError(f"--init {self.init!r}: use labels, vocab, random or text")
+        if self.holdout < 1 or self.test_examples < 0:
+            raise SoftscopeError("--holdout must be >= 1 and --test-examples >= 0")
+        init, self.init = self.init, "vocab"  # TrainConfig checks the rest; 'labels' is PEZ's own init
+        super().__post_init__()
+        self.init = init
+
+
+# ---- the projection and the fluency term ----------------------------------------------------------------
+def pez_transform(adapter: ModelAdapter):
+    """P ↦ nearest-token embeddings by cosine, straight-through (what the model sees at every PEZ step)."""
+    E = token_embeddings(adapter).detach()
+    return lambda P: project_straight_through(P, E, "cos")
+
+
+def hard_ids(adapter: ModelAdapter, P: torch.Tensor) -> list[int]:
+    """The hard prompt's token ids: the cosine-nearest vocabulary token of each virtual token."""
+    E = token_embeddings(adapter).detach().float()
+    return nearest_ids(P.detach().float().to(E.device), E, "cos").tolist()
+
+
+def fluency_nll(adapter: ModelAdapter, seen: torch.Tensor, ids: list[int] | torch.Tensor) -> torch.Tensor:
+    """Mean NLL of the tokens `ids` (whose embeddings are `seen` [n, d]) after the start token, differentiable.
+
+    In the forward pass this equals `metrics.token_nll` of the ids; gradients reach `seen` as LM inputs and,
+    with tied embeddings, through each target token's logit.
+    """
+    ids = torch.as_tensor(ids, device=adapter.device)
+    start = adapter.embed(torch.tensor([start_token(adapter)], device=adapter.device))
+    x = torch.cat([start.to(seen.dtype), seen.to(adapter.device)], 0)[None]
+    hid = final_hidden(adapter, x, torch.ones(1, x.shape[1], dtype=torch.long, device=adapter.device))[0, :-1]
+    logits = lm_logits(adapter, hid).float()
+    head = adapter.model.get_output_embeddings()
+    if adapter.tied_embeddings and getattr(head, "bias", None) is None:
+        target = (hid.float() * (seen.float() / adapter.embed_scale)).sum(-1)
+        cap = getattr(adapter.model.config, "final_logit_softcapping", None)
+        if cap:
+            target = torch.tanh(target / cap) * cap
+    else:  # untied head: the target logit carries no gradient to the prompt, the inputs still do
+        target = logits.gather(1, ids[:, None])[:, 0]
+    return (logits.logsumexp(-1) - target).mean()
+
+
+def fluency_term(adapter: ModelAdapter, weight: float) -> LossTerm:
+    """The LossTerm w/(1−w) · NLL_LM(P'), computed on the projection of the trained parameters."""
+    transform = pez_transform(adapter)
+    scale = weight / (1.0 - weight)
+
+    def fn(P: torch.Tensor) -> torch.Tensor:
+        seen = transform(P)
+        return scale * fluency_nll(adapter, seen, hard_ids(adapter, P))
+
+    return LossTerm("fluency", fn)
+
+
+def label_init(adapter: ModelAdapter, task, n: int) -> torch.Tensor:
+    """n virtual tokens cycling through the tokens of the class label words (PEZ's LM init)."""
+    ids = [t for w in task.label_words for t in adapter.encode(" " + w)]
+    if not ids:
+        raise SoftscopeError("the label words tokenise to nothing: pass --label-words or another --init")
+    ids = (ids * math.ceil(n / len(ids)))[:n]
+    return token_embeddings(adapter).detach().float()[ids].clone()
+
+
+def holdout_task(task, size: int, seed: int):
+    """A copy of the task whose `test` is a held-out split (dev, else a seeded cut of train removed from train)."""
+    if task.dev:
+        return dataclasses.replace(task, test=list(task.dev)), "dev"
+    if len(task.train) <= size:
+        raise SoftscopeError(f"task {task.name} has {len(task.train)} training examples and no dev split: "
+                             f"lower --holdout below that")
+    g = torch.Generator().manual_seed(seed + 7919)
+    perm = torch.randperm(len(task.train), generator=g).tolist()
+    held = set(perm[:size])
+    return (dataclasses.replace(task, train=[e for i, e in enumerate(task.train) if i not in held],
+                                test=[e for i, e in enumerate(task.train) if i in held]), "train-holdout")
+
+
+# ---- one PEZ run ----------------------------------------------------------------------------------------
+def run_pez(cfg: PezConfig, weight: float, out: str | Path, adapter: ModelAdapter, task, progress: bool = True,
+            init: torch.Tensor | None = None) -> dict:
+    """Train one hard prompt at fluency weight `weight`; select the checkpoint by held-out accuracy; test it.
+
+    `init` (a continuous prompt [n, d]) overrides cfg.init, e.g. to read a trained soft prompt with PEZ."""
+    out = Path(out)
+    held, held_name = holdout_task(task, cfg.holdout, cfg.seed)
+    tcfg = subconfig(TrainConfig, cfg, init="vocab", final_eval="none")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    if init is not None:
+        P0 = init.detach().float()
+    elif cfg.init == "labels":
+        P0 = label_init(adapter, task, cfg.tokens)
+    else:
+        from .training import init_prompt
+
+        P0 = init_prompt(adapter, cfg.tokens, cfg.init, gen, cfg.init_text)
+    terms = [fluency_term(adapter, weight)] if weight > 0 else []
+    res = train(tcfg, out, resume=(out / "state.json").exists(), adapter=adapter, task=held, loss_terms=terms,
+                prompt_transform=pez_transform(adapter), init=P0, progress=progress, command="pez")
+    best = max(res.checkpoints, key=lambda c: (c["accuracy"], c["step"]))  # ties: the later (more trained) one
+    chosen = SoftPrompt.load(out / best["path"])
+    ids = hard_ids(adapter, chosen.tensor)
+    scorer = Scorer(adapter, task, max_length=cfg.max_length, verbalizer=cfg.verbalizer)
+    test = task.subset("test", cfg.test_examples or None, cfg.seed)
+    P_hard = adapter.embed(torch.tensor(ids)).detach()
+    acc = scorer.accuracy(P_hard, test, cfg.eval_batch_size, progress="test" if progress else False)
+    text = adapter.decode(ids)
+    hard = SoftPrompt(tensor=P_hard.float().cpu(), model=adapter.name, task=task.name, template=task.template,
+                      label_words=list(task.label_words), classes=list(task.classes), step=best["step"], accuracy=acc,
+                      extra={"method": "pez", "ids": ids, "text": text, "fluency_weight": weight,
+                             "selected_by": f"{held_name} accuracy", "run": str(out)})
+    hard.save(out / "hard_prompt.safetensors")
+    summary = {"method": "pez", "task": task.name, "model": adapter.name, "fluency_weight": weight,
+               "tokens": cfg.tokens, "steps": cfg.steps, "ids": ids, "text": text, "selected_step": best["step"],
+               "heldout": held_name, "heldout_accuracy": best["accuracy"], "test_accuracy": acc,
+               "test_examples": len(test), "perplexity": perplexity(adapter, ids), "seconds": res.seconds,
+               "curve": [{"step": c["step"], "heldout_accuracy": c["accuracy"]} for c in res.checkpoints]}
+    write_json(out / "pez_summary.json", summary)
+    return summary
+
+
+def pez(cfg: PezConfig, out: str | Path, adapter: ModelAdapter | None = None, task=None, progress: bool = True) -> dict:
+    """PEZ sweep over cfg.fluency_weight: one sub-run per weight (w-<weight>/), a table and curve plots."""
+    out = Path(out)
+    adapter = adapter or load_model_for(cfg)
+    task = task or load_task_for(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    write_config(out, "pez", cfg, task=task.to_dict())
+    rows = []
+    for w in cfg.fluency_weight:
+        sub = out / f"w-{w:g}"
+        done = sub / "pez_summary.json"
+        rows.append(read_json(done) if done.exists() else run_pez(cfg, w, sub, adapter, task, progress))
+    write_jsonl(out / "pez.jsonl", rows)
+    summary = {"task": task.name, "model": adapter.name, "runs": [
+        {k: r[k] for k in ("fluency_weight", "text", "test_accuracy", "perplexity", "selected_step")} for r in rows]}
+    write_json(out / "pez_summary.json", summary)
+    plot_curves(rows, out / "pez_curves.png", "heldout_accuracy", f"PEZ on {task.name}")
+    return summary
+
+
+def plot_curves(rows: list[dict], path: Path, key: str, title: str) -> None:
+    """One training curve per fluency weight (held-out accuracy by step)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for r in rows:
+        c = r["curve"]
+        ax.plot([p["step"] for p in c], [p[key] for p in c], marker="o", ms=3, label=f"w={r['fluency_weight']:g}")
+    ax.set_xlabel("step")
+    ax.set_ylabel(key.replace("_", " "))
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

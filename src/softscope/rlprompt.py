@@ -1,0 +1,331 @@
+"""RLPrompt: discrete prompts from a policy trained with soft Q-learning, with an optional fluency reward.
+
+Deng et al. 2022, "RLPrompt: Optimizing Discrete Text Prompts with Reinforcement Learning"; the
+interpretability reward and the "fluent" sampling mode follow Patel et al. 2025, "Towards Interpretable Soft
+Prompts" (METHODS §5).
+
+- Policy: the frozen LM plus a trainable MLP (d → 2048 → d, ReLU, tiny init) between its last hidden state and
+  its head. Its logits are the Q-values. It samples L-token prompts from the start token (top-k 256), or, in
+  fluent mode, only among the frozen LM's own top-k next tokens.
+- Reward on the task LM (the same frozen model, the prompt's token embeddings before the text, scored by the
+  shared Scorer): per input, gap = p(correct label) − max p(other label) over the label words; ×200 when
+  correct, ×180 when not; averaged over the step's inputs. Interpretability: − λ · NLL_LM(prompt) (mean token
+  NLL after the start token). Per step the rewards of the K prompts are z-scored, then mapped linearly from
+  [0, 1] to [0, 5] (RLPrompt's classification shaping).
+- Soft Q-learning, on-policy, sparse terminal reward: the mean of the single-step (v2) and multi-step (v3)
+  path-consistency losses of the RLPrompt code, with a target network updated by Polyak averaging (0.001).
+- Selection: every eval_every steps the greedy prompt is scored on held-out examples; the best one is tested.
+
+Paper settings: 16 prompts × 16 inputs per step, lr 5e-5, 12,000 steps (hours on a GPU). CPU defaults here:
+8 prompts × 8 inputs, lr 1e-3, 100 steps (minutes); every paper setting is an option.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .config import ModelOptions, TaskOptions, h
+from .errors import SoftscopeError
+from .metrics import perplexity, start_token
+from .models import ModelAdapter, lm_logits
+from .prompts import SoftPrompt
+from .runs import read_json, write_config, write_json, write_jsonl
+from .scoring import Scorer
+
+
+@dataclass
+class RLPromptConfig(ModelOptions, TaskOptions):
+    """RLPrompt: soft Q-learning of a prompt policy, one run per fluency weight."""
+
+    policy: str = h("", "policy LM (default: the task model; a different model must share its tokenizer)")
+    tokens: int = h(5, "prompt length L (tokens)")
+    steps: int = h(100, "training steps (paper: 12000)")
+    prompts_per_step: int = h(8, "prompts K sampled per step (paper: 16)")
+    batch_size: int = h(8, "task inputs each prompt is scored on per step (paper: 16)")
+    lr: float = h(1e-3, "Adam learning rate of the MLP (paper: 5e-5)")
+    hidden: int = h(2048, "MLP hidden width")
+    top_k: int = h(256, "sample among the policy's top-k tokens")
+    fluent: bool = h(False, "fluent mode: sample only among the frozen LM's own top-k next tokens")
+    fluent_top_k: int = h(20, "k of the fluent mode")
+    fluency_weight: list[float] = h([0.0], "lambda of the reward term -lambda*NLL_LM(prompt), one run each")
+    correct_coeff: float = h(200.0, "gap reward factor when the prediction is right")
+    incorrect_coeff: float = h(180.0, "gap reward factor when it is wrong")
+    zscore: bool = h(True, "z-score the rewards of the prompts of a step")
+    shaping_old: list[float] = h([0.0, 1.0], "reward shaping: linear map from [old_min, old_max] ...")
+    shaping_new: list[float] = h([0.0, 5.0], "... to [new_min, new_max]")
+    target_polyak: float = h(1e-3, "target network update: theta' <- (1-tau) theta' + tau theta")
+    eval_every: int = h(20, "score the greedy prompt on the held-out set every this many steps")
+    eval_examples: int = h(100, "held-out examples for selection")
+    holdout: int = h(300, "held-out examples cut from train when the task has no dev split")
+    test_examples: int = h(0, "test examples for the selected prompt (0 = the whole test set)")
+    max_length: int = h(80, "truncate formatted inputs to this many tokens")
+    eval_batch_size: int = h(32, "batch size for evaluation")
+    seed: int = h(0, "seed for the policy init, sampling and data order")
+
+    def __post_init__(self) -> None:
+        self.fluency_weight = [float(w) for w in (self.fluency_weight or [0.0])]
+        self.shaping_old = [float(x) for x in self.shaping_old]
+        self.shaping_new = [float(x) for x in self.shaping_new]
+        if any(w < 0 for w in self.fluency_weight):
+            raise SoftscopeError("--fluency-weight values must be >= 0")
+        if len(self.shaping_old) != 2 or len(self.shaping_new) != 2 or self.shaping_old[0] == self.shaping_old[1]:
+            raise SoftscopeError("--shaping-old and --shaping-new take two numbers: min,max (old min != old max)")
+        if self.tokens < 1 or self.steps < 0 or self.prompts_per_step < 2 or self.batch_size < 1:
+            raise SoftscopeError("need --tokens >= 1, --steps >= 0, --prompts-per-step >= 2 (z-score) and --batch-size >= 1")
+        if self.lr <= 0 or self.top_k < 1 or self.fluent_top_k < 1 or self.eval_every < 1:
+            raise SoftscopeError("--lr, --top-k, --fluent-top-k and --eval-every must be positive")
+        if not 0 < self.target_polyak <= 1:
+            raise SoftscopeError("--target-polyak must lie in (0, 1]")
+
+
+# ---- reward ---------------------------------------------------------------------------------------------
+def gap_reward(class_logprobs: torch.Tensor, labels: torch.Tensor, correct_coeff: float = 200.0,
+               incorrect_coeff: float = 180.0) -> torch.Tensor:
+    """Per-input RLPrompt reward [B]: (p_label − max p_other) × 200 if right, × 180 if wrong (p over label words)."""
+    p = class_logprobs.float().softmax(-1)
+    p_label = p.gather(1, labels[:, None])[:, 0]
+    p_other = p.scatter(1, labels[:, None], -1.0).max(-1).values
+    gap = p_label - p_other
+    return gap * torch.where(gap > 0, correct_coeff, incorrect_coeff)
+
+
+def shape_rewards(r: torch.Tensor, zscore: bool = True, old=(0.0, 1.0), new=(0.0, 5.0)) -> torch.Tensor:
+    """z-score across the step's prompts (population std + 1e-4, as RLPrompt), then map [old] linearly to [new]."""
+    if zscore:
+        r = (r - r.mean()) / (r.std(unbiased=False) + 1e-4)
+    return (r - old[0]) * (new[1] - new[0]) / (old[1] - old[0]) + new[0]
+
+
+@torch.no_grad()
+def prompt_nll(adapter: ModelAdapter, ids: torch.Tensor) -> torch.Tensor:
+    """Mean token NLL [K] of each prompt row of ids [K, L] after the start token (batched metrics.token_nll)."""
+    seq = torch.cat([torch.full((ids.shape[0], 1), start_token(adapter)), ids.cpu()], 1).to(adapter.device)
+    out = adapter.model.base_model(input_ids=seq, use_cache=False)
+    hid = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+    lp = lm_logits(adapter, hid[:, :-1]).float().log_softmax(-1)
+    return -lp.gather(2, seq[:, 1:, None])[..., 0].mean(-1).cpu()
+
+
+# ---- policy ---------------------------------------------------------------------------------------------
+class PromptPolicy(torch.nn.Module):
+    """Frozen LM + trainable MLP before its head: Q(s, ·) = head(MLP(h_s)), h_s the LM's last hidden state."""
+
+    def __init__(self, adapter: ModelAdapter, hidden: int = 2048):
+        super().__init__()
+        self.adapter = adapter
+        d = adapter.width
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(d, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, d))
+        for m in self.mlp:
+            if isinstance(m, torch.nn.Linear):  # tiny init: the policy starts near uniform
+                torch.nn.init.normal_(m.weight, std=1e-4)
+                torch.nn.init.constant_(m.bias, -1e-4)
+        self.mlp.to(adapter.device)
+
+    def q_values(self, states: torch.Tensor) -> torch.Tensor:
+        return lm_logits(self.adapter, self.mlp(states)).float()
+
+    @torch.no_grad()
+    def rollout(self, K: int, L: int, gen: torch.Generator | None, top_k: int = 256, fluent_top_k: int | None = None,
+                greedy: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample K prompts of L tokens from the start token. Returns (ids [K, L], LM states [K, L, d]).
+
+        The LM is frozen, so its states depend on the sampled tokens only: training recomputes Q from them."""
+        a = self.adapter
+        tok = torch.full((K, 1), start_token(a), device=a.device)
+        past, states, ids = None, [], []
+        for _ in range(L):
+            out = a.model.base_model(input_ids=tok, past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            s = out.last_hidden_state[:, -1]
+            q = self.q_values(s)
+            if fluent_top_k:  # only the LM's own likeliest next tokens are allowed
+                base = lm_logits(a, s).float()
+                allowed = base.topk(fluent_top_k, -1).indices
+                q = torch.full_like(q, float("-inf")).scatter(1, allowed, q.gather(1, allowed))
+            if greedy:
+                nxt = q.argmax(-1)
+            else:
+                kth = q.topk(min(top_k, q.shape[-1]), -1).values[:, -1:]
+                q = q.masked_fill(q < kth, float("-inf"))
+                nxt = torch.multinomial(q.softmax(-1).cpu(), 1, generator=gen)[:, 0].to(a.device)
+            states.append(s)
+            ids.append(nxt)
+            tok = nxt[:, None]
+        return torch.stack(ids, 1), torch.stack(states, 1)
+
+
+def sql_loss(q: torch.Tensor, q_target: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
+    """Soft Q-learning with a terminal reward: mean of the single-step (v2) and multi-step (v3) losses.
+
+    q, q_target [K, L, V] (policy and target network), actions [K, L], rewards [K]. Summed over steps,
+    averaged over prompts, like RLPrompt's "v2_v2r_v3_v3r" loss without the reversed terms.
+    """
+    Q = q.gather(2, actions[..., None])[..., 0]
+    V = q.logsumexp(-1)
+    A = Q - V
+    V_ = q_target.logsumexp(-1).detach()
+    # v2: A_t ≈ V'_{t+1} − V'_t, and at the last step r − V'_T
+    A_tgt = torch.cat([V_[:, 1:] - V_[:, :-1], (rewards - V_[:, -1])[:, None]], 1)
+    v2 = F.mse_loss(A, A_tgt, reduction="none")
+    # v3: Σ_{s ≥ t} A_s ≈ r − V'_t
+    A_sum = A.flip(1).cumsum(1).flip(1)
+    v3 = F.mse_loss(A_sum, rewards[:, None] - V_, reduction="none")
+    return ((v2 + v3) / 2).sum(1).mean()
+
+
+# ---- training -------------------------------------------------------------------------------------------
+def run_rlprompt(cfg: RLPromptConfig, weight: float, out: str | Path, adapter: ModelAdapter, task,
+                 policy_adapter: ModelAdapter | None = None, progress: bool = True) -> dict:
+    """Train one policy at fluency weight λ = `weight`; select the greedy prompt by held-out accuracy; test it."""
+    from .pez import holdout_task
+
+    t0 = time.time()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pa = policy_adapter or adapter
+    if pa.vocab_size != adapter.vocab_size or pa.encode("a test") != adapter.encode("a test"):
+        raise SoftscopeError(f"policy {pa.name} and task model {adapter.name} do not share a tokenizer: "
+                             "pick a policy of the same family")
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    policy = PromptPolicy(pa, cfg.hidden)
+    target = copy.deepcopy(policy.mlp).requires_grad_(False)
+    opt = torch.optim.Adam(policy.mlp.parameters(), lr=cfg.lr)
+    held, held_name = holdout_task(task, cfg.holdout, cfg.seed)
+    evalset = held.subset("test", cfg.eval_examples or None, cfg.seed)
+    scorer = Scorer(adapter, task, max_length=cfg.max_length)
+    train_rows = scorer.rows(held.train)
+    fluent_k = cfg.fluent_top_k if cfg.fluent else None
+    K, B = cfg.prompts_per_step, cfg.batch_size
+
+    def heldout(ids: list[int]) -> float:
+        return scorer.accuracy(adapter.embed(torch.tensor(ids)), evalset, cfg.eval_batch_size)
+
+    metrics, evals, best = [], [], None
+
+    def evaluate(step: int) -> None:
+        nonlocal best
+        ids = policy.rollout(1, cfg.tokens, None, fluent_top_k=fluent_k, greedy=True)[0][0].tolist()
+        row = {"step": step, "event": "eval", "ids": ids, "text": adapter.decode(ids), "heldout_accuracy": heldout(ids)}
+        metrics.append(row)
+        evals.append(row)
+        if best is None or row["heldout_accuracy"] > best["heldout_accuracy"]:
+            best = row
+
+    evaluate(0)
+    bar = tqdm(range(cfg.steps), desc=f"rlprompt {task.name} λ={weight:g}", disable=not progress)
+    for step in bar:
+        ids, states = policy.rollout(K, cfg.tokens, gen, cfg.top_k, fluent_k)
+        idx = torch.randint(0, len(train_rows), (B,), generator=gen).tolist()
+        rows = [train_rows[i] for i in idx]
+        labels = torch.tensor([r.label for r in rows])
+        with torch.no_grad():  # every prompt on the same B inputs, in one batch of K·B rows
+            P = adapter.embed(ids.to(adapter.device))  # [K, L, d]
+            lp = scorer.class_logprobs(P.repeat_interleave(B, 0), rows * K).cpu().view(K, B, -1)
+            task_r = torch.stack([gap_reward(lp[k], labels, cfg.correct_coeff, cfg.incorrect_coeff).mean()
+                                  for k in range(K)])
+            acc = (lp.argmax(-1) == labels[None]).float().mean(1)
+            nll = prompt_nll(adapter, ids) if weight > 0 or step % 10 == 0 else torch.full((K,), float("nan"))
+            raw = task_r - weight * nll if weight > 0 else task_r
+            r = shape_rewards(raw, cfg.zscore, cfg.shaping_old, cfg.shaping_new).to(adapter.device)
+        loss = sql_loss(policy.q_values(states), lm_logits(pa, target(states)).float(), ids.to(adapter.device), r)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():  # Polyak target update
+            for pt, p in zip(target.parameters(), policy.mlp.parameters()):
+                pt.mul_(1 - cfg.target_polyak).add_(p, alpha=cfg.target_polyak)
+        k_best = int(task_r.argmax())
+        metrics.append({"step": step + 1, "event": "train", "loss": loss.item(), "reward_task": task_r.mean().item(),
+                        "reward_raw": raw.mean().item(), "train_accuracy": acc.mean().item(),
+                        "prompt_nll": None if math.isnan(nll[0]) else nll.mean().item(),
+                        "best_sample": adapter.decode(ids[k_best].tolist()), "best_sample_reward": task_r[k_best].item()})
+        bar.set_postfix(reward=f"{task_r.mean().item():.1f}", acc=f"{acc.mean().item():.2f}")
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            evaluate(step + 1)
+            write_jsonl(out / "metrics.jsonl", metrics)
+    bar.close()
+    write_jsonl(out / "metrics.jsonl", metrics)
+    torch.save({"mlp": policy.mlp.state_dict(), "target": target.state_dict()}, out / ".policy.pt.tmp")
+    (out / ".policy.pt.tmp").replace(out / "policy.pt")
+
+    test = task.subset("test", cfg.test_examples or None, cfg.seed)
+    ids = best["ids"]
+    acc = scorer.accuracy(adapter.embed(torch.tensor(ids)), test, cfg.eval_batch_size,
+                          progress="test" if progress else False)
+    text = adapter.decode(ids)
+    SoftPrompt(tensor=adapter.embed(torch.tensor(ids)).detach().float().cpu(), model=adapter.name, task=task.name,
+               template=task.template, label_words=list(task.label_words), classes=list(task.classes),
+               step=best["step"], accuracy=acc,
+               extra={"method": "rlprompt", "ids": ids, "text": text, "fluency_weight": weight, "run": str(out)}
+               ).save(out / "hard_prompt.safetensors")
+    summary = {"method": "rlprompt", "task": task.name, "model": adapter.name, "policy": pa.name,
+               "fluency_weight": weight, "fluent": cfg.fluent, "tokens": cfg.tokens, "steps": cfg.steps, "ids": ids,
+               "text": text, "selected_step": best["step"], "heldout": held_name,
+               "heldout_accuracy": best["heldout_accuracy"], "test_accuracy": acc, "test_examples": len(test),
+               "perplexity": perplexity(adapter, ids), "seconds": time.time() - t0,
+               "curve": [{"step": e["step"], "heldout_accuracy": e["heldout_accuracy"], "text": e["text"]} for e in evals],
+               "reward_curve": [{"step": m["step"], "reward_task": m["reward_task"], "reward_raw": m["reward_raw"]}
+                                for m in metrics if m["event"] == "train"]}
+    write_json(out / "rlprompt_summary.json", summary)
+    return summary
+
+
+def rlprompt(cfg: RLPromptConfig, out: str | Path, adapter: ModelAdapter | None = None, task=None,
+             progress: bool = True) -> dict:
+    """RLPrompt sweep over cfg.fluency_weight: one sub-run per weight (w-<weight>/), a table, curve plots."""
+    from .models import load_model
+    from .pez import plot_curves
+    from .training import load_model_for, load_task_for
+
+    out = Path(out)
+    adapter = adapter or load_model_for(cfg)
+    task = task or load_task_for(cfg)
+    pa = load_model(cfg.policy, device=cfg.device, dtype=cfg.dtype) if cfg.policy and cfg.policy != adapter.name else adapter
+    out.mkdir(parents=True, exist_ok=True)
+    write_config(out, "rlprompt", cfg, task=task.to_dict())
+    rows = []
+    for w in cfg.fluency_weight:
+        sub = out / f"w-{w:g}"
+        done = sub / "rlprompt_summary.json"
+        rows.append(read_json(done) if done.exists() else run_rlprompt(cfg, w, sub, adapter, task, pa, progress))
+    write_jsonl(out / "rlprompt.jsonl", [{k: v for k, v in r.items() if k != "reward_curve"} for r in rows])
+    summary = {"task": task.name, "model": adapter.name, "runs": [
+        {k: r[k] for k in ("fluency_weight", "text", "test_accuracy", "perplexity", "selected_step")} for r in rows]}
+    write_json(out / "rlprompt_summary.json", summary)
+    plot_curves(rows, out / "rlprompt_curves.png", "heldout_accuracy", f"RLPrompt on {task.name} (greedy prompt)")
+    plot_rewards(rows, out / "rlprompt_rewards.png", task.name)
+    return summary
+
+
+def plot_rewards(rows: list[dict], path: Path, task_name: str) -> None:
+    """Mean task reward of the sampled prompts per step (smoothed over 10 steps), one line per weight."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for r in rows:
+        c = r["reward_curve"]
+        y = torch.tensor([p["reward_task"] for p in c])
+        if len(y) >= 10:
+            y = torch.nn.functional.avg_pool1d(y[None, None], 10, 1)[0, 0]
+        ax.plot(range(len(c) - len(y) + 1, len(c) + 1), y.tolist(), label=f"λ={r['fluency_weight']:g}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("task reward (gap × 200/180)")
+    ax.set_title(f"RLPrompt rewards on {task_name}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

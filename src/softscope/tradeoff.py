@@ -1,0 +1,202 @@
+"""The interpretability/accuracy trade-off of discrete prompts, measured on one task (Patel et al. 2025, §5).
+
+One run: a reference soft prompt (prompt tuning) and its nearest-token projection; PEZ at each fluency weight;
+RLPrompt at each fluency weight. Every prompt is scored on the same seeded test examples: accuracy,
+faithfulness to the reference soft prompt (agreement, KL), perplexity and dictionary-word share. Plots:
+accuracy vs perplexity and accuracy vs agreement. It also lists the *odd* prompts that the perplexity proxy
+favours: low perplexity, yet repetitive, made of function words/punctuation, or not dictionary words.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .config import ModelOptions, TaskOptions, TrainConfig, h, subconfig
+from .errors import SoftscopeError
+from .interpret import dictionary_share, interpret_reading
+from .prompts import SoftPrompt
+from .runs import read_json, write_config, write_json, write_jsonl
+from .scoring import Scorer
+
+
+@dataclass
+class TradeoffConfig(ModelOptions, TaskOptions):
+    """Weight sweeps of PEZ and RLPrompt beside a soft prompt, on one task."""
+
+    examples: int = h(300, "seeded test examples every prompt is scored on (0 = all)")
+    soft_tokens: int = h(10, "virtual tokens of the reference soft prompt")
+    soft_steps: int = h(40, "prompt-tuning steps of the reference soft prompt")
+    soft_lr: float = h(3e-2, "its learning rate")
+    pez_weights: list[float] = h([0.0, 0.1, 0.3, 0.5], "PEZ fluency weights w (0 <= w < 1)")
+    pez_tokens: int = h(10, "PEZ prompt length")
+    pez_steps: int = h(50, "PEZ steps per weight")
+    pez_batch_size: int = h(8, "PEZ batch size (paper: 16)")
+    pez_lr: float = h(0.3, "PEZ learning rate")
+    rl_weights: list[float] = h([0.0, 1.0, 5.0], "RLPrompt fluency weights lambda")
+    rl_tokens: int = h(5, "RLPrompt prompt length")
+    rl_steps: int = h(60, "RLPrompt steps per weight")
+    rl_prompts_per_step: int = h(8, "RLPrompt prompts per step")
+    rl_batch_size: int = h(4, "RLPrompt inputs per prompt per step")
+    rl_lr: float = h(1e-3, "RLPrompt MLP learning rate")
+    rl_fluent: bool = h(False, "RLPrompt fluent mode (sample among the LM's top-k)")
+    selection_examples: int = h(100, "held-out examples for checkpoint selection (PEZ, RLPrompt)")
+    max_perplexity: float = h(1000.0, "scrutability threshold on perplexity")
+    min_dictionary_share: float = h(0.7, "scrutability threshold on dictionary-word share")
+    min_agreement: float = h(0.9, "faithfulness threshold on agreement with the soft prompt")
+    seed: int = h(0, "seed for everything")
+
+    def __post_init__(self) -> None:
+        self.pez_weights = [float(w) for w in self.pez_weights or []]
+        self.rl_weights = [float(w) for w in self.rl_weights or []]
+        if any(not 0 <= w < 1 for w in self.pez_weights) or any(w < 0 for w in self.rl_weights):
+            raise SoftscopeError("--pez-weights must lie in [0, 1) and --rl-weights be >= 0")
+        if self.soft_steps < 1 or self.examples < 0:
+            raise SoftscopeError("--soft-steps must be >= 1 and --examples >= 0")
+
+
+# ---- odd prompts ------------------------------------------------------------------------------------------
+FUNCTION_WORDS = frozenset("the a an of to in and or but is was it this that for on with as at by be are i you he "
+                           "she we they his her its their my your".split())
+
+
+def oddness(text: str, ids: list[int]) -> list[str]:
+    """Why a prompt is odd even if fluent by the proxy: repeated tokens, only function words/punctuation,
+    non-dictionary words. Empty when none applies."""
+    why = []
+    top, n = collections.Counter(ids).most_common(1)[0] if ids else (None, 0)
+    if ids and n / len(ids) >= 0.4:
+        why.append(f"one token is {n}/{len(ids)} of the prompt")
+    elif any(a == b for a, b in zip(ids, ids[1:])):
+        why.append("a token repeats back to back")
+    words = [re.sub(r"[^\w]", "", w.lower()) for w in text.split()]
+    content = [w for w in words if w and w not in FUNCTION_WORDS]
+    if words and not content:
+        why.append("only function words and punctuation")
+    share, bad = dictionary_share(text)
+    if share < 0.5:
+        why.append(f"{len(bad)} of {len(text.split())} words are not dictionary words")
+    return why
+
+
+# ---- the run ----------------------------------------------------------------------------------------------
+def tradeoff(cfg: TradeoffConfig, out: str | Path, adapter=None, task=None, progress: bool = True) -> dict:
+    """Run (or resume) the sweeps and write tradeoff.jsonl, tradeoff_summary.json and the two plots."""
+    from .pez import PezConfig, pez
+    from .rlprompt import RLPromptConfig, rlprompt
+    from .training import load_model_for, load_task_for, train
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    adapter = adapter or load_model_for(cfg)
+    task = task or load_task_for(cfg)
+    write_config(out, "tradeoff", cfg, task=task.to_dict())
+    examples = task.subset("test", cfg.examples or None, cfg.seed)
+    common = dict(model=cfg.model, device=cfg.device, dtype=cfg.dtype, task=cfg.task, data_dir=cfg.data_dir,
+                  seed=cfg.seed, test_examples=cfg.examples, eval_examples=cfg.selection_examples)
+
+    # 1. the reference soft prompt
+    soft_dir = out / "soft"
+    if (soft_dir / "prompt.safetensors").exists():
+        soft = SoftPrompt.load(soft_dir / "prompt.safetensors")
+    else:
+        tcfg = subconfig(TrainConfig, cfg, tokens=cfg.soft_tokens, steps=cfg.soft_steps, lr=cfg.soft_lr,
+                         checkpoint_every=cfg.soft_steps, eval_examples=cfg.selection_examples, final_eval="none")
+        soft = train(tcfg, soft_dir, resume=(soft_dir / "state.json").exists(), adapter=adapter, task=task,
+                     progress=progress, command="tradeoff").prompt
+    scorer = Scorer(adapter, task)
+    lp_soft = scorer.predict(soft.tensor, examples, progress="soft prompt" if progress else False)
+    gold = torch.tensor([r.label for r in scorer.rows(examples)])
+    soft_acc = float((lp_soft.argmax(-1) == gold).float().mean())
+
+    def score(method: str, weight, ids: list[int], extra: dict | None = None) -> dict:
+        rep = interpret_reading(adapter, task, soft, ids, examples=examples, soft_logprobs=lp_soft,
+                                min_agreement=cfg.min_agreement, max_perplexity=cfg.max_perplexity,
+                                min_dictionary_share=cfg.min_dictionary_share)
+        f, s = rep["faithfulness"], rep["scrutability"]
+        return {"method": method, "weight": weight, "text": rep["text"], "ids": ids, "accuracy": f["reading_accuracy"],
+                "perplexity": s["perplexity"], "dictionary_share": s["dictionary_share"], "agreement": f["agreement"],
+                "kl": f["kl"], "accuracy_gap": f["accuracy_gap"], "faithful": rep["faithful"],
+                "scrutable": rep["scrutable"], "interpretable": rep["interpretable"], "odd": oddness(rep["text"], ids),
+                **(extra or {})}
+
+    rows = [{"method": "soft prompt", "weight": None, "text": None, "ids": None, "accuracy": soft_acc,
+             "perplexity": None, "dictionary_share": None, "agreement": 1.0, "kl": 0.0, "accuracy_gap": 0.0}]
+    from .projection import project
+
+    for metric in ("cos", "l2"):
+        rows.append(score(f"projection ({metric})", None, project(adapter, soft.tensor, metric, 1).ids))
+
+    # 2. PEZ sweep
+    if cfg.pez_weights:
+        pcfg = PezConfig(**common, tokens=cfg.pez_tokens, steps=cfg.pez_steps, batch_size=cfg.pez_batch_size,
+                         lr=cfg.pez_lr, checkpoint_every=max(1, cfg.pez_steps // 5), fluency_weight=cfg.pez_weights)
+        pez(pcfg, out / "pez", adapter=adapter, task=task, progress=progress)
+        for w in cfg.pez_weights:
+            r = read_json(out / "pez" / f"w-{w:g}" / "pez_summary.json")
+            own = interpret_reading(adapter, task, SoftPrompt.load(out / "pez" / f"w-{w:g}" / "prompt_continuous.safetensors"),
+                                    f"pez:{out / 'pez' / f'w-{w:g}'}", examples=examples)
+            rows.append(score("PEZ", w, r["ids"], {"selected_step": r["selected_step"],
+                                                   "agreement_with_own_continuous": own["faithfulness"]["agreement"]}))
+
+    # 3. RLPrompt sweep
+    if cfg.rl_weights:
+        rcfg = RLPromptConfig(**common, tokens=cfg.rl_tokens, steps=cfg.rl_steps,
+                              prompts_per_step=cfg.rl_prompts_per_step, batch_size=cfg.rl_batch_size, lr=cfg.rl_lr,
+                              fluent=cfg.rl_fluent, eval_every=max(1, cfg.rl_steps // 5), fluency_weight=cfg.rl_weights)
+        rlprompt(rcfg, out / "rlprompt", adapter=adapter, task=task, progress=progress)
+        for w in cfg.rl_weights:
+            r = read_json(out / "rlprompt" / f"w-{w:g}" / "rlprompt_summary.json")
+            rows.append(score("RLPrompt", w, r["ids"], {"selected_step": r["selected_step"]}))
+
+    write_jsonl(out / "tradeoff.jsonl", rows)
+    discrete = [r for r in rows if r["ids"]]
+    odd = sorted([r for r in discrete if r["odd"]], key=lambda r: r["perplexity"])
+    summary = {"task": task.name, "model": adapter.name, "examples": len(examples), "soft_accuracy": soft_acc,
+               "rows": [{k: r.get(k) for k in ("method", "weight", "text", "accuracy", "perplexity", "dictionary_share",
+                                                "agreement", "kl", "interpretable", "odd")} for r in rows],
+               "odd_prompts_by_perplexity": [{k: r[k] for k in ("method", "weight", "text", "perplexity", "odd")}
+                                             for r in odd]}
+    write_json(out / "tradeoff_summary.json", summary)
+    plot_tradeoff(rows, out, task.name)
+    return summary
+
+
+def plot_tradeoff(rows: list[dict], out: Path, task_name: str) -> None:
+    """tradeoff_perplexity.png (accuracy vs log perplexity) and tradeoff_faithfulness.png (accuracy vs agreement)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    soft = rows[0]["accuracy"]
+    for key, fname, xlabel, logx in (("perplexity", "tradeoff_perplexity.png", "perplexity under the LM (log)", True),
+                                     ("agreement", "tradeoff_faithfulness.png", "agreement with the soft prompt", False)):
+        fig, ax = plt.subplots(figsize=(5.8, 4))
+        for method, marker in (("PEZ", "o"), ("RLPrompt", "s")):
+            pts = [r for r in rows if r["method"] == method]
+            if pts:
+                ax.plot([r[key] for r in pts], [r["accuracy"] for r in pts], marker=marker, label=method)
+                for r in pts:
+                    ax.annotate(f"{r['weight']:g}", (r[key], r["accuracy"]), fontsize=7, xytext=(3, 3),
+                                textcoords="offset points")
+        for r in rows:
+            if r["method"].startswith("projection"):
+                ax.scatter([r[key]], [r["accuracy"]], marker="x", color="gray", label=r["method"])
+        ax.axhline(soft, color="k", ls="--", lw=0.8, label="soft prompt")
+        if logx:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test accuracy")
+        ax.set_title(f"{task_name}: accuracy vs {key} (labels: weight)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        tmp = out / f".{fname}.tmp.png"
+        fig.savefig(tmp, dpi=110)
+        plt.close(fig)
+        tmp.replace(out / fname)
