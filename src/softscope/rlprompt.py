@@ -139,12 +139,11 @@ class PromptPolicy(torch.nn.Module):
 
         The LM is frozen, so its states depend on the sampled tokens only: training recomputes Q from them."""
         a = self.adapter
-        tok = torch.full((K, 1), start_token(a), device=a.device)
-        past, states, ids = None, [], []
-        for _ in range(L):
-            out = a.model.base_model(input_ids=tok, past_key_values=past, use_cache=True)
-            past = out.past_key_values
-            s = out.last_hidden_state[:, -1]
+        seq = torch.full((K, 1), start_token(a), device=a.device)
+        states, ids = [], []
+        for _ in range(L):  # prompts are a few tokens long: re-running the prefix is cheaper than cache plumbing
+            out = a.model.base_model(input_ids=seq, use_cache=False)
+            s = (out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0])[:, -1]
             q = self.q_values(s)
             if fluent_top_k:  # only the LM's own likeliest next tokens are allowed
                 base = lm_logits(a, s).float()
@@ -158,7 +157,7 @@ class PromptPolicy(torch.nn.Module):
                 nxt = torch.multinomial(q.softmax(-1).cpu(), 1, generator=gen)[:, 0].to(a.device)
             states.append(s)
             ids.append(nxt)
-            tok = nxt[:, None]
+            seq = torch.cat([seq, nxt[:, None]], 1)
         return torch.stack(ids, 1), torch.stack(states, 1)
 
 

@@ -1,0 +1,77 @@
+"""interpret: a prompt is perfectly faithful to itself; perplexity and dictionary share against direct computations."""
+
+import math
+
+import pytest
+import torch
+
+from conftest import make_adapter, tiny_task
+from softscope.errors import SoftscopeError
+from softscope.interpret import (InterpretConfig, dictionary_share, faithfulness, interpret, interpret_reading,
+                                 scrutability)
+from softscope.metrics import start_token
+from softscope.prompts import SoftPrompt
+from softscope.tradeoff import oddness
+
+
+def test_prompt_is_perfectly_faithful_to_itself(tiny):
+    task = tiny_task()
+    ids = tiny.encode("what is the movie")
+    sp = SoftPrompt(tensor=tiny.embed(torch.tensor(ids)).detach(), classes=task.classes)
+    rep = interpret_reading(tiny, task, sp, ids, n_examples=0)
+    f = rep["faithfulness"]
+    assert f["agreement"] == 1.0 and f["accuracy_gap"] == 0.0 and f["kl"] == pytest.approx(0.0, abs=1e-6)
+    assert f["examples"] == len(task.test) and rep["text_roundtrip"] and rep["faithful"]
+    # the same reading given as text, and as 'ids:' / 'text:' strings
+    for reading in ("text:what is the movie", "ids:" + ",".join(map(str, ids)), "what is the movie"):
+        assert interpret_reading(tiny, task, sp, reading, n_examples=0)["faithfulness"]["agreement"] == 1.0
+
+
+def test_faithfulness_hand_computed():
+    lp_a = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]).log()
+    lp_b = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.6, 0.4]]).log()
+    gold = torch.tensor([0, 1, 1])
+    f = faithfulness(lp_a, lp_b, gold)
+    assert f["agreement"] == pytest.approx(2 / 3)
+    assert f["prompt_accuracy"] == pytest.approx(2 / 3) and f["reading_accuracy"] == pytest.approx(1 / 3)
+    kl_row = 0.2 * math.log(0.2 / 0.6) + 0.8 * math.log(0.8 / 0.4)
+    assert f["kl"] == pytest.approx(kl_row / 3, abs=1e-6)
+
+
+def test_perplexity_against_a_direct_computation(tiny_any):
+    ids = tiny_any.encode("the movie was great fun")
+    seq = torch.tensor([[start_token(tiny_any)] + ids])
+    with torch.no_grad():
+        logits = tiny_any.model(input_ids=seq).logits[0, :-1].float()  # the full model, head and all
+    nll = torch.nn.functional.cross_entropy(logits, seq[0, 1:])
+    assert scrutability(tiny_any, ids)["perplexity"] == pytest.approx(math.exp(nll.item()), rel=1e-4)
+
+
+def test_dictionary_share():
+    share, bad = dictionary_share("The movie, xqzvw !")
+    assert share == pytest.approx(0.5) and bad == ["xqzvw", "!"]
+    assert dictionary_share("") == (0.0, [])
+    assert dictionary_share("classify this review")[0] == 1.0
+
+
+def test_oddness_flags_repetition_and_function_words():
+    assert oddness("the the the the", [1, 1, 1, 1]) and oddness("of the , and", [1, 2, 3, 4])
+    assert oddness("great movie review", [5, 6, 7]) == []
+
+
+def test_interpret_api_on_a_saved_prompt(tiny, tmp_path, monkeypatch):
+    import softscope.models as models
+
+    task = tiny_task()
+    sp = SoftPrompt(tensor=torch.randn(3, tiny.width) * 0.3, model="tiny", task="tiny", classes=task.classes)
+    sp.save(tmp_path / "p.safetensors")
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: tiny)
+    rep = interpret(InterpretConfig(reading="projection:l2", examples=0), tmp_path / "p.safetensors",
+                    out=tmp_path / "out", adapter=tiny, task=task)
+    assert rep["reading"] == "projection:l2" and rep["tokens"] == 3
+    assert 0 <= rep["faithfulness"]["agreement"] <= 1 and rep["scrutability"]["perplexity"] > 1
+    assert (tmp_path / "out" / "interpret_summary.json").exists()
+    with pytest.raises(SoftscopeError):
+        InterpretConfig(reading="nonsense")
+    with pytest.raises(SoftscopeError):
+        interpret_reading(tiny, task, sp, "pez:" + str(tmp_path))  # not a PEZ run
