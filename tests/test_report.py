@@ -120,3 +120,55 @@ def test_cli_explain_checkpoint_and_report(demo_run, tiny_task_file, monkeypatch
     with pytest.raises(SystemExit) as e:
         cli.main(["explain", str(run), "--readings", "nonsense"])
     assert e.value.code == 2
+
+
+def test_method_sections_from_real_writers(tmp_path, monkeypatch):
+    """wayward, PEZ, RLPrompt and bias runs on the tiny model: each gets its section with its numbers and plots."""
+    import softscope.bias as bias
+    from softscope.wayward import WaywardConfig, run_wayward
+
+    tiny, task = make_adapter("llama"), tiny_task()
+    run_wayward(WaywardConfig(device="cpu", steps=2, batch_size=4, lr=5e-2, gamma=[0, 5], test_examples=8,
+                              target=["the movie was great", "a bad film"], template="task"),
+                tmp_path / "w", adapter=tiny, task=task, progress=False)
+    page = build_report(tmp_path / "w").read_text()
+    assert report_sections(tmp_path / "w" / "report.html")[:2] == ["Run", "Prompt waywardness"]
+    for r in read_jsonl(tmp_path / "w" / "wayward.jsonl"):
+        assert fmt(r["f1"]) in page and fmt(r["accuracy"]) in page
+    assert "f1_vs_accuracy.png" in page  # the method's own plot, embedded
+
+    pez = pytest.importorskip("softscope.pez")
+    pez.pez(pez.PezConfig(tokens=3, steps=2, batch_size=4, checkpoint_every=1, eval_examples=0, holdout=6,
+                          test_examples=4, fluency_weight=[0.0, 0.5]), tmp_path / "p", adapter=tiny, task=task,
+            progress=False)
+    page = build_report(tmp_path / "p").read_text()
+    assert "PEZ hard prompts" in page and "PEZ trade-off" in page
+    for r in read_jsonl(tmp_path / "p" / "pez.jsonl"):
+        assert html_text(r["text"]) in page and fmt(r["perplexity"]) in page
+
+    rl = pytest.importorskip("softscope.rlprompt")
+    rl.rlprompt(rl.RLPromptConfig(tokens=2, steps=2, prompts_per_step=3, batch_size=2, hidden=16, top_k=8,
+                                  eval_every=2, eval_examples=4, holdout=6, test_examples=4, fluency_weight=[0, 1]),
+                tmp_path / "rl", adapter=tiny, task=task, progress=False)
+    page = build_report(tmp_path / "rl").read_text()
+    assert "RLPrompt trade-off" in page and "rlprompt_rewards.png" in page
+    for r in read_jsonl(tmp_path / "rl" / "rlprompt.jsonl"):
+        assert fmt(r["test_accuracy"]) in page
+
+    monkeypatch.setattr(bias, "load_base_task", lambda name, data_dir: tiny_task(24, 12))
+    bias.run(bias.BiasRunConfig(model="tiny", task="tiny", feature="word:Spielberg", favoured="positive",
+                                strengths=[0.0, 1.0], seeds=1, train_examples=16, tokens=2, steps=1, batch_size=4,
+                                heldout=8, layers="0:1", pool="elaborated", n_targets=1, demos=2, max_new_tokens=3),
+             tmp_path / "b", adapter=tiny, progress=False)
+    path = build_report(tmp_path / "b")
+    page = path.read_text()
+    assert "Bias probe" in report_sections(path) and "InSPEcT descriptions" not in report_sections(path)
+    for r in read_jsonl(tmp_path / "b" / "bias.jsonl"):
+        assert fmt(r["mention_rate"]) in page and fmt(r["biased_prediction_rate"]) in page
+    assert "per_strength" in page and "mention_vs_biased_prediction" in page
+
+
+def html_text(s):
+    import html
+
+    return html.escape(s, quote=True)

@@ -408,11 +408,12 @@ def _layer_grid(rows: list[dict], key: str) -> dict[tuple[int, int], dict]:
 
 
 def section_describe(view: RunView) -> Section | None:
-    dpath, rows = view.jsonl("descriptions.jsonl")
     spath, summ = view.json("describe_summary.json")
-    if not rows and not summ:
+    if summ is None:  # descriptions.jsonl alone (e.g. a bias probe's sub-runs) is another method's data
         return None
-    summ = summ or {}
+    dpath = spath.parent / "descriptions.jsonl"
+    rows = read_jsonl(dpath) if dpath.exists() else []
+    dpath = dpath if dpath.exists() else None
     key = next((k for k in DESC_SCORE_KEYS if any(num(_score(r, k)) is not None for r in rows)), None)
     body = ""
     if summ.get("task") or summ.get("pairs"):
@@ -480,83 +481,103 @@ def section_describe(view: RunView) -> Section | None:
                    f"{len(rows)} descriptions over {len(by_ck)} checkpoint(s), from {esc(where)}")
 
 
-def _generic_method(view: RunView, sid: str, title: str, stems: tuple[str, ...], x_keys: tuple[str, ...],
-                    y_keys: tuple[str, ...], label_keys: tuple[str, ...], plot_title: str) -> Section | None:
-    """A method section from <stem>_summary.json / <stem>.jsonl: trade-off scatter, table, its own PNGs."""
-    summ, rows, where = None, [], None
-    own = RunView(view.root, view.used_pngs, skip_prefix="explain")  # explain's PEZ reading is not a PEZ run
-    for stem in stems:
-        p, s = own.json(f"{stem}_summary.json")
-        q, r = own.jsonl(f"{stem}.jsonl")
-        if s is not None or r:
-            summ, rows, where = s or {}, r, (p or q)
-            break
-    if where is None:
-        return None
-    if not rows:  # a summary holding the per-run list
-        for k in ("runs", "rows", "results", "sweep", "points"):
-            if isinstance(summ.get(k), list) and summ[k] and isinstance(summ[k][0], dict):
-                rows = summ[k]
-                break
-    body = ""
+def summary_html(summ: dict, sid: str) -> str:
+    """Any *_summary.json: scalars as a field table, lists of records and dicts of records as tables."""
+    out = ""
     flat = {k: v for k, v in summ.items() if not isinstance(v, (list, dict))}
     if flat:
-        body += kv_table(flat)
-    pts = []
+        out += kv_table(flat)
+    for k, v in summ.items():
+        if isinstance(v, list) and v and all(isinstance(d, dict) for d in v):
+            keys = [c for c in dict.fromkeys(c for d in v for c in d)
+                    if all(not isinstance(d.get(c), (dict, list)) for d in v)][:12]
+            out += f"<h3>{esc(k)}</h3>" + table(keys, [[d.get(c) for c in keys] for d in v[:60]], f"{sid}-{k}")
+        elif isinstance(v, dict) and v and all(isinstance(d, dict) for d in v.values()):
+            keys = [c for c in dict.fromkeys(c for d in v.values() for c in d)
+                    if all(not isinstance(d.get(c), (dict, list)) for d in v.values())][:11]
+            out += f"<h3>{esc(k)}</h3>" + table([k, *keys], [[name, *[d.get(c) for c in keys]] for name, d in v.items()],
+                                                f"{sid}-{k}")
+    return out
+
+
+def _method_section(view: RunView, sid: str, title: str, stem: str, x_keys: tuple[str, ...], y_keys: tuple[str, ...],
+                    label_keys: tuple[str, ...], plot_title: str, always_plot: bool = False,
+                    log_x: bool = False) -> Section | None:
+    """A method's section from <stem>_summary.json / <stem>.jsonl: its summary tables, a trade-off scatter (drawn
+    here unless the method wrote its own plots, or always), the per-item rows and the method's own PNGs."""
+    own = RunView(view.root, view.used_pngs, skip_prefix="explain")  # explain's PEZ reading is not a PEZ run
+    p, summ = own.json(f"{stem}_summary.json")
+    q, rows = own.jsonl(f"{stem}.jsonl")
+    if summ is None and not rows:
+        return None
+    summ, where = summ or {}, (p or q)
+    if not rows:  # a summary holding the per-run list
+        rows = next((summ[k] for k in ("runs", "rows", "results") if isinstance(summ.get(k), list)
+                     and summ[k] and isinstance(summ[k][0], dict)), [])
+    pngs = [f for f in own.files("*.png") if f.parent == where.parent and f.resolve() not in view.used_pngs]
+    body = summary_html(summ, sid)
     xk = next((k for k in x_keys if any(num(r.get(k)) is not None for r in rows)), None)
     yk = next((k for k in y_keys if any(num(r.get(k)) is not None for r in rows)), None)
-    if xk and yk:
-        pts = [(num(r.get(xk)), num(r.get(yk)), pick(r, *label_keys)) for r in rows
-               if num(r.get(xk)) is not None and num(r.get(yk)) is not None]
-    if pts:
+    pts = [(num(r.get(xk)), num(r.get(yk)), pick(r, *label_keys)) for r in rows
+           if num(r.get(xk)) is not None and num(r.get(yk)) is not None] if xk and yk else []
+    if pts and (always_plot or not pngs):
         def draw(fig):
             ax = fig.add_subplot(1, 1, 1)
             ax.scatter([p[0] for p in pts], [p[1] for p in pts], color="#c05020", zorder=3)
-            for x, y, lab in pts:
-                if lab is not None:
-                    ax.annotate(fmt(lab, 4) if isinstance(lab, float) else str(lab)[:24], (x, y), fontsize=7,
-                                xytext=(3, 3), textcoords="offset points")
+            if len(pts) <= 16:
+                for x, y, lab in pts:
+                    if lab is not None:
+                        ax.annotate(fmt(lab, 4) if isinstance(lab, float) else str(lab)[:28], (x, y), fontsize=7,
+                                    xytext=(3, 3), textcoords="offset points")
+            if log_x and all(p[0] > 0 for p in pts):
+                ax.set_xscale("log")
             ax.set_xlabel(xk)
             ax.set_ylabel(yk)
             ax.set_title(plot_title, fontsize=9)
-        body += figure(draw, (5.0, 3.4), f"{plot_title}: {yk} vs {xk}")
-    if rows:
+        body += figure(draw, (5.0, 3.4), f"{plot_title}: {yk} vs {xk} (one point per {label_keys[0]})")
+    for f in pngs:
+        body += embed_png(view, f)
+    if rows and rows is not summ.get("runs"):
         keys = [k for k in dict.fromkeys(k for d in rows for k in d)
-                if all(not isinstance(d.get(k), (dict, list)) for d in rows)][:10]
-        body += table(keys, [[d.get(k) for k in keys] for d in rows[:60]], sid)
-    for p in own.files("*.png"):
-        if (p.parent == where.parent or any(s in p.name for s in stems)) and p.resolve() not in view.used_pngs:
-            body += embed_png(view, p)
+                if all(not isinstance(d.get(k), (dict, list)) for d in rows)][:12]
+        body += (f"<details><summary>{len(rows)} rows of {esc(view.rel(q) if q else stem)}</summary>"
+                 + table(keys, [[d.get(k) for k in keys] for d in rows[:200]], sid) + "</details>")
     return Section(sid, title, body, f"from {esc(view.rel(where))}")
 
 
 def section_wayward(view: RunView) -> Section | None:
-    return _generic_method(view, "wayward", "Prompt waywardness", ("wayward",),
-                           ("prompt_f1", "f1", "gamma"), ("accuracy", "test_accuracy", "final_accuracy"),
-                           ("gamma", "target"), "waywardness trade-off")
+    return _method_section(view, "wayward", "Prompt waywardness", "wayward", ("f1", "prompt_f1"),
+                           ("accuracy", "test_accuracy"), ("gamma", "target"), "waywardness trade-off")
 
 
 def section_pez(view: RunView) -> Section | None:
-    return _generic_method(view, "pez", "PEZ hard prompts", ("pez",), ("perplexity", "fluency_weight"),
-                           ("test_accuracy", "accuracy"), ("fluency_weight", "text"), "PEZ trade-off")
+    return _method_section(view, "pez", "PEZ hard prompts", "pez", ("perplexity",), ("test_accuracy", "accuracy"),
+                           ("fluency_weight", "text"), "PEZ trade-off", always_plot=True, log_x=True)
 
 
 def section_rlprompt(view: RunView) -> Section | None:
-    return _generic_method(view, "rlprompt", "RLPrompt discrete prompts", ("rlprompt",), ("perplexity", "lambda"),
-                           ("test_accuracy", "accuracy"), ("lambda", "text"), "RLPrompt trade-off")
+    return _method_section(view, "rlprompt", "RLPrompt discrete prompts", "rlprompt", ("perplexity",),
+                           ("test_accuracy", "accuracy"), ("fluency_weight", "text"), "RLPrompt trade-off",
+                           always_plot=True, log_x=True)
 
 
 def section_interpret(view: RunView) -> Section | None:
-    return _generic_method(view, "interpret", "Interpretability (faithfulness × scrutability)", ("interpret",),
-                           ("perplexity", "scrutability"), ("agreement", "faithfulness", "accuracy"),
-                           ("method", "text"), "faithfulness vs scrutability")
+    """`softscope interpret` output: one reading with its faithfulness and scrutability (the explain table)."""
+    own = RunView(view.root, view.used_pngs, skip_prefix="explain")
+    p, s = own.json("interpret_summary.json")
+    if not isinstance(s, dict) or "faithfulness" not in s:
+        return _method_section(view, "interpret", "Interpretability", "interpret", ("perplexity",),
+                               ("agreement",), ("reading", "text"), "faithfulness vs scrutability")
+    f = s.get("faithfulness") or {}
+    fake = {"readings": [{**s, "name": s.get("reading", "reading")}], "examples": f.get("examples"),
+            "soft_prompt": {"n_tokens": "?", "accuracy": f.get("prompt_accuracy")}, "measures": "softscope.interpret"}
+    return Section("interpret", "Interpretability of a reading", explain_html(fake), f"from {esc(view.rel(p))}")
 
 
 def section_bias(view: RunView) -> Section | None:
-    return _generic_method(view, "bias", "Bias probe", ("bias",),
-                           ("biased_prediction_rate", "bias_strength", "strength"),
-                           ("bias_mention_rate", "mention_rate"), ("bias_strength", "strength"),
-                           "biased predictions vs bias mentions")
+    return _method_section(view, "bias", "Bias probe", "bias", ("biased_prediction_rate",),
+                           ("mention_rate", "bias_mention_rate"), ("strength", "prompt"),
+                           "bias mentions vs biased predictions")
 
 
 def section_eval(view: RunView) -> Section | None:
