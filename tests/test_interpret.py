@@ -75,3 +75,22 @@ def test_interpret_api_on_a_saved_prompt(tiny, tmp_path, monkeypatch):
         InterpretConfig(reading="nonsense")
     with pytest.raises(SoftscopeError):
         interpret_reading(tiny, task, sp, "pez:" + str(tmp_path))  # not a PEZ run
+
+
+def test_tradeoff_tiny_run(tiny, tmp_path):
+    """The whole sweep on a tiny model: rows for every method and weight, plots, cache reused on a rerun."""
+    from softscope.runs import read_json, read_jsonl
+    from softscope.tradeoff import TradeoffConfig, tradeoff
+
+    task = tiny_task()
+    cfg = TradeoffConfig(examples=6, soft_tokens=3, soft_steps=2, pez_weights=[0, 0.5], pez_tokens=3, pez_steps=2,
+                         rl_weights=[0, 1], rl_tokens=2, rl_steps=2, rl_prompts_per_step=2, rl_batch_size=2,
+                         selection_examples=4, holdout=6)  # no dev split: a held-out cut of train
+    s = tradeoff(cfg, tmp_path, adapter=tiny, task=task, progress=False)
+    methods = [(r["method"], r["weight"]) for r in s["rows"]]
+    assert methods == [("soft prompt", None), ("projection (cos)", None), ("projection (l2)", None), ("PEZ", 0.0),
+                       ("PEZ", 0.5), ("RLPrompt", 0.0), ("RLPrompt", 1.0)]
+    assert s["rows"][0]["agreement"] == 1.0 and all(0 <= r["agreement"] <= 1 for r in s["rows"])
+    assert len(read_jsonl(tmp_path / "tradeoff.jsonl")) == 7
+    assert (tmp_path / "tradeoff_perplexity.png").exists() and (tmp_path / "tradeoff_faithfulness.png").exists()
+    assert len(read_json(tmp_path / "scores_cache.json")["rows"]) == 6

@@ -20,7 +20,7 @@ def _fmt(x, spec=".3f") -> str:
 def _table(rows: list[dict]) -> None:
     click.echo(f"{'weight':>7}  {'test acc':>8}  {'perplexity':>10}  {'step':>5}  prompt")
     for r in rows:
-        click.echo(f"{r['fluency_weight']:>7g}  {r['test_accuracy']:>8.3f}  {r['perplexity']:>10.1f}  "
+        click.echo(f"{r['fluency_weight']:>7g}  {_fmt(r['test_accuracy']):>8}  {r['perplexity']:>10.1f}  "
                    f"{r['selected_step']:>5}  {r['text']!r}")
 
 

@@ -51,7 +51,7 @@ class PezConfig(TrainConfig):
     eval_examples: int = h(200, "held-out examples for checkpoint selection (0 = all)")
     fluency_weight: list[float] = h([0.0], "fluency weights w in L = w*NLL_LM + (1-w)*L_task, one run each (0 <= w < 1)")
     holdout: int = h(300, "held-out examples cut from train when the task has no dev split")
-    test_examples: int = h(0, "test examples for the selected prompt (0 = the whole test set)")
+    test_examples: int = h(0, "test examples for the selected prompt (0 = the whole test set, -1 = skip)")
 
     def __post_init__(self) -> None:
         self.fluency_weight = [float(w) for w in (self.fluency_weight or [0.0])]
@@ -59,8 +59,8 @@ class PezConfig(TrainConfig):
             raise SoftscopeError("--fluency-weight values must lie in [0, 1): w = 1 would ignore the task")
         if self.init not in ("labels", "vocab", "random", "text"):
             raise SoftscopeError(f"--init {self.init!r}: use labels, vocab, random or text")
-        if self.holdout < 1 or self.test_examples < 0:
-            raise SoftscopeError("--holdout must be >= 1 and --test-examples >= 0")
+        if self.holdout < 1 or self.test_examples < -1:
+            raise SoftscopeError("--holdout must be >= 1 and --test-examples >= -1")
         init, self.init = self.init, "vocab"  # TrainConfig checks the rest; 'labels' is PEZ's own init
         super().__post_init__()
         self.init = init
@@ -161,9 +161,9 @@ def run_pez(cfg: PezConfig, weight: float, out: str | Path, adapter: ModelAdapte
     chosen = SoftPrompt.load(out / best["path"])
     ids = hard_ids(adapter, chosen.tensor)
     scorer = Scorer(adapter, task, max_length=cfg.max_length, verbalizer=cfg.verbalizer)
-    test = task.subset("test", cfg.test_examples or None, cfg.seed)
+    test = task.subset("test", cfg.test_examples or None, cfg.seed) if cfg.test_examples >= 0 else []
     P_hard = adapter.embed(torch.tensor(ids)).detach()
-    acc = scorer.accuracy(P_hard, test, cfg.eval_batch_size, progress="test" if progress else False)
+    acc = scorer.accuracy(P_hard, test, cfg.eval_batch_size, progress="test" if progress else False) if test else None
     text = adapter.decode(ids)
     hard = SoftPrompt(tensor=P_hard.float().cpu(), model=adapter.name, task=task.name, template=task.template,
                       label_words=list(task.label_words), classes=list(task.classes), step=best["step"], accuracy=acc,

@@ -65,7 +65,7 @@ class RLPromptConfig(ModelOptions, TaskOptions):
     eval_every: int = h(20, "score the greedy prompt on the held-out set every this many steps")
     eval_examples: int = h(100, "held-out examples for selection")
     holdout: int = h(300, "held-out examples cut from train when the task has no dev split")
-    test_examples: int = h(0, "test examples for the selected prompt (0 = the whole test set)")
+    test_examples: int = h(0, "test examples for the selected prompt (0 = the whole test set, -1 = skip)")
     max_length: int = h(80, "truncate formatted inputs to this many tokens")
     eval_batch_size: int = h(32, "batch size for evaluation")
     seed: int = h(0, "seed for the policy init, sampling and data order")
@@ -80,6 +80,8 @@ class RLPromptConfig(ModelOptions, TaskOptions):
             raise SoftscopeError("--shaping-old and --shaping-new take two numbers: min,max (old min != old max)")
         if self.tokens < 1 or self.steps < 0 or self.prompts_per_step < 2 or self.batch_size < 1:
             raise SoftscopeError("need --tokens >= 1, --steps >= 0, --prompts-per-step >= 2 (z-score) and --batch-size >= 1")
+        if self.test_examples < -1:
+            raise SoftscopeError("--test-examples must be >= -1")
         if self.lr <= 0 or self.top_k < 1 or self.fluent_top_k < 1 or self.eval_every < 1:
             raise SoftscopeError("--lr, --top-k, --fluent-top-k and --eval-every must be positive")
         if not 0 < self.target_polyak <= 1:
@@ -256,10 +258,10 @@ def run_rlprompt(cfg: RLPromptConfig, weight: float, out: str | Path, adapter: M
     torch.save({"mlp": policy.mlp.state_dict(), "target": target.state_dict()}, out / ".policy.pt.tmp")
     (out / ".policy.pt.tmp").replace(out / "policy.pt")
 
-    test = task.subset("test", cfg.test_examples or None, cfg.seed)
+    test = task.subset("test", cfg.test_examples or None, cfg.seed) if cfg.test_examples >= 0 else []
     ids = best["ids"]
     acc = scorer.accuracy(adapter.embed(torch.tensor(ids)), test, cfg.eval_batch_size,
-                          progress="test" if progress else False)
+                          progress="test" if progress else False) if test else None
     text = adapter.decode(ids)
     SoftPrompt(tensor=adapter.embed(torch.tensor(ids)).detach().float().cpu(), model=adapter.name, task=task.name,
                template=task.template, label_words=list(task.label_words), classes=list(task.classes),
