@@ -116,3 +116,14 @@ def test_default_model_projection_roundtrip():
     assert a.decode(ids).strip().split()[0] in ("negative", "positive")
     nll = fluency_nll(a, pez_transform(a)(P), ids)
     assert nll.item() == pytest.approx(sum(token_nll(a, ids)) / 6, abs=1e-3)
+
+
+def test_sweep_reuses_finished_runs_and_refuses_other_settings(tiny, tmp_path):
+    task = tiny_task()
+    cfg = PezConfig(tokens=3, steps=1, batch_size=4, eval_examples=0, holdout=6, test_examples=-1, fluency_weight=[0])
+    first = pez(cfg, tmp_path, adapter=tiny, task=task, progress=False)
+    assert first["runs"][0]["test_accuracy"] is None  # -1: the caller scores the prompt itself
+    assert pez(cfg, tmp_path, adapter=tiny, task=task, progress=False) == first
+    with pytest.raises(SoftscopeError):
+        pez(PezConfig(tokens=3, steps=2, batch_size=4, eval_examples=0, holdout=6, test_examples=-1),
+            tmp_path, adapter=tiny, task=task, progress=False)

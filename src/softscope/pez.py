@@ -190,13 +190,22 @@ def pez(cfg: PezConfig, out: str | Path, adapter: ModelAdapter | None = None, ta
     for w in cfg.fluency_weight:
         sub = out / f"w-{w:g}"
         done = sub / "pez_summary.json"
-        rows.append(read_json(done) if done.exists() else run_pez(cfg, w, sub, adapter, task, progress))
+        rows.append(_reuse(done, cfg) if done.exists() else run_pez(cfg, w, sub, adapter, task, progress))
     write_jsonl(out / "pez.jsonl", rows)
     summary = {"task": task.name, "model": adapter.name, "runs": [
         {k: r[k] for k in ("fluency_weight", "text", "test_accuracy", "perplexity", "selected_step")} for r in rows]}
     write_json(out / "pez_summary.json", summary)
     plot_curves(rows, out / "pez_curves.png", "heldout_accuracy", f"PEZ on {task.name}")
     return summary
+
+
+def _reuse(summary_file: Path, cfg) -> dict:
+    """A finished sub-run of a sweep, if it was made with the same length and steps (else a clear error)."""
+    done = read_json(summary_file)
+    if (done.get("tokens"), done.get("steps")) != (cfg.tokens, cfg.steps):
+        raise SoftscopeError(f"{summary_file.parent} holds a run with other settings ({done.get('tokens')} tokens, "
+                             f"{done.get('steps')} steps): choose another --out")
+    return done
 
 
 def plot_curves(rows: list[dict], path: Path, key: str, title: str) -> None:

@@ -284,7 +284,7 @@ def rlprompt(cfg: RLPromptConfig, out: str | Path, adapter: ModelAdapter | None 
              progress: bool = True) -> dict:
     """RLPrompt sweep over cfg.fluency_weight: one sub-run per weight (w-<weight>/), a table, curve plots."""
     from .models import load_model
-    from .pez import plot_curves
+    from .pez import _reuse, plot_curves
     from .training import load_model_for, load_task_for
 
     out = Path(out)
@@ -297,7 +297,7 @@ def rlprompt(cfg: RLPromptConfig, out: str | Path, adapter: ModelAdapter | None 
     for w in cfg.fluency_weight:
         sub = out / f"w-{w:g}"
         done = sub / "rlprompt_summary.json"
-        rows.append(read_json(done) if done.exists() else run_rlprompt(cfg, w, sub, adapter, task, pa, progress))
+        rows.append(_reuse(done, cfg) if done.exists() else run_rlprompt(cfg, w, sub, adapter, task, pa, progress))
     write_jsonl(out / "rlprompt.jsonl", [{k: v for k, v in r.items() if k != "reward_curve"} for r in rows])
     summary = {"task": task.name, "model": adapter.name, "runs": [
         {k: r[k] for k in ("fluency_weight", "text", "test_accuracy", "perplexity", "selected_step")} for r in rows]}
