@@ -9,6 +9,8 @@ Why this engine is fast (METHODS §2):
 - the patch is needed during the prefill pass only: later tokens see the patched states through the KV cache,
   so cached greedy decoding gives the same text as re-running the whole sequence with the patch at every step
   (`reference_generate`, the procedure of the public InSPEcT code, kept here as the test oracle);
+- the target tokens before the first placeholder are identical in every row and untouched by any patch
+  (causal attention), so they are run once and their KV cache is shared by all rows of a batch;
 - a layer-pair sweep is embarrassingly parallel: every row of one batch carries its own source states and its
   own target layer, and one forward hook per involved block patches just the rows that target it. All rows
   share the same target prompt, so no padding is needed and positions stay identical.
@@ -166,8 +168,19 @@ def patch_generate_ids(adapter: ModelAdapter, target_ids: Sequence[int], placeho
         src, lay = sources[b0:b0 + batch_size], list(target_layers[b0:b0 + batch_size])
         B = src.shape[0]
         ids = torch.tensor([list(target_ids)] * B, device=adapter.device)
-        with _patched(adapter, lay, placeholder_positions, src) as patches:
-            logits, past = _step(adapter, ids, None, kw)
+        # the tokens before the first placeholder are the same in every row and no patch can reach them
+        # (causal attention): run them once and share their cache; only the rest is prefilled per row
+        first = min(placeholder_positions)
+        past = None
+        if first > 0:
+            _, past = _step(adapter, ids[:1, :first], None, kw)
+            if hasattr(past, "batch_repeat_interleave"):
+                past.batch_repeat_interleave(B)
+            else:  # an old-style cache: prefill everything per row
+                first, past = 0, None
+        shifted = [p - first for p in placeholder_positions]
+        with _patched(adapter, lay, shifted, src) as patches:
+            logits, past = _step(adapter, ids[:, first:], past, kw)
             for p in patches:  # prefill done: the cache now carries the patched states
                 p.active = False
             out = torch.empty((B, 0), dtype=torch.long, device=adapter.device)
