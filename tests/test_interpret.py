@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from conftest import make_adapter, tiny_task
+from conftest import make_adapter, needs_default_model, tiny_task
 from softscope.errors import SoftscopeError
 from softscope.interpret import (InterpretConfig, dictionary_share, faithfulness, interpret, interpret_reading,
                                  scrutability)
@@ -94,3 +94,17 @@ def test_tradeoff_tiny_run(tiny, tmp_path):
     assert len(read_jsonl(tmp_path / "tradeoff.jsonl")) == 7
     assert (tmp_path / "tradeoff_perplexity.png").exists() and (tmp_path / "tradeoff_faithfulness.png").exists()
     assert len(read_json(tmp_path / "scores_cache.json")["rows"]) == 6
+
+
+@needs_default_model
+def test_default_model_reading_of_itself_is_faithful():
+    from softscope.models import load_model
+    from softscope.tasks import load_task
+
+    a = load_model("smollm2-135m")
+    task = load_task("sst2")
+    ids = a.encode("What is the sentiment of this movie review?")
+    sp = SoftPrompt(tensor=a.embed(torch.tensor(ids)).detach())
+    rep = interpret_reading(a, task, sp, "text:What is the sentiment of this movie review?", n_examples=8)
+    assert rep["faithfulness"]["agreement"] == 1.0 and rep["faithfulness"]["kl"] == pytest.approx(0, abs=1e-5)
+    assert rep["scrutability"]["dictionary_share"] == 1.0 and rep["scrutability"]["perplexity"] < 1000
