@@ -181,7 +181,12 @@ def interpret(cfg: InterpretConfig, prompt_path: str | Path, out: str | Path | N
     if adapter is None:
         name = cfg.model if cfg.model != ModelOptions.model or not sp.model else sp.model
         adapter = load_model(name, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
-    task = task or load_task_for(cfg)
+    if task is None:  # the prompt's own built-in task unless --task names another
+        from .config import subconfig
+        from .tasks import BUILTIN
+
+        own = sp.task if cfg.task == TaskOptions.task and sp.task in BUILTIN else cfg.task
+        task = load_task_for(subconfig(TaskOptions, cfg, task=own))
     if sp.classes and list(sp.classes) != list(task.classes):
         raise SoftscopeError(f"the prompt was trained on classes {sp.classes}, the task has {task.classes}: "
                              f"pass the prompt's --task {sp.task or ''}".rstrip())
