@@ -155,6 +155,18 @@ def test_method_sections_from_real_writers(tmp_path, monkeypatch):
     for r in read_jsonl(tmp_path / "rl" / "rlprompt.jsonl"):
         assert fmt(r["test_accuracy"]) in page
 
+    from softscope.tradeoff import TradeoffConfig, tradeoff
+
+    tradeoff(TradeoffConfig(examples=6, soft_tokens=3, soft_steps=2, pez_weights=[0], pez_tokens=3, pez_steps=2,
+                            rl_weights=[0], rl_tokens=2, rl_steps=2, rl_prompts_per_step=2, rl_batch_size=2,
+                            selection_examples=4, holdout=6), tmp_path / "t", adapter=tiny, task=task, progress=False)
+    path = build_report(tmp_path / "t")
+    page = path.read_text()
+    assert {"PEZ / RLPrompt trade-off", "PEZ hard prompts", "RLPrompt discrete prompts"} <= set(report_sections(path))
+    for r in read_json(tmp_path / "t" / "tradeoff_summary.json")["rows"]:
+        assert html_text(r["method"]) in page and fmt(r["accuracy"]) in page
+    assert "tradeoff_perplexity.png" in page
+
     monkeypatch.setattr(bias, "load_base_task", lambda name, data_dir: tiny_task(24, 12))
     bias.run(bias.BiasRunConfig(model="tiny", task="tiny", feature="word:Spielberg", favoured="positive",
                                 strengths=[0.0, 1.0], seeds=1, train_examples=16, tokens=2, steps=1, batch_size=4,

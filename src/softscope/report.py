@@ -11,7 +11,8 @@ Sections appear for what the run directory holds (readers tolerate missing and u
   faithfulness and scrutability);
 - InSPEcT: descriptions.jsonl / describe_summary.json (best description per checkpoint with its scores,
   accuracy-vs-description plot, the layer-grid heatmap with hover text);
-- bias, waywardness, PEZ / RLPrompt: their *_summary.json and *.jsonl (scatter / trade-off plots);
+- bias, waywardness, the PEZ / RLPrompt trade-off, PEZ, RLPrompt, interpret: their *_summary.json and *.jsonl
+  (summary tables, the method's own PNGs, a trade-off scatter where the method drew none);
 - other plots: every PNG the run wrote that no section above already shows;
 - sub-runs: folders holding their own config.json (sweeps), one row each.
 
@@ -390,6 +391,13 @@ def _desc_text(r: dict) -> str:
     return str(pick(r, "cut", "text", "description", default=""))
 
 
+def _cell(v: Any) -> Any:
+    """A table cell from any JSON value (lists of words joined, other structures shortened)."""
+    if isinstance(v, list):
+        return ", ".join(str(x[0] if isinstance(x, (list, tuple)) and x else x) for x in v[:12])
+    return _short(v) if isinstance(v, dict) else v
+
+
 def _layer_grid(rows: list[dict], key: str) -> dict[tuple[int, int], dict]:
     """Per (source, target) layer pair: the mean score over target prompts, and every prompt's text for the hover."""
     grid: dict[tuple[int, int], dict] = {}
@@ -444,9 +452,10 @@ def section_describe(view: RunView) -> Section | None:
         cols += [k for k in dict.fromkeys(k for c in per_ck for k in c)
                  if k not in cols and k != "checkpoint" and all(not isinstance(c.get(k), (dict, list)) for c in per_ck)]
         cols = cols[:10]
+        if any(c.get("unexpected_words") for c in per_ck):  # elaborated describe: words beyond classes/references
+            cols.append("unexpected_words")
         body += "<h3>Per checkpoint (aggregates over the grid and target prompts)</h3>" + table(
-            cols, [[num(c.get(k)) if isinstance(c.get(k), float) else c.get(k) for k in cols] for c in per_ck],
-            "describe-ck")
+            cols, [[_cell(c.get(k)) for k in cols] for c in per_ck], "describe-ck")
     corr = summ.get("correlation")
     if isinstance(corr, dict) and corr:
         crow = [[k, num(v.get("spearman")), num(v.get("spearman_p")), num(v.get("pearson")), v.get("n")]
@@ -550,6 +559,11 @@ def section_wayward(view: RunView) -> Section | None:
                            ("accuracy", "test_accuracy"), ("gamma", "target"), "waywardness trade-off")
 
 
+def section_tradeoff(view: RunView) -> Section | None:
+    return _method_section(view, "tradeoff", "PEZ / RLPrompt trade-off", "tradeoff", ("perplexity",), ("accuracy",),
+                           ("method", "weight"), "accuracy vs perplexity", log_x=True)
+
+
 def section_pez(view: RunView) -> Section | None:
     return _method_section(view, "pez", "PEZ hard prompts", "pez", ("perplexity",), ("test_accuracy", "accuracy"),
                            ("fluency_weight", "text"), "PEZ trade-off", always_plot=True, log_x=True)
@@ -612,7 +626,7 @@ def section_other_plots(view: RunView) -> Section | None:
 
 SECTIONS: list[Callable[[RunView], Section | None]] = [
     section_run, section_training, section_eval, section_explain, section_describe, section_bias, section_wayward,
-    section_pez, section_rlprompt, section_interpret, section_subruns, section_other_plots]
+    section_tradeoff, section_pez, section_rlprompt, section_interpret, section_subruns, section_other_plots]
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;color:#1d2329;background:#f6f7f9}
