@@ -259,11 +259,19 @@ def _f(x, pct: bool = False) -> str:
     return f"{x:.0%}" if pct else (f"{x:.3f}" if abs(x) < 1000 else f"{x:.3g}")
 
 
+def _verdict(r: dict) -> str:
+    if r.get("interpretable") is None:
+        return "n/a"
+    if r["interpretable"]:
+        return "yes"
+    return "no: " + "+".join(w for w, ok in (("faith", r.get("faithful")), ("scrut", r.get("scrutable"))) if ok is False)
+
+
 def table(summary: dict, width: int = 48) -> str:
     """The terminal table: one row per reading (the soft prompt itself first)."""
     sp = summary["soft_prompt"]
     head = (f"{'reading':<22} {'text':<{width}} {'agree':>6} {'acc':>6} {'gap':>6} {'KL':>6} {'ppl':>8} "
-            f"{'dict':>5}")
+            f"{'dict':>5} {'interpretable':<13}")
     lines = [f"{summary['task']} · {summary['model']} · {summary['examples']} test examples · "
              f"soft prompt: {sp['n_tokens']} tokens, step {sp['step']}, accuracy {_f(sp['accuracy'])}",
              head, "-" * len(head)]
@@ -276,9 +284,10 @@ def table(summary: dict, width: int = 48) -> str:
         text = repr(text if len(text) <= width - 2 else text[: width - 3] + "…")
         lines.append(f"{r['name'][:22]:<22} {text:<{width}} {_f(f.get('agreement')):>6} {_f(f.get('reading_accuracy')):>6} "
                      f"{_f(f.get('accuracy_gap')):>6} {_f(f.get('kl')):>6} {_f(s.get('perplexity')):>8} "
-                     f"{_f(s.get('dictionary_share'), True):>5}")
+                     f"{_f(s.get('dictionary_share'), True):>5} {_verdict(r):<13}")
     lines.append("agree: predictions equal to the soft prompt's; gap: soft-prompt accuracy minus the reading's; "
-                 "KL(soft‖reading) of the label distributions; ppl: perplexity under the LM; dict: dictionary words")
+                 "KL(soft‖reading) of the label distributions; ppl: perplexity under the LM; dict: dictionary words; "
+                 "interpretable: faithful and scrutable by softscope.interpret's thresholds")
     return "\n".join(lines)
 
 
