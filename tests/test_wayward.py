@@ -171,7 +171,7 @@ def test_config_validation_and_protocols():
     with pytest.raises(SoftscopeError, match="protocol"):
         WaywardConfig(protocol="medium")
     q = WaywardConfig(protocol="quick")
-    assert q.gamma == [0.0, 1e-3, 1e-2, 3e-2] and q.test_examples == 200
+    assert q.gamma == [0.0, 1e-3, 1e-2, 3e-2] and q.test_examples == 200 and q.start == "target"
     assert WaywardConfig(protocol="full").gamma == [0.0, 1e-4, 5e-4, 1e-3, 3e-3, 5e-3, 1e-2, 3e-2]
 
 
