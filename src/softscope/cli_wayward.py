@@ -11,7 +11,7 @@ from .wayward import WaywardConfig
 
 
 @click.command("wayward")
-@config_options(WaywardConfig, exclude=("tokens", "target"))
+@config_options(WaywardConfig, exclude=("tokens", "target", "checkpoint_every", "eval_examples", "final_eval"))
 @click.option("--target", "target", multiple=True, help="a target text (repeat for several)")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="run directory to write")
 @click.option("--resume", is_flag=True, help="continue a killed sweep (finished target × γ rows are kept); "

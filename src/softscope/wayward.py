@@ -69,7 +69,8 @@ class WaywardConfig(TrainConfig):
     gamma: list[float] = h(PAPER_GAMMAS, "γ values of the distance term (0 = plain prompt tuning)")
     f1_threshold: float = h(0.9, "prompt-F1 a projection must reach to count as reading as the target")
     within: float = h(0.02, "accuracy margin to the γ = 0 prompt that counts as 'no loss' (0.02 = 2 points)")
-    protocol: str = h("custom", "quick (CPU-sized subset), full (paper grid) or custom (your own settings)")
+    protocol: str = h("custom", "quick (CPU-sized subset), full (paper grid) or custom; a preset fixes the targets, "
+                                "γ, steps, lr, batch size, test subset and start")
     max_targets: int | None = h(None, "use only the first N targets")
     test_examples: int = h(500, "fixed seeded test subset for accuracy (0 = whole test set)")
     template: str = h("wayward", "wayward (the paper's template for built-in tasks) or task (the task's default)")
