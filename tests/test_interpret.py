@@ -108,3 +108,23 @@ def test_default_model_reading_of_itself_is_faithful():
     rep = interpret_reading(a, task, sp, "text:What is the sentiment of this movie review?", n_examples=8)
     assert rep["faithfulness"]["agreement"] == 1.0 and rep["faithfulness"]["kl"] == pytest.approx(0, abs=1e-5)
     assert rep["scrutability"]["dictionary_share"] == 1.0 and rep["scrutability"]["perplexity"] < 1000
+
+
+def test_cli_interpret_prints_the_report(tiny, tmp_path, monkeypatch):
+    import softscope.models as models
+    import softscope.training as training
+    from click.testing import CliRunner
+
+    from softscope.cli_pez import interpret_cmd
+
+    task = tiny_task()
+    ids = tiny.encode("the movie was great")
+    SoftPrompt(tensor=tiny.embed(torch.tensor(ids)).detach(), model="tiny", task="tiny",
+               classes=task.classes).save(tmp_path / "p.safetensors")
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: tiny)
+    monkeypatch.setattr(training, "load_task_for", lambda cfg: task)
+    res = CliRunner().invoke(interpret_cmd, [str(tmp_path / "p.safetensors"), "--reading", "text:the movie was great",
+                                             "--examples", "0", "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert "agreement with the soft prompt 1.000" in res.output and "interpretable:" in res.output
+    assert (tmp_path / "out" / "interpret_summary.json").exists()
