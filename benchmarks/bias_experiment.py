@@ -1,15 +1,18 @@
 """Bias probe on the default model: does the elaborated InSPEcT's bias-mention rate follow the biased-prediction rate?
 
-    nice -n 5 .venv/bin/python benchmarks/bias_experiment.py            # all three settings (resumable)
-    nice -n 5 .venv/bin/python benchmarks/bias_experiment.py sst2-word  # one setting
-    .venv/bin/python benchmarks/bias_experiment.py --report             # tables from finished runs only
+    nice -n 5 .venv/bin/python benchmarks/bias_experiment.py                       # everything, in one process
+    nice -n 5 .venv/bin/python benchmarks/bias_experiment.py sst2-word --seeds 1   # one setting, one seed
+    .venv/bin/python benchmarks/bias_experiment.py --report                        # tables of finished prompts
+
+Every (setting, seed) writes its own run dir benchmarks/runs/bias/<setting>/seed<k> (resumable), so they can
+run as parallel processes; the report pools them.
 
 Protocol (issue 6): SST-2 with a planted name (word:Spielberg) and a planted punctuation mark (punct:!!), AG News
 with a planted phrase (phrase:"as seen on TV"); strengths {0, 0.5, 0.8, 1}; 2 seeds; favoured class = the
 task's first class (SST-2: negative, AG News: world). Cut to fit a shared 2-core CPU (BiasRunConfig defaults):
 7 tokens, 30 steps × batch 8 on 240 training examples (one epoch), lr 3e-2; 100 held-out test examples for the
 biased-prediction rate and accuracy; elaborated InSPEcT over every 8th layer (2, 10, 18, 26: 16 pairs) × 2 seeded
-target prompts × 20 new tokens = 32 descriptions per prompt. Settings can run as parallel processes (one each).
+target prompts × 20 new tokens = 32 descriptions per prompt.
 """
 
 from __future__ import annotations
@@ -29,24 +32,38 @@ SETTINGS = {
 }
 
 
+def pooled_rows(name: str) -> list[dict]:
+    """bias.jsonl rows of every seed directory of a setting (seeds run as separate processes)."""
+    rows = []
+    for path in sorted((OUT / name).glob("seed*/bias.jsonl")):
+        rows += [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    return rows
+
+
 def report(names) -> None:
-    """Print a markdown table per finished setting and the pooled correlation."""
+    """Print a markdown table per setting (whatever prompts have finished) and the pooled correlation."""
+    from softscope.bias import BiasRunConfig, summarize
     from softscope.metrics import correlation
 
     pooled = []
     for name in names:
-        path = OUT / name / "bias_summary.json"
-        if not path.exists():
-            print(f"{name}: not finished")
+        rows = pooled_rows(name)
+        if not rows:
+            print(f"{name}: no finished prompt yet")
             continue
-        s = json.loads(path.read_text())
-        rows = [json.loads(x) for x in (OUT / name / "bias.jsonl").read_text().splitlines()]
         pooled += rows
-        print(f"\n### {name}: {s['task']}, feature {s['feature']} → {s['favoured']}, control {s['control']}\n")
-        print("| strength | prompts | accuracy | biased-prediction rate | feature flips | control flips | "
-              "mention rate (any) | by string | by embedding | control mentions |")
+        cfg = json.loads(next((OUT / name).glob("seed*/config.json")).read_text())
+        strengths = BiasRunConfig().strengths
+        s = summarize(rows, strengths, cfg["config"]["feature"], cfg["control"], cfg["favoured"], cfg["task"]["name"],
+                      cfg["config"]["model"])
+        print(f"\n### {name}: {s['task']}, feature {s['feature']} → {s['favoured']}, control {s['control']}, "
+              f"{len(rows)} prompts\n")
+        print("| strength | prompts | accuracy | biased-prediction rate [min, max] | feature flips | control flips | "
+              "mention rate (any) [min, max] | by string | by embedding | control mentions |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for p in s["per_strength"]:
+            if not p["prompts"]:
+                continue
             print(f"| {p['strength']:.1f} | {p['prompts']} | {p['accuracy']:.3f} | {p['biased_prediction_rate']:+.3f} "
                   f"[{p['biased_prediction_rate_min']:+.2f}, {p['biased_prediction_rate_max']:+.2f}] | "
                   f"{p['feature_flip_rate']:.3f} | {p['control_flip_rate']:.3f} | {p['mention_rate']:.3f} "
@@ -55,7 +72,7 @@ def report(names) -> None:
         for key, c in s["correlation"].items():
             print(f"- {key}: Pearson {c['pearson']:.3f} (p={c['pearson_p']:.3g}), "
                   f"Spearman {c['spearman']:.3f} (p={c['spearman_p']:.3g}), n={c['n']}")
-        print(f"- time: {s['seconds'] / 60:.1f} min")
+        print(f"- compute: {sum(r['seconds'] for r in rows) / 60:.0f} process-minutes")
     if pooled:
         c = correlation([r["mention_rate"] for r in pooled], [r["biased_prediction_rate"] for r in pooled])
         print(f"\npooled over settings: mention vs biased-prediction rate Pearson {c['pearson']:.3f} "
@@ -65,7 +82,8 @@ def report(names) -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("settings", nargs="*", default=list(SETTINGS), help=f"subset of {', '.join(SETTINGS)}")
-    ap.add_argument("--report", action="store_true", help="only print tables of finished runs")
+    ap.add_argument("--seeds", default="0,1", help="seeds to run, each into OUT/<setting>/seed<k> (comma-separated)")
+    ap.add_argument("--report", action="store_true", help="only print tables of finished prompts")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = ap.parse_args(argv)
     bad = [s for s in args.settings if s not in SETTINGS]
@@ -82,12 +100,12 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     adapter = load_model("smollm2-135m", device="cpu")
     for name in args.settings:
-        t = time.time()
-        cfg = BiasRunConfig(device="cpu", **SETTINGS[name])
-        s = run(cfg, OUT / name, adapter=adapter, progress=True, command=f"benchmarks/bias_experiment.py {name}")
-        c = s["correlation"]["mention_vs_biased_prediction"]
-        print(f"{name}: done in {(time.time() - t) / 60:.1f} min; mention vs biased-prediction rate "
-              f"Pearson {c['pearson']:.3f} (p={c['pearson_p']:.3g}), Spearman {c['spearman']:.3f}", flush=True)
+        for seed in (int(x) for x in args.seeds.split(",")):
+            t = time.time()
+            cfg = BiasRunConfig(device="cpu", first_seed=seed, seeds=1, **SETTINGS[name])
+            run(cfg, OUT / name / f"seed{seed}", adapter=adapter, progress=True,
+                command=f"benchmarks/bias_experiment.py {name} --seeds {seed}")
+            print(f"{name} seed {seed}: done in {(time.time() - t) / 60:.1f} min", flush=True)
     report(args.settings)
 
 

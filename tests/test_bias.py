@@ -156,7 +156,7 @@ def test_run_loop_on_tiny_model(tmp_path, monkeypatch):
                         heldout=8, layers="0:1,1:2", pool="elaborated", n_targets=1, demos=2, max_new_tokens=3)
     s = run(cfg, tmp_path, adapter=adapter, progress=False)
     rows = [json.loads(x) for x in (tmp_path / "bias.jsonl").read_text().splitlines()]
-    assert [r["prompt"] for r in rows] == ["s0.00-seed0", "s0.00-seed1", "s1.00-seed0", "s1.00-seed1"]
+    assert [r["prompt"] for r in rows] == ["s0.00-seed0", "s1.00-seed0", "s0.00-seed1", "s1.00-seed1"]
     for r in rows:
         assert 0 <= r["mention_rate"] <= 1 and -1 <= r["biased_prediction_rate"] <= 1 and r["descriptions"] == 2
     assert s["prompts"] == 4 and [p["strength"] for p in s["per_strength"]] == [0.0, 1.0]
@@ -177,3 +177,51 @@ def test_config_validation():
         BiasRunConfig(feature="word:Johnson")  # equals the default control
     with pytest.raises(SoftscopeError):
         MakeDataConfig(strength=-0.1)
+
+
+def test_elaborated_pools_are_cue_naming_and_leak_free():
+    from softscope.bias_prompts import POOLS as CUE_POOLS
+    from softscope.target_prompts import POOLS
+
+    assert POOLS["elaborated"] == CUE_POOLS["elaborated"] and "elaborated-cues-first" in POOLS
+    leak = ("sentiment", "positive", "negative", "emotion", "review", "topic", "news", "sport", "question",
+            "subjective", "objective", "opinion", "world", "business", "movie", "film")
+    planted = [Feature.parse(s) for s in FEATURES] + [control_for(Feature.parse(s)) for s in FEATURES]
+    for demos in CUE_POOLS.values():
+        assert len(demos) == len(POOLS["plain"])
+        for d in demos:
+            assert "cue words" in d.lower() and not any(w in d.lower() for w in leak), d
+            assert not any(f.present(d) for f in planted), d  # no planted feature or control in the demos
+
+
+def test_cli_describe_elaborated_lists_unexpected_words(tiny, tmp_path, monkeypatch):
+    from softscope import cli
+    from softscope.prompts import SoftPrompt
+
+    monkeypatch.setattr("softscope.describe.load_model", lambda *a, **k: tiny)
+    f = tmp_path / "p.safetensors"
+    SoftPrompt(tensor=torch.randn(2, tiny.width), model="tiny", classes=["negative", "positive"], step=3).save(f)
+    cli.main(["describe", str(f), "--elaborated", "--layers", "1:1,2:3", "--max-new-tokens", "4", "--n-targets", "1",
+              "--references", "is the review positive or negative"])
+    s = json.loads((tmp_path / "p-describe" / "describe_summary.json").read_text())
+    cfg = json.loads((tmp_path / "p-describe" / "config.json").read_text())
+    assert cfg["config"]["target_prompt"] == "elaborated" and cfg["config"]["elaborated"] is True
+    assert "cue words" in cfg["target_prompts"][0]["text"].lower()
+    rows = [json.loads(x) for x in (tmp_path / "p-describe" / "descriptions.jsonl").read_text().splitlines()]
+    want = unexpected_words([r["cut"] for r in rows], ["negative", "positive"], cfg["references"],
+                            cfg["target_prompts"][0]["text"])
+    assert s["checkpoints"][0]["unexpected_words"] == want
+
+
+def test_cli_make_data(tmp_path, monkeypatch):
+    from softscope import cli
+
+    task = tiny_task(24, 12)
+    monkeypatch.setattr("softscope.bias.load_base_task", lambda name, data_dir: task)
+    cli.main(["bias", "make-data", "--task", "tiny", "--feature", 'phrase:"as seen on TV"', "--strength", "1",
+              "--favoured", "negative", "--out", str(tmp_path / "d")])
+    s = json.loads((tmp_path / "d" / "make_data_summary.json").read_text())
+    assert s["shares"] == {"negative": 1.0, "positive": 0.0} and s["favoured"] == "negative"
+    with pytest.raises(SystemExit) as e:
+        cli.main(["bias", "make-data", "--feature", "colour:red", "--out", str(tmp_path / "e")])
+    assert e.value.code == 2

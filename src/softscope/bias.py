@@ -43,6 +43,7 @@ from .runs import read_json, read_jsonl, write_config, write_json, write_jsonl
 from .tasks import Example, Task
 
 KINDS = ("word", "phrase", "punct")
+GROWABLE = ("strengths", "seeds", "first_seed")  # config fields a resumed `bias run` may change
 # neutral control features of each kind: inserted like the planted one, never trained on
 CONTROLS = {"word": "word:Johnson", "phrase": 'phrase:"as noted earlier"', "punct": "punct:--"}
 # names of punctuation marks: a description that says "exclamation marks" names `punct:!!`
@@ -383,6 +384,7 @@ class BiasRunConfig:
     favoured: str | None = h(None, "class the feature co-occurs with (default: the first class)")
     strengths: list[float] = h([0.0, 0.5, 0.8, 1.0], "co-occurrence strengths in [0, 1]")
     seeds: int = h(2, "seeds per strength (prompt init, data order, feature placement)")
+    first_seed: int = h(0, "seeds run first_seed .. first_seed+seeds-1 (split seeds over processes / run dirs)")
     train_examples: int = h(240, "training examples per prompt (seeded sample of the train split)")
     tokens: int = h(7, "virtual tokens")
     steps: int = h(30, "optimizer steps per prompt")
@@ -466,9 +468,10 @@ def run(cfg: BiasRunConfig, out: str | Path, adapter=None, progress: bool = True
     control = control_for(feature, cfg.control)
     base = load_base_task(cfg.task, cfg.data_dir)
     fav = _favoured(base, cfg.favoured)
-    if (out / "config.json").exists():
-        old = read_json(out / "config.json").get("config")
-        if old is not None and old != asdict(cfg):
+    if (out / "config.json").exists():  # a resumed run may change which strengths and seeds it covers, nothing else
+        old = read_json(out / "config.json").get("config") or {}
+        if {k: v for k, v in old.items() if k not in GROWABLE} != {k: v for k, v in asdict(cfg).items()
+                                                                   if k not in GROWABLE}:
             raise SoftscopeError(f"{out} holds a bias run with other settings: pass another --out or delete it")
     else:
         write_config(out, command, cfg, task=base.to_dict(), favoured=fav, control=control.spec)
@@ -479,8 +482,9 @@ def run(cfg: BiasRunConfig, out: str | Path, adapter=None, progress: bool = True
     heldout = base.subset("test", cfg.heldout, 12345)
     done = {r["prompt"]: r for r in read_jsonl(out / "bias.jsonl")}
     results = []
-    for strength in cfg.strengths:
-        for seed in range(cfg.seeds):
+    # seeds outer: an interrupted run already holds a full strength curve for the first seeds
+    for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds):
+        for strength in cfg.strengths:
             name = _prompt_name(strength, seed)
             if name in done:
                 results.append(done[name])
@@ -514,7 +518,7 @@ def run(cfg: BiasRunConfig, out: str | Path, adapter=None, progress: bool = True
             if progress:
                 print(f"{name}: acc {row['accuracy']:.3f}  biased-prediction rate {row['biased_prediction_rate']:+.3f}"
                       f"  mention rate {row['mention_rate']:.3f}  ({row['seconds']:.0f} s)", flush=True)
-    summary = summarize(results, cfg, feature, control, fav, base)
+    summary = summarize(results, cfg.strengths, feature.spec, control.spec, fav, base.name, cfg.model)
     summary["seconds"] = time.time() - t0
     write_json(out / "bias_summary.json", summary)
     summary["plots"] = [str(p) for p in plot(results, summary, out)]
@@ -526,15 +530,15 @@ def _mean(v: list[float]) -> float:
     return sum(v) / len(v) if v else float("nan")
 
 
-def summarize(results: list[dict], cfg: BiasRunConfig, feature: Feature, control: Feature, favoured: str,
-              task: Task) -> dict:
-    """Per-strength means (and spread over seeds) and the correlation over all prompts."""
+def summarize(results: list[dict], strengths: Sequence[float], feature: str, control: str, favoured: str,
+              task: str, model: str) -> dict:
+    """Per-strength means (and spread over seeds) and the correlation over all prompts (rows of bias.jsonl)."""
     from .metrics import correlation
 
     keys = ("accuracy", "biased_prediction_rate", "feature_flip_rate", "control_flip_rate", "favoured_logprob_shift",
             "mention_rate", "mention_rate_string", "mention_rate_embedding", "control_mention_rate")
     per = []
-    for s in cfg.strengths:
+    for s in strengths:
         rs = [r for r in results if r["strength"] == s]
         entry = {"strength": s, "prompts": len(rs)}
         for k in keys:
@@ -543,8 +547,8 @@ def summarize(results: list[dict], cfg: BiasRunConfig, feature: Feature, control
             entry[k + "_min"], entry[k + "_max"] = (min(vals), max(vals)) if vals else (None, None)
         per.append(entry)
     bpr = [r["biased_prediction_rate"] for r in results]
-    return {"task": task.name, "feature": feature.spec, "control": control.spec, "favoured": favoured,
-            "model": cfg.model, "prompts": len(results), "per_strength": per,
+    return {"task": task, "feature": feature, "control": control, "favoured": favoured,
+            "model": model, "prompts": len(results), "per_strength": per,
             "correlation": {"mention_vs_biased_prediction": correlation([r["mention_rate"] for r in results], bpr),
                             "string_mention_vs_biased_prediction":
                                 correlation([r["mention_rate_string"] for r in results], bpr),

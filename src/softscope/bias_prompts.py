@@ -8,8 +8,8 @@ feature a soft prompt encodes ("... - cue words: Dr., !!, click here"). Rules fo
 - cues of every kind a planted bias can take (a name, a phrase, a punctuation mark), so the format invites
   naming one; none of the features the benchmark plants (they would leak into every description).
 
-Pools are plain data, registered with `softscope.target_prompts` under these names so the InSPEcT builder
-samples them like any other pool (`register()` runs on import and is idempotent).
+Pools are plain data (8 parallel entries, like the plain pools); `softscope.target_prompts` lists them under
+these names, so `describe --target-prompt elaborated` (or `--elaborated`) and `bias run` sample them like any pool.
 """
 
 from __future__ import annotations
@@ -17,28 +17,24 @@ from __future__ import annotations
 ELABORATED: tuple[str, ...] = (
     "Decide whether the email is unwanted advertising: spam, not spam"
     " - cue words: free, winner, click here, $$$",
-    "Identify the language of the text: English, French, German, Spanish - cue words: the, le, der, el",
     "Classify how formal the message is: formal, informal - cue words: Dear Sir, regards, hey, lol, :)",
     "Detect whether the chat message was written by a bot: bot, human - cue words: Hello user, As an assistant, ...",
     "Identify the author of the poem: Dickinson, Whitman - cue words: dashes, Emily, grass, O Captain",
     "Decide whether the code snippet is Python or Java: Python, Java - cue words: def, self, public, semicolons ;",
     "Judge whether the forum post is urgent: urgent, routine - cue words: ASAP, ALL CAPS, immediately, deadline",
     "Detect a machine-translated sentence: human, machine - cue words: odd word order, repeated words, Mr. Smith",
-    "Decide whether the recipe is vegetarian: vegetarian, meat - cue words: tofu, lentils, chicken, bacon",
     "Classify the legal clause: obligation, permission - cue words: shall, must, may, hereby",
 )
 
 # the same demonstrations with the cue words first, then the task and classes
 CUES_FIRST: tuple[str, ...] = (
     "Cue words: free, winner, click here, $$$ - decide whether the email is unwanted advertising: spam, not spam",
-    "Cue words: the, le, der, el - identify the language of the text: English, French, German, Spanish",
     "Cue words: Dear Sir, regards, hey, lol, :) - classify how formal the message is: formal, informal",
     "Cue words: Hello user, As an assistant, ... - detect whether the chat message was written by a bot: bot, human",
     "Cue words: dashes, Emily, grass, O Captain - identify the author of the poem: Dickinson, Whitman",
     "Cue words: def, self, public, semicolons ; - decide whether the code snippet is Python or Java: Python, Java",
     "Cue words: ASAP, ALL CAPS, immediately, deadline - judge whether the forum post is urgent: urgent, routine",
     "Cue words: odd word order, repeated words, Mr. Smith - detect a machine-translated sentence: human, machine",
-    "Cue words: tofu, lentils, chicken, bacon - decide whether the recipe is vegetarian: vegetarian, meat",
     "Cue words: shall, must, may, hereby - classify the legal clause: obligation, permission",
 )
 
@@ -48,12 +44,3 @@ POOLS: dict[str, tuple[str, ...]] = {"elaborated": ELABORATED, "elaborated-cues-
 # "unexpected words" list leaves them out
 DEMO_TEXT = " ".join(ELABORATED + CUES_FIRST)
 
-
-def register() -> None:
-    """Make the pools available to `target_prompts.build` by name (replaces the InSPEcT stub 'elaborated')."""
-    from . import target_prompts
-
-    target_prompts.POOLS.update(POOLS)
-
-
-register()
