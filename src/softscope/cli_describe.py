@@ -74,6 +74,11 @@ def describe_cmd(source, refs, out, as_json, **kw):
                     "best.rouge1"):
             c = s["correlation"][key]
             click.echo(f"  {key:<18} ρ = {_f(c['spearman'])}  (p = {_f(c['spearman_p'])}, n = {c['n']})")
+    words = s["checkpoints"][-1].get("unexpected_words")
+    if words is not None:  # --elaborated
+        click.echo(f"words the descriptions of step {s['checkpoints'][-1]['step']} mention beyond class names, references"
+                   f" and target-prompt demos (share of {s['pairs'] * s['target_prompts']} descriptions):")
+        click.echo("  " + (", ".join(f"{w['word']} ({w['share']:.2f})" for w in words) or "(none)"))
     click.echo(f"written to {res.out_dir} ({res.seconds:.0f} s): descriptions.jsonl, describe_summary.json, "
                + ", ".join(p.name for p in res.plots))
 

@@ -62,8 +62,12 @@ class DescribeConfig:
     references: list[str] | None = h(None, "extra reference descriptions (needed for custom tasks)")
     top_k: int = h(10, "the top-k similarities averaged per checkpoint (a steadier score than the max)")
     batch_size: int = h(64, "layer pairs generated together")
+    elaborated: bool = h(False, "bias probe: cue-naming target prompts (pool 'elaborated' unless --target-prompt names "
+                                "another) and the words descriptions mention beyond class names and references")
 
     def __post_init__(self) -> None:
+        if self.elaborated and self.target_prompt == "plain":
+            self.target_prompt = "elaborated"
         if self.max_new_tokens < 1:
             raise SoftscopeError("--max-new-tokens must be at least 1")
         if self.n_targets < 1 or self.demos < 1:
@@ -332,6 +336,11 @@ def describe(source: str | Path, cfg: DescribeConfig | None = None, out: str | P
     for name, p in items:
         ck_rows = [r for r in rows if r["checkpoint"] == name]
         cks.append({"checkpoint": name, "step": p.step, "accuracy": p.accuracy, **summarize_checkpoint(ck_rows, cfg.top_k)})
+        if cfg.elaborated:  # what a developer reads to find a bias nobody planted (bias.unexpected_words)
+            from .bias import unexpected_words
+
+            cks[-1]["unexpected_words"] = unexpected_words([r["cut"] for r in ck_rows], classes, refs,
+                                                           " ".join(t.text for t in targets))
     summary = {"task": task_name, "model": adapter.name, "source": str(source), "classes": classes,
                "layers": cfg.layers, "pairs": len(pairs), "target_prompts": len(targets),
                "max_new_tokens": cfg.max_new_tokens, "checkpoints": cks,

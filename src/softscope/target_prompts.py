@@ -6,8 +6,8 @@ placeholder tokens (" x" × n) whose hidden states the Patchscopes engine overwr
 news, question-type or subjectivity demos), so the description cannot be copied from the target prompt.
 
 Pools are plain data: `plain` (description, then classes), `classes-first`, and `elaborated` (description,
-classes and the cue words a classifier would rely on — the bias probe extends this pool). Add a pool by adding
-an entry to POOLS; nothing else changes.
+classes and the cue words a classifier would rely on; with `elaborated-cues-first`, defined in `bias_prompts`).
+Add a pool by adding an entry to POOLS; nothing else changes.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from .bias_prompts import POOLS as CUE_POOLS
 from .errors import SoftscopeError
 
 PLACEHOLDER = " x"
@@ -44,22 +45,8 @@ POOLS: dict[str, tuple[str, ...]] = {
         "formal, informal: classify how formal the message is",
         "paraphrase, not paraphrase: decide whether the two sentences mean the same thing",
     ),
-    # description, classes and the cue words that give the answer away (a stub the bias probe extends)
-    "elaborated": (
-        "Identify the language this text is written in: English, French, German, Spanish"
-        " - cue words: the, le, der, el",
-        "Decide whether the email is unwanted advertising: spam, not spam - cue words: free, winner, click, offer",
-        "Judge whether the sentence is grammatically correct: acceptable, unacceptable"
-        " - cue words: word order, agreement, missing verb",
-        "Determine whether the second sentence follows from the first: entailment, neutral, contradiction"
-        " - cue words: not, never, all, some",
-        "Name the part of speech of the underlined word: noun, verb, adjective, adverb - cue words: -ly, -ing, the",
-        "Identify the programming language of the code snippet: Python, Java, C, JavaScript"
-        " - cue words: def, public, #include, function",
-        "Classify how formal the message is: formal, informal - cue words: dear, regards, hey, lol",
-        "Decide whether the two sentences mean the same thing: paraphrase, not paraphrase"
-        " - cue words: same names, synonyms, negation",
-    ),
+    # description, classes and the cue words a classifier relies on (names, phrases, punctuation): bias_prompts
+    **CUE_POOLS,
 }
 
 
