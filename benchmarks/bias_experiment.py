@@ -35,8 +35,12 @@ SETTINGS = {
 def pooled_rows(name: str) -> list[dict]:
     """bias.jsonl rows of every seed directory of a setting (seeds run as separate processes)."""
     rows = []
+    seen = set()
     for path in sorted((OUT / name).glob("seed*/bias.jsonl")):
-        rows += [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+        for r in (json.loads(x) for x in path.read_text().splitlines() if x.strip()):
+            if r["prompt"] not in seen:  # two processes may have measured the same prompt
+                seen.add(r["prompt"])
+                rows.append(r)
     return rows
 
 
@@ -83,6 +87,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("settings", nargs="*", default=list(SETTINGS), help=f"subset of {', '.join(SETTINGS)}")
     ap.add_argument("--seeds", default="0,1", help="seeds to run, each into OUT/<setting>/seed<k> (comma-separated)")
+    ap.add_argument("--strengths", default=None, help="strengths in the order to run them (default: 0,0.5,0.8,1)")
+    ap.add_argument("--tag", default="", help="suffix of the run dir seed<k><tag> (parallel processes per seed)")
     ap.add_argument("--report", action="store_true", help="only print tables of finished prompts")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = ap.parse_args(argv)
@@ -102,8 +108,9 @@ def main(argv=None) -> None:
     for name in args.settings:
         for seed in (int(x) for x in args.seeds.split(",")):
             t = time.time()
-            cfg = BiasRunConfig(device="cpu", first_seed=seed, seeds=1, **SETTINGS[name])
-            run(cfg, OUT / name / f"seed{seed}", adapter=adapter, progress=True,
+            extra = {"strengths": [float(x) for x in args.strengths.split(",")]} if args.strengths else {}
+            cfg = BiasRunConfig(device="cpu", first_seed=seed, seeds=1, **SETTINGS[name], **extra)
+            run(cfg, OUT / name / f"seed{seed}{args.tag}", adapter=adapter, progress=True,
                 command=f"benchmarks/bias_experiment.py {name} --seeds {seed}")
             print(f"{name} seed {seed}: done in {(time.time() - t) / 60:.1f} min", flush=True)
     report(args.settings)
