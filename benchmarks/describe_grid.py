@@ -36,7 +36,7 @@ def _setup(checkpoint: str | None, threads: int):
     from softscope.training import list_checkpoints
 
     torch.set_num_threads(threads)
-    path = Path(checkpoint) if checkpoint else list_checkpoints(RUN)[-1]
+    path = Path(checkpoint).resolve() if checkpoint else list_checkpoints(RUN)[-1]
     adapter = load_model("smollm2-135m", device="cpu")
     prompt = SoftPrompt.load(path)
     target = build(adapter, "plain", prompt.n_tokens, seed=0)
@@ -74,6 +74,9 @@ def compare(args, res: dict) -> None:
     S = source_states(adapter, prompt.tensor)
     ref, t_ref = [], []
     for k, (s, t) in enumerate(pairs):
+        if args.reference_budget and sum(t_ref) > args.reference_budget:
+            print(f"reference: time budget spent after {k} pairs", flush=True)
+            break
         t0 = time.perf_counter()
         ref.append(reference_generate_ids(adapter, target.ids, target.placeholder_positions, S[s], t,
                                           max_new_tokens=args.max_new_tokens))
@@ -86,9 +89,9 @@ def compare(args, res: dict) -> None:
     print(f"engine again: {t_b:.1f} s", flush=True)
     differ = [i for i, (a, b) in enumerate(zip(ids_a, ref)) if a != b]
     engine_pp = (t_a + t_b) / 2 / len(pairs)
-    ref_pp = sum(t_ref) / len(pairs)
+    ref_pp = sum(t_ref) / len(ref)
     res.update(engine_seconds=[t_a, t_b], engine_seconds_per_pair=engine_pp, reference_seconds_per_pair=ref_pp,
-               speedup=ref_pp / engine_pp, differing_pairs=len(differ),
+               speedup=ref_pp / engine_pp, differing_pairs=len(differ), reference_pairs=len(ref),
                differing_examples=[{"pair": pairs[i], "engine": adapter.decode(ids_a[i]),
                                     "reference": adapter.decode(ref[i])} for i in differ[:3]],
                engine_runs_agree=ids_a == ids_b,
@@ -96,7 +99,7 @@ def compare(args, res: dict) -> None:
                examples=[{"pair": pairs[i], "text": adapter.decode(ref[i])} for i in range(0, len(pairs), 8)])
     _save(res)
     print(f"seconds per pair: engine {engine_pp:.3f}, reference {ref_pp:.2f}; speedup {ref_pp / engine_pp:.1f}x; "
-          f"pairs whose greedy text differs: {len(differ)}/{len(pairs)}", flush=True)
+          f"pairs whose greedy text differs: {len(differ)}/{len(ref)} compared", flush=True)
 
 
 def full_grid(args, res: dict) -> None:
@@ -104,11 +107,15 @@ def full_grid(args, res: dict) -> None:
 
     adapter, prompt, target, _ = _setup(args.checkpoint, args.threads)
     pairs = layer_pairs("all", adapter.n_layers)
-    _, t = _engine(adapter, prompt, target, pairs, args.max_new_tokens)
-    res["full_grid"] = {"pairs": len(pairs), "seconds": t, "seconds_per_pair": t / len(pairs),
-                        "max_new_tokens": args.max_new_tokens}
+    timed = pairs[: 64 * args.full_grid_batches] if args.full_grid_batches else pairs
+    _, t = _engine(adapter, prompt, target, timed, args.max_new_tokens)
+    full = t * len(pairs) / len(timed)
+    res["full_grid"] = {"pairs": len(pairs), "timed_pairs": len(timed), "seconds_timed": t,
+                        "seconds_full_grid": full, "extrapolated": len(timed) < len(pairs),
+                        "seconds_per_pair": t / len(timed), "max_new_tokens": args.max_new_tokens}
     _save(res)
-    print(f"full grid: {len(pairs)} pairs in {t:.0f} s ({t / len(pairs):.3f} s per pair)", flush=True)
+    print(f"full grid: {len(pairs)} pairs, {'extrapolated from ' + str(len(timed)) + ' timed: ' if len(timed) < len(pairs) else ''}"
+          f"{full:.0f} s ({t / len(timed):.3f} s per pair)", flush=True)
 
 
 def _memory_child(k: int, threads: int) -> None:
@@ -150,6 +157,10 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the 2-core machine is shared)")
     ap.add_argument("--memory", action="store_true", help="also peak memory for 1 and 10 checkpoints")
     ap.add_argument("--full-grid", action="store_true", help="also time the full grid with the engine")
+    ap.add_argument("--reference-budget", type=float, default=0,
+                    help="stop the reference after this many seconds (0 = all pairs); the report says how many ran")
+    ap.add_argument("--full-grid-batches", type=int, default=0,
+                    help="time only this many 64-pair batches of the full grid and extrapolate (0 = all)")
     ap.add_argument("--skip-compare", action="store_true", help="keep the comparison already in the JSON")
     ap.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

@@ -67,9 +67,12 @@ def describe_all(tasks: list[str]) -> None:
     cfg = DescribeConfig(**DESCRIBE)
     for task in tasks:
         run = OUT / task
+        seen = -1
         while True:
             finished = (run / "train_summary.json").exists()
-            if (run / "checkpoints").exists() and any((run / "checkpoints").glob("*.safetensors")):
+            n = len(list((run / "checkpoints").glob("step-*.safetensors"))) if (run / "checkpoints").exists() else 0
+            if n and (n != seen or finished):
+                seen = n
                 t = time.time()
                 res = describe(run, cfg, adapter=adapter, progress=False,
                                command="benchmarks/inspect_experiment.py describe")
