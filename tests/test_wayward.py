@@ -126,6 +126,16 @@ def test_sweep_rows_summary_plots_and_batched_equals_sequential(tiny, tmp_path):
     assert table.count("tiny-llama") == 2
 
 
+@pytest.mark.parametrize("batched", [True, False])
+def test_mixed_start_gamma0_from_vocab_others_from_target(tiny, tmp_path, batched):
+    s = run_wayward(_sweep_cfg(start="mixed", steps=0, target=[TARGET], batched=batched), tmp_path / "m",
+                    adapter=tiny, task=tiny_task(), progress=False)
+    rows = {r["gamma"]: r for r in read_jsonl(tmp_path / "m" / "wayward.jsonl")}
+    assert rows[0.0]["distance"] > 0 and rows[0.0]["f1"] < 1
+    assert all(rows[g]["f1"] == 1.0 and rows[g]["distance"] == pytest.approx(0, abs=1e-6) for g in (0.5, 5.0))
+    assert s["per_target"][0]["best_gamma"] in (0.5, 5.0)
+
+
 def test_killed_sweep_resumes_without_recomputing(tiny, tmp_path, monkeypatch):
     task = tiny_task()
     out = tmp_path / "w"
@@ -171,7 +181,7 @@ def test_config_validation_and_protocols():
     with pytest.raises(SoftscopeError, match="protocol"):
         WaywardConfig(protocol="medium")
     q = WaywardConfig(protocol="quick")
-    assert q.gamma == [0.0, 1e-3, 1e-2, 3e-2] and q.test_examples == 200 and q.start == "target"
+    assert q.gamma == [0.0, 1e-3, 1e-2, 3e-2] and q.test_examples == 200 and q.start == "mixed"
     assert WaywardConfig(protocol="full").gamma == [0.0, 1e-4, 5e-4, 1e-3, 3e-3, 5e-3, 1e-2, 3e-2]
 
 

@@ -47,14 +47,15 @@ PAPER_GAMMAS = [0.0, 1e-4, 5e-4, 1e-3, 3e-3, 5e-3, 1e-2, 3e-2]
 
 # Presets. quick: sized for 2 free CPU cores (≈18 min per task × model): 8 targets — 4 task definitions spread
 # over natural_prompts.json (every 8th) alternating with one Pile sentence each from pile_n{4,7,14,28} for the
-# length axis — 4 γ, 16 steps at lr 3e-2 (batch 8), accuracy on a fixed seeded 200-example test subset, and
-# every prompt starts at e(t): in 16 steps Adam moves a coordinate at most Σ lr ≈ 0.24, too little to carry a
-# vocabulary-sampled start into the target's nearest-neighbour cells (measured on SmolLM2: distance 18.3 → 16.9
-# at γ = 3e-2, F1 0), so the short sweep asks instead whether the task is learnt without leaving them.
+# length axis — 4 γ, 16 steps at lr 3e-2 (batch 8), accuracy on a fixed seeded 200-example test subset. The γ = 0
+# baseline starts from vocabulary embeddings (plain prompt tuning) and the γ > 0 prompts start at e(t): in 16 steps
+# Adam moves a coordinate at most Σ lr ≈ 0.24, too little to carry a vocabulary start into the target's
+# nearest-neighbour cells (measured on SmolLM2/SST-2: distance 18.3 → 16.9 at γ = 3e-2, F1 0). So the short sweep
+# asks: does a prompt held at t learn the task as well as a free one?
 # full: the paper's grid — 32 unrelated definitions + the task's 5 true descriptions, 8 γ, 300 steps, whole test set.
 PROTOCOLS: dict[str, dict] = {
     "quick": {"gamma": [0.0, 1e-3, 1e-2, 3e-2], "steps": 16, "lr": 3e-2, "batch_size": 8, "test_examples": 200,
-              "start": "target"},
+              "start": "mixed"},
     "full": {"gamma": PAPER_GAMMAS, "steps": 300, "lr": 1e-2, "batch_size": 8, "test_examples": 0, "start": "init"},
 }
 
@@ -74,7 +75,8 @@ class WaywardConfig(TrainConfig):
     max_targets: int | None = h(None, "use only the first N targets")
     test_examples: int = h(500, "fixed seeded test subset for accuracy (0 = whole test set)")
     template: str = h("wayward", "wayward (the paper's template for built-in tasks) or task (the task's default)")
-    start: str = h("init", "init (from --init, same start for every γ) or target (start at e(t))")
+    start: str = h("init", "init (every γ from --init), target (every γ from e(t)) or mixed (γ = 0 from --init, "
+                           "γ > 0 from e(t))")
     batched: bool = h(True, "train all γ of a target in one batched pass (training.train_many) instead of one by one")
 
     def __post_init__(self) -> None:
@@ -95,8 +97,8 @@ class WaywardConfig(TrainConfig):
             raise SoftscopeError("--f1-threshold must be in (0, 1]")
         if self.template not in ("wayward", "task"):
             raise SoftscopeError(f"--template {self.template!r}: use wayward or task")
-        if self.start not in ("init", "target"):
-            raise SoftscopeError(f"--start {self.start!r}: use init or target")
+        if self.start not in ("init", "target", "mixed"):
+            raise SoftscopeError(f"--start {self.start!r}: use init, target or mixed")
         if self.test_examples < 0 or (self.max_targets is not None and self.max_targets < 1):
             raise SoftscopeError("--test-examples must be >= 0 and --max-targets >= 1")
         if isinstance(self.target, str):
@@ -219,6 +221,13 @@ def _train_cfg(cfg: WaywardConfig, n: int) -> TrainConfig:
     return subconfig(TrainConfig, cfg, tokens=n, final_eval="none", eval_examples=8, checkpoint_every=max(cfg.steps, 1))
 
 
+def _start(cfg: WaywardConfig, adapter: ModelAdapter, n: int, e_t: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Initial prompt for one γ: e(t) itself, or --init drawn from a generator seeded by --seed (same for all γ)."""
+    if cfg.start == "target" or (cfg.start == "mixed" and gamma > 0):
+        return e_t.detach().float().cpu().clone()
+    return init_prompt(adapter, n, cfg.init, torch.Generator().manual_seed(cfg.seed), cfg.init_text)
+
+
 def run_wayward(cfg: WaywardConfig, out: str | Path, *, resume: bool = False, adapter: ModelAdapter | None = None,
                 task=None, progress: bool = True) -> dict:
     """Run (or continue) a sweep into `out`; returns the summary (also written as wayward_summary.json)."""
@@ -253,11 +262,10 @@ def run_wayward(cfg: WaywardConfig, out: str | Path, *, resume: bool = False, ad
         ids, e_t = target_embeddings(adapter, text)
         n = len(ids)
         tcfg = _train_cfg(cfg, n)
-        gen = torch.Generator().manual_seed(cfg.seed)  # same start for every γ of a target
-        P0 = e_t.detach().cpu().clone() if cfg.start == "target" else init_prompt(adapter, n, cfg.init, gen, cfg.init_text)
+        starts = {g: _start(cfg, adapter, n, e_t, g) for g in todo}
         ts = time.time()
         if cfg.batched and len(todo) > 1:
-            Ps, metrics = train_many(tcfg, P0.unsqueeze(0).repeat(len(todo), 1, 1), adapter=adapter, task=task,
+            Ps, metrics = train_many(tcfg, torch.stack([starts[g] for g in todo]), adapter=adapter, task=task,
                                      loss_terms=[distance_term(todo, e_t)], progress=False)
             finals = [(g, Ps[k], metrics[-1]["loss"][k] if metrics else None) for k, g in enumerate(todo)]
         else:
@@ -265,7 +273,7 @@ def run_wayward(cfg: WaywardConfig, out: str | Path, *, resume: bool = False, ad
             for g in todo:
                 rdir = run / "runs" / safe_name(name) / f"gamma-{g:g}"
                 res = train(tcfg, rdir, resume=(rdir / "state.json").exists(), adapter=adapter, task=task,
-                            loss_terms=[distance_term(g, e_t)], init=P0, progress=False, command="wayward")
+                            loss_terms=[distance_term(g, e_t)], init=starts[g], progress=False, command="wayward")
                 last = [m for m in read_jsonl(rdir / "metrics.jsonl") if m["event"] == "train"]
                 finals.append((g, res.prompt.tensor, last[-1]["loss"] if last else None))
         train_seconds = (time.time() - ts) / len(todo)
