@@ -45,6 +45,8 @@ class TradeoffConfig(ModelOptions, TaskOptions):
     rl_batch_size: int = h(4, "RLPrompt inputs per prompt per step")
     rl_lr: float = h(1e-3, "RLPrompt MLP learning rate")
     rl_fluent: bool = h(False, "RLPrompt fluent mode (sample among the LM's top-k)")
+    rl_eval_every: int = h(0, "RLPrompt: score the greedy prompt every this many steps (0 = rl_steps / 5)")
+    rl_selection_examples: int = h(0, "RLPrompt: held-out examples for selection (0 = selection_examples)")
     selection_examples: int = h(100, "held-out examples for checkpoint selection (PEZ, RLPrompt)")
     holdout: int = h(300, "held-out examples cut from train for selection when the task has no dev split")
     max_perplexity: float = h(1000.0, "scrutability threshold on perplexity")
@@ -164,7 +166,10 @@ def tradeoff(cfg: TradeoffConfig, out: str | Path, adapter=None, task=None, prog
     if cfg.rl_weights:
         rcfg = RLPromptConfig(**common, tokens=cfg.rl_tokens, steps=cfg.rl_steps,
                               prompts_per_step=cfg.rl_prompts_per_step, batch_size=cfg.rl_batch_size, lr=cfg.rl_lr,
-                              fluent=cfg.rl_fluent, eval_every=max(1, cfg.rl_steps // 5), fluency_weight=cfg.rl_weights)
+                              fluent=cfg.rl_fluent, eval_every=cfg.rl_eval_every or max(1, cfg.rl_steps // 5),
+                              fluency_weight=cfg.rl_weights)
+        if cfg.rl_selection_examples:
+            rcfg.eval_examples = cfg.rl_selection_examples
         rlprompt(rcfg, out / "rlprompt", adapter=adapter, task=task, progress=progress)
         for w in cfg.rl_weights:
             r = read_json(out / "rlprompt" / f"w-{w:g}" / "rlprompt_summary.json")
