@@ -89,6 +89,7 @@ def main(argv=None) -> None:
     ap.add_argument("--seeds", default="0,1", help="seeds to run, each into OUT/<setting>/seed<k> (comma-separated)")
     ap.add_argument("--strengths", default=None, help="strengths in the order to run them (default: 0,0.5,0.8,1)")
     ap.add_argument("--tag", default="", help="suffix of the run dir seed<k><tag> (parallel processes per seed)")
+    ap.add_argument("--steps", type=int, default=None, help="training steps (default: BiasRunConfig's 30)")
     ap.add_argument("--report", action="store_true", help="only print tables of finished prompts")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = ap.parse_args(argv)
@@ -109,6 +110,8 @@ def main(argv=None) -> None:
         for seed in (int(x) for x in args.seeds.split(",")):
             t = time.time()
             extra = {"strengths": [float(x) for x in args.strengths.split(",")]} if args.strengths else {}
+            if args.steps:
+                extra["steps"] = args.steps
             cfg = BiasRunConfig(device="cpu", first_seed=seed, seeds=1, **SETTINGS[name], **extra)
             run(cfg, OUT / name / f"seed{seed}{args.tag}", adapter=adapter, progress=True,
                 command=f"benchmarks/bias_experiment.py {name} --seeds {seed}")
