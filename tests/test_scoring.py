@@ -75,3 +75,23 @@ def test_predict_keeps_example_order(tiny):
     lp = sc.predict(P, task.test, batch_size=3)
     for i in (0, 5, 11):
         assert torch.allclose(lp[i], sc.class_logprobs(P, sc.rows([task.test[i]]))[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_shared_prefix_reuse_gives_same_loss_and_gradient(arch):
+    a = make_adapter(arch)
+    task = tiny_task()
+    rows_src = task.train[:8]
+    fast, slow = Scorer(a, task), Scorer(a, task, share_prefix=False)
+    rows = fast.rows(rows_src)
+    assert fast.shared_positions(torch.zeros(3, a.width), rows) > 3  # BOS + prompt + "Sentence :"
+    grads = []
+    for sc in (fast, slow):
+        P = (torch.randn(3, a.width, generator=torch.Generator().manual_seed(0)) * 0.02).requires_grad_()
+        loss = sc.label_loss(P, rows)
+        loss.backward()
+        grads.append((loss.detach(), P.grad))
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-5)
+    assert torch.allclose(grads[0][1], grads[1][1], atol=1e-6)
+    lp_fast = fast.class_logprobs(torch.zeros(3, a.width), rows)
+    assert torch.allclose(lp_fast, slow.class_logprobs(torch.zeros(3, a.width), rows), atol=1e-5)

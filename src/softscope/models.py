@@ -309,10 +309,38 @@ def token_embeddings(adapter: ModelAdapter) -> torch.Tensor:
     return W if s == 1.0 else W * torch.tensor(s, dtype=W.dtype)
 
 
-def final_hidden(adapter: ModelAdapter, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Last-layer hidden states (after the final norm) without computing any vocabulary logits."""
-    out = adapter.model.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False)
+def cache_kwarg(model: torch.nn.Module) -> str:
+    """transformers >= 5.2x calls the KV-cache argument `cache`; earlier versions `past_key_values`."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _last(out) -> torch.Tensor:
     return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+
+
+def final_hidden(adapter: ModelAdapter, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
+                 shared: int = 0) -> torch.Tensor:
+    """Last-layer hidden states (after the final norm) without computing any vocabulary logits.
+
+    `shared` > 0 says the first `shared` positions are identical in every row (BOS + one prompt + the template's
+    opening words): they are computed once and their keys/values reused by all rows — the same numbers, less work.
+    """
+    base = adapter.model.base_model
+    B = inputs_embeds.shape[0]
+    if shared <= 0 or B == 1:
+        return _last(base(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False))
+    pre = base(inputs_embeds=inputs_embeds[:1, :shared], attention_mask=attention_mask[:1, :shared], use_cache=True)
+    kw = cache_kwarg(base)
+    cache = getattr(pre, "past_key_values", None) if kw == "past_key_values" else getattr(pre, "cache", None)
+    if cache is None:
+        cache = getattr(pre, "past_key_values", None)
+    if cache is None or not hasattr(cache, "batch_repeat_interleave"):  # an architecture without a reusable cache
+        return _last(base(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False))
+    cache.batch_repeat_interleave(B)
+    rest = base(inputs_embeds=inputs_embeds[:, shared:], attention_mask=attention_mask, use_cache=True, **{kw: cache})
+    return torch.cat([_last(pre).expand(B, -1, -1), _last(rest)], dim=1)
 
 
 def lm_logits(adapter: ModelAdapter, hidden: torch.Tensor) -> torch.Tensor:

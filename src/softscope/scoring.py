@@ -30,9 +30,10 @@ class Scorer:
     """Turns (prompt, examples) into label log-probs, losses and accuracy for one model and task."""
 
     def __init__(self, adapter: ModelAdapter, task, max_length: int = 80, verbalizer: str = "auto",
-                 autocast_bf16: bool = False):
+                 autocast_bf16: bool = False, share_prefix: bool = True):
         self.adapter, self.task, self.max_length = adapter, task, max_length
         self.autocast_bf16 = autocast_bf16
+        self.share_prefix = share_prefix
         self.label_ids = [adapter.encode(" " + w) for w in task.label_words]
         if any(len(x) == 0 for x in self.label_ids):
             raise SoftscopeError("a label word tokenises to nothing: pass non-empty --label-words")
@@ -93,6 +94,16 @@ class Scorer:
         start = torch.tensor([nb + n + len(r.ids) for r in rows])
         return emb, mask.to(dev), start
 
+    def shared_positions(self, prompt: torch.Tensor, rows: list[Row]) -> int:
+        """How many leading positions every row shares (BOS + one prompt + common text tokens), for prefix reuse."""
+        if prompt.dim() != 2 or len(rows) < 2:
+            return 0
+        first, k = rows[0].ids, min(len(r.ids) for r in rows) - 1  # keep each row's answer position after it
+        common = 0
+        while common < k and all(r.ids[common] == first[common] for r in rows):
+            common += 1
+        return len(self.bos) + prompt.shape[0] + common
+
     def _autocast(self):
         if self.autocast_bf16:
             return torch.autocast(self.adapter.device.type, dtype=torch.bfloat16)
@@ -102,7 +113,7 @@ class Scorer:
         """Vocabulary logits at (row b, position start[b] - 1 + offsets[b][j]) for every j."""
         emb, mask, start = self.layout(prompt, rows, appended)
         with self._autocast():
-            h = final_hidden(self.adapter, emb, mask)
+            h = final_hidden(self.adapter, emb, mask, self.shared_positions(prompt, rows) if self.share_prefix else 0)
             bi = torch.tensor([b for b, offs in enumerate(offsets) for _ in offs], device=h.device)
             pi = torch.tensor([int(start[b]) - 1 + o for b, offs in enumerate(offsets) for o in offs], device=h.device)
             return lm_logits(self.adapter, h[bi, pi]).float()
