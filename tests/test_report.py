@@ -10,7 +10,7 @@ from softscope.errors import SoftscopeError
 from softscope.report import build_report, fmt, report_sections
 from softscope.runs import read_json, read_jsonl, write_json
 
-from conftest import make_adapter, tiny_task
+from conftest import make_adapter, needs_default_model, tiny_task
 
 REFS = ["is the movie review positive or negative", "classify the sentiment of the review"]
 
@@ -184,3 +184,24 @@ def html_text(s):
     import html
 
     return html.escape(s, quote=True)
+
+
+@needs_default_model
+def test_explain_default_model_projection(tmp_path):
+    """On the packaged model: the prompt's own model and task are found from its metadata; a prompt made of real
+    token embeddings reads back as those tokens and agrees with itself."""
+    import torch
+
+    from softscope.explain import ExplainConfig, explain
+    from softscope.models import load_model
+    from softscope.prompts import SoftPrompt
+
+    a = load_model("smollm2-135m")
+    ids = a.encode(" Is this movie review positive or negative?")
+    f = tmp_path / "p.safetensors"
+    SoftPrompt(tensor=a.embed(torch.tensor(ids)).detach().float(), model="smollm2-135m", task="sst2",
+               classes=["negative", "positive"], step=3).save(f)
+    s = explain(f, ExplainConfig(readings=["projection"], examples=8), progress=False).summary
+    r = s["readings"][0]
+    assert r["ids"] == ids and r["faithfulness"]["agreement"] == 1.0 and s["task"] == "sst2"
+    assert (tmp_path / "p-explain" / "explain_summary.json").exists()

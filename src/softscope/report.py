@@ -643,6 +643,10 @@ figure{display:inline-block;margin:8px 14px 8px 0}figure img{max-width:100%;bord
 figcaption{font-size:11.5px;color:#5a6570;max-width:760px}code.reading{white-space:pre-wrap;background:#f2f4f7;
 padding:1px 4px}table.heatmap td.cell{width:34px;text-align:center;font-size:10.5px;cursor:help;padding:2px}
 table.heatmap th{font-size:10.5px;padding:2px 4px}table.heatmap td.empty{background:#fafafa}
+table.heatmap td.cell{position:relative}table.heatmap td.cell:hover{outline:2px solid #d33}
+table.heatmap td.cell:hover::after{content:attr(title);position:absolute;left:105%;top:0;z-index:5;width:440px;
+white-space:pre-wrap;background:#fffbe6;color:#222;border:1px solid #c9b458;padding:6px 8px;font-size:12px;
+text-align:left;box-shadow:0 2px 6px rgba(0,0,0,.25)}
 .note{font-size:12px;color:#5a6570}details{margin:6px 0}summary{cursor:pointer;color:#1f3b57}
 """
 
