@@ -261,7 +261,7 @@ def _plots(out: Path, rows: list[dict], summary: dict) -> list[Path]:
                            ("best.similarity", "max similarity"), ("similarity_topk", "top-k similarity"),
                            ("best.rouge1", "max ROUGE-1")):
             rho = summary["correlation"].get(key, {}).get("spearman", float("nan"))
-            ax.plot(acc, [score_of(c, key) for c in cks], "o-", ms=4, label=f"{label} (ρ={rho:.2f})")
+            ax.plot(acc, [score_of(c, key) for c in cks], "o", ms=5, alpha=0.8, label=f"{label} (ρ={rho:.2f})")
         for c in cks:
             ax.annotate(str(c["step"]), (c["accuracy"], score_of(c, "similarity_topk")), fontsize=7,
                         textcoords="offset points", xytext=(3, 3))
