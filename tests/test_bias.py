@@ -168,6 +168,10 @@ def test_run_loop_on_tiny_model(tmp_path, monkeypatch):
     assert (tmp_path / "bias.jsonl").read_text() == before
     with pytest.raises(SoftscopeError):
         run(BiasRunConfig(**{**cfg.__dict__, "steps": 3}), tmp_path, adapter=adapter, progress=False)
+    # strengths and seeds may change on resume: a subset is summarised from bias.jsonl without new work
+    sub = run(BiasRunConfig(**{**cfg.__dict__, "strengths": [1.0], "seeds": 1, "first_seed": 1}), tmp_path,
+              adapter=adapter, progress=False)
+    assert sub["prompts"] == 1 and (tmp_path / "bias.jsonl").read_text() == before
 
 
 def test_config_validation():

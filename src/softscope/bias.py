@@ -39,7 +39,7 @@ import torch
 from .config import h
 from .errors import SoftscopeError
 from .models import DEFAULT_MODEL
-from .runs import read_json, read_jsonl, write_config, write_json, write_jsonl
+from .runs import append_jsonl, read_json, read_jsonl, write_config, write_json, write_jsonl
 from .tasks import Example, Task
 
 KINDS = ("word", "phrase", "punct")
@@ -511,8 +511,6 @@ def run(cfg: BiasRunConfig, out: str | Path, adapter=None, progress: bool = True
             write_jsonl(rd / "descriptions.jsonl", rows)
             row = {"prompt": name, "strength": strength, "seed": seed, "shares": data.shares, **res,
                    "seconds": time.time() - t1}
-            from .runs import append_jsonl
-
             append_jsonl(out / "bias.jsonl", [row])
             results.append(row)
             if progress:
