@@ -253,7 +253,9 @@ def section_training(view: RunView) -> Section | None:
     summ = summ or {}
     train = [r for r in rows if r.get("event") == "train" and num(r.get("loss")) is not None]
     evals = [r for r in rows if r.get("event") == "eval" and num(r.get("eval_accuracy")) is not None]
-    cks = summ.get("checkpoints") or [{"step": r["step"], "accuracy": r["eval_accuracy"]} for r in evals]
+    cks = summ.get("checkpoints") or [  # an unfinished run: checkpoints from metrics.jsonl
+        {"step": r["step"], "accuracy": r["eval_accuracy"], "path": f"checkpoints/step-{r['step']:05d}.safetensors"}
+        for r in evals]
     extra_terms = sorted({k for r in train for k in r if k not in ("step", "event", "loss", "lr")
                           and num(r.get(k)) is not None})
     final = num(summ.get("final_accuracy"))
