@@ -54,9 +54,14 @@ def describe_cmd(source, refs, out, as_json, **kw):
     """
     cfg = build(DescribeConfig, {**kw, "references": _references(refs)})
     res = describe(source, cfg, out=out)
-    s = res.summary
     if as_json:
-        return echo_json(s)
+        return echo_json(res.summary)
+    show_summary(res)
+
+
+def show_summary(res) -> None:
+    """The per-checkpoint table, correlations and (elaborated) unexpected words of a describe result."""
+    s = res.summary
     click.echo(f"{s['task']} ({', '.join(s['classes'])}) · {s['model']} · {s['pairs']} layer pairs x "
                f"{s['target_prompts']} target prompts · {s['max_new_tokens']} new tokens")
     click.echo(f"{'step':>6} {'acc':>5} | {'max':>5} {'mean':>5} {'all':>5} | {'max':>5} {'top-k':>5} | {'max':>5}"

@@ -7,7 +7,6 @@ show its nearest-token projection, then (when those modules are present) describ
 from __future__ import annotations
 
 import argparse
-import importlib
 import shutil
 import time
 from pathlib import Path
@@ -34,10 +33,23 @@ def show_training(res, adapter, final_eval: str) -> None:
     click.echo(f"run directory: {res.run_dir}")
 
 
+def describe_stage(run_dir: Path, adapter) -> None:
+    """InSPEcT over every other checkpoint on a coarse grid (every 6th layer, 2 target prompts, 24 new tokens)."""
+    from .cli_describe import show_summary
+    from .describe import DescribeConfig, describe
+
+    click.echo("\n== describe (InSPEcT): the model writes what each checkpoint's prompt means ==")
+    steps = sorted(int(p.stem.split("-")[1]) for p in (run_dir / "checkpoints").glob("step-*.safetensors"))
+    every_other = ",".join(str(s) for s in steps[::2] + ([steps[-1]] if len(steps) % 2 == 0 else []))
+    res = describe(run_dir, DescribeConfig(layers="every:6", n_targets=2, max_new_tokens=24, checkpoints=every_other),
+                   adapter=adapter)
+    show_summary(res)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="softscope offline demo")
     ap.add_argument("--out", default="runs/demo")
-    ap.add_argument("--steps", type=int, default=120)
+    ap.add_argument("--steps", type=int, default=96)
     ap.add_argument("--fresh", action="store_true", help="delete an earlier demo run first")
     args = ap.parse_args(argv)
     t0 = time.time()
@@ -65,13 +77,11 @@ def main(argv: list[str] | None = None) -> None:
         else:
             res = train(cfg, out, adapter=adapter)
         show_training(res, adapter, cfg.final_eval)
-        for step in ("describe", "explain", "report"):  # later stages of the tour, when installed
-            try:
-                mod = importlib.import_module(f"softscope.{step}")
-            except ModuleNotFoundError:
-                continue
-            if hasattr(mod, "demo_step"):
-                mod.demo_step(out, adapter)
+        describe_stage(out, adapter)
+        from . import explain, report
+
+        explain.demo_step(out, adapter)  # projection, best InSPEcT description, PEZ reading — each scored
+        report.demo_step(out, adapter)  # the self-contained HTML page
     except SoftscopeError as e:
         click.echo(f"error: {e}", err=True)
         raise SystemExit(2)
