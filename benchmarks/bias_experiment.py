@@ -90,6 +90,7 @@ def main(argv=None) -> None:
     ap.add_argument("--strengths", default=None, help="strengths in the order to run them (default: 0,0.5,0.8,1)")
     ap.add_argument("--tag", default="", help="suffix of the run dir seed<k><tag> (parallel processes per seed)")
     ap.add_argument("--steps", type=int, default=None, help="training steps (default: BiasRunConfig's 30)")
+    ap.add_argument("--rescore", action="store_true", help="with --report: recompute mention columns first")
     ap.add_argument("--report", action="store_true", help="only print tables of finished prompts")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = ap.parse_args(argv)
@@ -97,6 +98,12 @@ def main(argv=None) -> None:
     if bad:
         ap.error(f"unknown settings {bad}: use {', '.join(SETTINGS)}")
     if args.report:
+        if args.rescore:  # mention columns by the current rule, from the saved descriptions
+            from softscope.bias import rescore_mentions
+
+            for name in args.settings:
+                for d in sorted((OUT / name).glob("seed*/bias.jsonl")):
+                    rescore_mentions(d.parent)
         return report(args.settings)
 
     import torch

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from softscope.bias import (BiasRunConfig, Feature, MakeDataConfig, biased_prediction_rate, control_for,
-                            counterfactuals, make_biased, make_data, mention_scores, run, string_mention,
-                            unexpected_words)
+                            counterfactuals, make_biased, make_data, mention_scores, rescore_mentions, run,
+                            string_mention, unexpected_words)
 from softscope.errors import SoftscopeError
 from softscope.tasks import Example
 
@@ -172,6 +172,9 @@ def test_run_loop_on_tiny_model(tmp_path, monkeypatch):
     sub = run(BiasRunConfig(**{**cfg.__dict__, "strengths": [1.0], "seeds": 1, "first_seed": 1}), tmp_path,
               adapter=adapter, progress=False)
     assert sub["prompts"] == 1 and (tmp_path / "bias.jsonl").read_text() == before
+    again = rescore_mentions(tmp_path)  # same rule, same descriptions: same mention columns
+    assert [(r["mention_rate"], r["control_mention_rate"]) for r in again] == \
+        [(r["mention_rate"], r["control_mention_rate"]) for r in rows]
 
 
 def test_config_validation():
@@ -229,3 +232,10 @@ def test_cli_make_data(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as e:
         cli.main(["bias", "make-data", "--feature", "colour:red", "--out", str(tmp_path / "e")])
     assert e.value.code == 2
+
+
+def test_punctuation_is_not_matched_by_embedding():
+    s = mention_scores(["a - b", "wow ! great"], Feature.parse("punct:--"))
+    assert not s[0]["any"] and s[0]["similarity"] < 0.8  # one dash is not the '--' feature
+    s = mention_scores(["wow ! great", "cue words: exclamation points"], Feature.parse("punct:!!"))
+    assert not s[0]["any"] and s[1]["any"]

@@ -253,10 +253,17 @@ def string_mention(text: str, terms: Sequence[str]) -> bool:
 
 
 def embedding_mention(texts: Sequence[str], terms: Sequence[str], batch_size: int = 256) -> list[float]:
-    """Per text, the max cosine similarity between any 1–3-word span of it and any term (sentence embeddings)."""
+    """Per text, the max cosine similarity between any 1–3-word span of it and any term (sentence embeddings).
+
+    Only spans and terms with a letter or digit take part: a sentence encoder puts "-" next to "--" and "!" next
+    to "!!", so punctuation is matched by string only (its names, "exclamation", by embedding too).
+    """
     from .metrics import sentence_model
 
-    spans = [_spans(t) for t in texts]
+    terms = [t for t in terms if any(ch.isalnum() for ch in t)]
+    if not terms:
+        return [0.0] * len(texts)
+    spans = [[s for s in _spans(t) if any(ch.isalnum() for ch in s)] for t in texts]
     uniq = sorted({s for sp in spans for s in sp})
     if not uniq:
         return [0.0] * len(texts)
@@ -451,6 +458,31 @@ def measure_prompt(adapter, task: Task, prompt: torch.Tensor, cfg: BiasRunConfig
            "descriptions": len(rows),
            "unexpected_words": unexpected_words(texts, task.classes, task.references, demo_text, top=10)}
     return res, rows
+
+
+def rescore_mentions(out: str | Path) -> list[dict]:
+    """Recompute the mention columns of a finished `bias run` from its saved descriptions (e.g. after a change
+    of the mention rule or --threshold); rewrites descriptions.jsonl and bias.jsonl; returns the rows."""
+    out = Path(out)
+    meta = read_json(out / "config.json")
+    cfg = meta["config"]
+    feature = Feature.parse(cfg["feature"])
+    control = control_for(feature, cfg.get("control"))
+    rows = read_jsonl(out / "bias.jsonl")
+    for row in rows:
+        path = out / "prompts" / row["prompt"] / "descriptions.jsonl"
+        desc = read_jsonl(path)
+        texts = [d["cut"] for d in desc]
+        ms = mention_scores(texts, feature, cfg["threshold"], cfg.get("mention_terms") or ())
+        cs = mention_scores(texts, control, cfg["threshold"])
+        for d, m, c in zip(desc, ms, cs):
+            d.update(mention_string=m["string"], mention_similarity=m["similarity"], mention=m["any"],
+                     control_mention=c["any"])
+        write_jsonl(path, desc)
+        row.update(mention_rate=mention_rate(ms), mention_rate_string=mention_rate(ms, "string"),
+                   mention_rate_embedding=mention_rate(ms, "embedding"), control_mention_rate=mention_rate(cs))
+    write_jsonl(out / "bias.jsonl", rows)
+    return rows
 
 
 def run(cfg: BiasRunConfig, out: str | Path, adapter=None, progress: bool = True, command: str = "bias run") -> dict:
