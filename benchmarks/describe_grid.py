@@ -85,6 +85,10 @@ def compare(args, res: dict) -> None:
         res["reference_done"] = k + 1
         res["reference_seconds_so_far"] = sum(t_ref)
         _save(res)
+    res.update(engine_seconds_first=t_a, reference_seconds=t_ref,
+               reference_equal=[ids_a[i] == r for i, r in enumerate(ref)])
+    _save(res)
+    print(f"reference == engine for each compared pair: {res['reference_equal']}", flush=True)
     ids_b, t_b = _engine(adapter, prompt, target, pairs, args.max_new_tokens)
     print(f"engine again: {t_b:.1f} s", flush=True)
     differ = [i for i, (a, b) in enumerate(zip(ids_a, ref)) if a != b]
@@ -96,7 +100,7 @@ def compare(args, res: dict) -> None:
                                     "reference": adapter.decode(ref[i])} for i in differ[:3]],
                engine_runs_agree=ids_a == ids_b,
                generated_tokens_mean=sum(map(len, ref)) / len(ref),
-               examples=[{"pair": pairs[i], "text": adapter.decode(ref[i])} for i in range(0, len(pairs), 8)])
+               examples=[{"pair": pairs[i], "text": adapter.decode(ref[i])} for i in range(0, len(ref), 8)])
     _save(res)
     print(f"seconds per pair: engine {engine_pp:.3f}, reference {ref_pp:.2f}; speedup {ref_pp / engine_pp:.1f}x; "
           f"pairs whose greedy text differs: {len(differ)}/{len(ref)} compared", flush=True)

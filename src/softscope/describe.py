@@ -313,7 +313,8 @@ def describe(source: str | Path, cfg: DescribeConfig | None = None, out: str | P
     if (out / "config.json").exists():
         old = read_json(out / "config.json")
         # runs written before --elaborated existed lack the field: read them as elaborated=False
-        if {"elaborated": False, **(old.get("config") or {})} != cfg_dict or old.get("source") != str(source):
+        same_source = Path(str(old.get("source", ""))).resolve() == source.resolve()
+        if {"elaborated": False, **(old.get("config") or {})} != cfg_dict or not same_source:
             raise SoftscopeError(f"{out} holds a describe run with other settings: pass another --out or delete it")
     else:
         write_config(out, command, cfg, source=str(source), model=adapter.name, task=task_name, classes=classes,
