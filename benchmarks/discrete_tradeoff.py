@@ -44,9 +44,10 @@ def main() -> None:
         gap = soft - pez0[0]["accuracy"]
         print(f"goal: PEZ w=0 within 10 points of the soft prompt: {gap * 100:+.1f} points -> "
               f"{'met' if gap <= 0.10 else 'NOT met'}")
-    print("odd prompts the perplexity proxy favours:")
+    print("odd prompts, lowest perplexity first (* = passes the perplexity threshold, i.e. the proxy favours it):")
     for r in s["odd_prompts_by_perplexity"][:3]:
-        print(f"  ppl {r['perplexity']:.1f}  {r['text']!r}  ({r['method']} w={r['weight']}: {'; '.join(r['odd'])})")
+        star = "*" if r.get("passes_perplexity") else " "
+        print(f" {star}ppl {r['perplexity']:.1f}  {r['text']!r}  ({r['method']} w={r['weight']}: {'; '.join(r['odd'])})")
 
 
 if __name__ == "__main__":

@@ -100,9 +100,10 @@ def tradeoff_cmd(out, as_json, **kw):
                    f"{_fmt(r['dictionary_share'], '.2f'):>5} {r['agreement']:>6.3f} {r['kl']:>6.3f}  "
                    f"{'' if r['text'] is None else repr(r['text'])}")
     if summary["odd_prompts_by_perplexity"]:
-        click.echo("odd prompts the perplexity proxy favours (lowest perplexity first):")
+        click.echo("odd prompts, lowest perplexity first (* = passes the perplexity threshold, i.e. the proxy favours it):")
         for r in summary["odd_prompts_by_perplexity"][:5]:
-            click.echo(f"  {r['perplexity']:>9.1f}  {r['text']!r}  ({r['method']} {r['weight']}: {'; '.join(r['odd'])})")
+            star = "*" if r.get("passes_perplexity") else " "
+            click.echo(f" {star}{r['perplexity']:>9.1f}  {r['text']!r}  ({r['method']} {r['weight']}: {'; '.join(r['odd'])})")
     click.echo(f"plots: {Path(out) / 'tradeoff_perplexity.png'}, {Path(out) / 'tradeoff_faithfulness.png'}")
 
 

@@ -181,8 +181,9 @@ def tradeoff(cfg: TradeoffConfig, out: str | Path, adapter=None, task=None, prog
     summary = {"task": task.name, "model": adapter.name, "examples": len(examples), "soft_accuracy": soft_acc,
                "rows": [{k: r.get(k) for k in ("method", "weight", "text", "accuracy", "perplexity", "dictionary_share",
                                                 "agreement", "kl", "interpretable", "odd")} for r in rows],
-               "odd_prompts_by_perplexity": [{k: r[k] for k in ("method", "weight", "text", "perplexity", "odd")}
-                                             for r in odd]}
+               "max_perplexity": cfg.max_perplexity,
+               "odd_prompts_by_perplexity": [{**{k: r[k] for k in ("method", "weight", "text", "perplexity", "odd")},
+                                              "passes_perplexity": r["perplexity"] <= cfg.max_perplexity} for r in odd]}
     write_json(out / "tradeoff_summary.json", summary)
     plot_tradeoff(rows, out, task.name)
     return summary
