@@ -10,7 +10,7 @@ from step 0 to the end, each with accuracy on a seeded test subset; the final pr
 (AG News: the subset). Descriptions: every 6th layer (2, 8, 14, 20, 26: 25 pairs) x 3 seeded target prompts from
 the plain pool, 16 new tokens (the cut rule ends most descriptions before that; the shared CPU set these sizes).
 
-    .venv/bin/python benchmarks/inspect_experiment.py report    # the tables for RESULTS_describe.md
+    .venv/bin/python benchmarks/inspect_experiment.py report    # the tables for benchmarks/RESULTS.md
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "runs" / "inspect"
 # task: (steps, checkpoint every, eval subset per checkpoint, final eval, lr). SST-2 and TREC ran first with the
 # fuller settings; the 2-core CPU was shared by ~15 processes, so SUBJ and AG News got 32 steps (lr 3e-2),
-# 100-example checkpoint evals and a final eval on that subset (see RESULTS_describe.md).
+# 100-example checkpoint evals and a final eval on that subset (see benchmarks/RESULTS.md).
 TASKS = {
     "sst2": (80, 10, 200, "full", 2e-2),
     "trec": (64, 8, 120, "full", 2e-2),
