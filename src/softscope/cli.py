@@ -126,7 +126,7 @@ def tasks_cmd(data_dir, as_json):
 
 
 def _load_prompt_and_model(prompt_path: str, opts: dict):
-    from .models import PACKAGED, load_model
+    from .models import load_model
     from .prompts import SoftPrompt
 
     prompt = SoftPrompt.load(prompt_path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ class SoftPrompt:
         return int(self.tensor.shape[1])
 
     def meta(self) -> dict[str, Any]:
-        d = asdict(self) if False else {k: v for k, v in self.__dict__.items() if k != "tensor"}
+        d = {k: v for k, v in self.__dict__.items() if k != "tensor"}
         d.update(n_tokens=self.n_tokens, width=self.width)
         return d
 

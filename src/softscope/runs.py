@@ -8,7 +8,7 @@ import os
 import platform
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from .errors import SoftscopeError
 
@@ -92,8 +92,6 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
-def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
-    yield from read_jsonl(path)
 
 
 def versions() -> dict[str, str]:
