@@ -186,17 +186,26 @@ def pez(cfg: PezConfig, out: str | Path, adapter: ModelAdapter | None = None, ta
     task = task or load_task_for(cfg)
     out.mkdir(parents=True, exist_ok=True)
     write_config(out, "pez", cfg, task=task.to_dict())
+    rows, summary = weight_sweep(cfg, out, "pez", lambda w, sub: run_pez(cfg, w, sub, adapter, task, progress),
+                                 task.name, adapter.name)
+    plot_curves(rows, out / "pez_curves.png", "heldout_accuracy", f"PEZ on {task.name}")
+    return summary
+
+
+def weight_sweep(cfg, out: Path, kind: str, run_one, task_name: str, model_name: str,
+                 drop: tuple[str, ...] = ()) -> tuple[list[dict], dict]:
+    """One sub-run per fluency weight in out/w-<weight>/ (finished ones are reused, never redone), then
+    <kind>.jsonl (one row per weight, minus the `drop` keys) and <kind>_summary.json. Shared by PEZ and RLPrompt."""
     rows = []
     for w in cfg.fluency_weight:
         sub = out / f"w-{w:g}"
-        done = sub / "pez_summary.json"
-        rows.append(_reuse(done, cfg) if done.exists() else run_pez(cfg, w, sub, adapter, task, progress))
-    write_jsonl(out / "pez.jsonl", rows)
-    summary = {"task": task.name, "model": adapter.name, "runs": [
+        done = sub / f"{kind}_summary.json"
+        rows.append(_reuse(done, cfg) if done.exists() else run_one(w, sub))
+    write_jsonl(out / f"{kind}.jsonl", [{k: v for k, v in r.items() if k not in drop} for r in rows])
+    summary = {"task": task_name, "model": model_name, "runs": [
         {k: r[k] for k in ("fluency_weight", "text", "test_accuracy", "perplexity", "selected_step")} for r in rows]}
-    write_json(out / "pez_summary.json", summary)
-    plot_curves(rows, out / "pez_curves.png", "heldout_accuracy", f"PEZ on {task.name}")
-    return summary
+    write_json(out / f"{kind}_summary.json", summary)
+    return rows, summary
 
 
 def _reuse(summary_file: Path, cfg) -> dict:

@@ -284,7 +284,7 @@ def rlprompt(cfg: RLPromptConfig, out: str | Path, adapter: ModelAdapter | None 
              progress: bool = True) -> dict:
     """RLPrompt sweep over cfg.fluency_weight: one sub-run per weight (w-<weight>/), a table, curve plots."""
     from .models import load_model
-    from .pez import _reuse, plot_curves
+    from .pez import plot_curves, weight_sweep
     from .training import load_model_for, load_task_for
 
     out = Path(out)
@@ -293,15 +293,9 @@ def rlprompt(cfg: RLPromptConfig, out: str | Path, adapter: ModelAdapter | None 
     pa = load_model(cfg.policy, device=cfg.device, dtype=cfg.dtype) if cfg.policy and cfg.policy != adapter.name else adapter
     out.mkdir(parents=True, exist_ok=True)
     write_config(out, "rlprompt", cfg, task=task.to_dict())
-    rows = []
-    for w in cfg.fluency_weight:
-        sub = out / f"w-{w:g}"
-        done = sub / "rlprompt_summary.json"
-        rows.append(_reuse(done, cfg) if done.exists() else run_rlprompt(cfg, w, sub, adapter, task, pa, progress))
-    write_jsonl(out / "rlprompt.jsonl", [{k: v for k, v in r.items() if k != "reward_curve"} for r in rows])
-    summary = {"task": task.name, "model": adapter.name, "runs": [
-        {k: r[k] for k in ("fluency_weight", "text", "test_accuracy", "perplexity", "selected_step")} for r in rows]}
-    write_json(out / "rlprompt_summary.json", summary)
+    rows, summary = weight_sweep(cfg, out, "rlprompt",
+                                 lambda w, sub: run_rlprompt(cfg, w, sub, adapter, task, pa, progress),
+                                 task.name, adapter.name, drop=("reward_curve",))
     plot_curves(rows, out / "rlprompt_curves.png", "heldout_accuracy", f"RLPrompt on {task.name} (greedy prompt)")
     plot_rewards(rows, out / "rlprompt_rewards.png", task.name)
     return summary
