@@ -242,7 +242,7 @@ def reference_generate_ids(adapter: ModelAdapter, target_ids: Sequence[int], pla
 def layer_pairs(spec: str, n_layers: int) -> list[tuple[int, int]]:
     """(source layer, target layer) pairs from a spec.
 
-    - ``all``: source 2..L-2 × target 2..L-2 (the InSPEcT grid for unknown models; 784 pairs at 30 layers)
+    - ``all``: source 2..L-2 × target 2..L-2 (the InSPEcT grid; 27 × 27 = 729 pairs at 30 layers)
     - ``every:K``: the same range, every K-th layer on both axes
     - ``band:A-B``: source and target both in A..B
     - ``S:T,S:T,...``: explicit pairs
