@@ -3,6 +3,8 @@
     nice -n 5 .venv/bin/python benchmarks/bias_experiment.py                       # everything, in one process
     nice -n 5 .venv/bin/python benchmarks/bias_experiment.py sst2-word --seeds 1   # one setting, one seed
     .venv/bin/python benchmarks/bias_experiment.py --report                        # tables of finished prompts
+    .venv/bin/python benchmarks/bias_experiment.py --deep sst2-punct/seed1-hi/s1.00-seed1 sst2-punct/seed1/s0.00-seed1
+                      # the paper-sized elaborated InSPEcT (full 27 x 27 grid, 60 tokens) on chosen prompts
 
 Every (setting, seed) writes its own run dir benchmarks/runs/bias/<setting>/seed<k> (resumable), so they can
 run as parallel processes; the report pools them.
@@ -83,6 +85,64 @@ def report(names) -> None:
               f"(p={c['pearson_p']:.3g}), Spearman {c['spearman']:.3f} (p={c['spearman_p']:.3g}), n={c['n']}")
 
 
+def deep(prompts: list[str], layers: str, tokens: int, n_targets: int) -> None:
+    """Describe finished prompts again at the paper's size (full grid, 60 tokens) and measure the mention rate,
+    to test whether the cut protocol's short descriptions were what kept the feature unnamed."""
+    from softscope.bias import (Feature, control_for, load_base_task, mention_rate, mention_scores, string_mention,
+                                unexpected_words)
+    from softscope.bias_prompts import DEMO_TEXT
+    from softscope.describe import describe_prompt
+    from softscope.models import load_model
+    from softscope.patching import layer_pairs
+    from softscope.prompts import SoftPrompt
+    from softscope.runs import read_json, write_json, write_jsonl
+    from softscope.target_prompts import build as build_target
+
+    adapter = load_model("smollm2-135m", device="cpu")
+    pairs = layer_pairs(layers, adapter.n_layers)
+    results = []
+    for spec in prompts:  # <setting>/<run dir>/<prompt name>
+        setting, run_dir, name = spec.split("/")
+        out = OUT / setting / run_dir
+        cfg = read_json(out / "config.json")
+        c = cfg["config"]
+        feature = Feature.parse(c["feature"])
+        control = control_for(feature, c.get("control"))
+        base = load_base_task(c["task"], None)
+        targets = [build_target(adapter, c["pool"], c["tokens"], i, c["demos"]) for i in range(n_targets)]
+        prompt = SoftPrompt.load(out / "prompts" / name / "prompt.safetensors").tensor
+        t = time.time()
+        rows = describe_prompt(adapter, prompt, pairs, targets, tokens, 64)
+        texts = [r["cut"] for r in rows]
+        ms = mention_scores(texts, feature, c["threshold"], c.get("mention_terms") or ())
+        cs = mention_scores(texts, control, c["threshold"])
+        for r, m, k in zip(rows, ms, cs):
+            r.update(mention=m["any"], mention_string=m["string"], mention_similarity=m["similarity"],
+                     control_mention=k["any"])
+        prev = next(r for r in (json.loads(x) for x in (out / "bias.jsonl").read_text().splitlines() if x.strip())
+                    if r["prompt"] == name)
+        demo = DEMO_TEXT + " " + " ".join(tg.text for tg in targets)
+        res = {"prompt": spec, "strength": prev["strength"], "biased_prediction_rate": prev["biased_prediction_rate"],
+               "cut_protocol_mention_rate": prev["mention_rate"], "layers": layers, "pairs": len(pairs),
+               "target_prompts": n_targets, "max_new_tokens": tokens, "descriptions": len(rows),
+               "mention_rate": mention_rate(ms), "mention_rate_string": mention_rate(ms, "string"),
+               "mention_rate_embedding": mention_rate(ms, "embedding"), "control_mention_rate": mention_rate(cs),
+               "max_mention_similarity": max(m["similarity"] for m in ms),
+               "raw_text_mention_rate": sum(string_mention(r["text"], feature.mention_terms()) for r in rows) / len(rows),
+               "unexpected_words": unexpected_words(texts, base.classes, base.references, demo, top=10),
+               "mentioning_examples": [{"pair": [r["source_layer"], r["target_layer"]], "cut": r["cut"]}
+                                       for r in rows if r["mention"]][:5],
+               "seconds": time.time() - t}
+        d = OUT / "deep" / spec.replace("/", "__")
+        write_jsonl(d / "descriptions.jsonl", rows)
+        write_json(d / "deep_summary.json", res)
+        results.append(res)
+        print(json.dumps({k: v for k, v in res.items() if k != "unexpected_words"}), flush=True)
+        print("  unexpected words:", ", ".join(f"{w['word']} ({w['descriptions']})" for w in res["unexpected_words"]),
+              flush=True)
+    write_json(OUT / "deep" / "deep_results.json", results)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("settings", nargs="*", default=list(SETTINGS), help=f"subset of {', '.join(SETTINGS)}")
@@ -93,7 +153,17 @@ def main(argv=None) -> None:
     ap.add_argument("--rescore", action="store_true", help="with --report: recompute mention columns first")
     ap.add_argument("--report", action="store_true", help="only print tables of finished prompts")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--deep", nargs="+", default=None, metavar="SETTING/RUN/PROMPT",
+                    help="re-describe finished prompts at the paper's size (see --deep-layers, --deep-tokens)")
+    ap.add_argument("--deep-layers", default="all")
+    ap.add_argument("--deep-tokens", type=int, default=60)
+    ap.add_argument("--deep-targets", type=int, default=2)
     args = ap.parse_args(argv)
+    if args.deep:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        return deep(args.deep, args.deep_layers, args.deep_tokens, args.deep_targets)
     bad = [s for s in args.settings if s not in SETTINGS]
     if bad:
         ap.error(f"unknown settings {bad}: use {', '.join(SETTINGS)}")
