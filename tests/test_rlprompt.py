@@ -83,6 +83,10 @@ def test_tiny_run_writes_everything(tiny, tmp_path):
     assert all(m["prompt_nll"] is not None for m in train)  # λ > 0: the NLL enters every reward
     for f in ("rlprompt_curves.png", "rlprompt_rewards.png", "rlprompt.jsonl", "config.json"):
         assert (tmp_path / f).exists()
+    from safetensors.torch import load_file  # the policy is saved as safetensors (no pickle)
+
+    policy = load_file(str(tmp_path / "w-1" / "policy.safetensors"))
+    assert any(k.startswith("mlp.") for k in policy) and any(k.startswith("target.") for k in policy)
 
 
 def test_config_validation():

@@ -255,8 +255,12 @@ def run_rlprompt(cfg: RLPromptConfig, weight: float, out: str | Path, adapter: M
             write_jsonl(out / "metrics.jsonl", metrics)
     bar.close()
     write_jsonl(out / "metrics.jsonl", metrics)
-    torch.save({"mlp": policy.mlp.state_dict(), "target": target.state_dict()}, out / ".policy.pt.tmp")
-    (out / ".policy.pt.tmp").replace(out / "policy.pt")
+    from safetensors.torch import save_file  # safetensors, not pickle: loadable without executing code
+
+    tensors = {f"mlp.{k}": v.detach().cpu().contiguous() for k, v in policy.mlp.state_dict().items()}
+    tensors |= {f"target.{k}": v.detach().cpu().contiguous() for k, v in target.state_dict().items()}
+    save_file(tensors, str(out / ".policy.safetensors.tmp"))
+    (out / ".policy.safetensors.tmp").replace(out / "policy.safetensors")
 
     test = task.subset("test", cfg.test_examples or None, cfg.seed) if cfg.test_examples >= 0 else []
     ids = best["ids"]
