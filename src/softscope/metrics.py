@@ -12,7 +12,7 @@ import string
 
 import torch
 
-from .models import ModelAdapter, lm_logits
+from .models import ModelAdapter, last_hidden, lm_logits
 
 
 # ---- SQuAD-style word F1 (waywardness prompt-F1) ----------------------------------------------------------
@@ -51,8 +51,7 @@ def token_nll(adapter: ModelAdapter, ids: list[int]) -> list[float]:
         return []
     seq = torch.tensor([[start_token(adapter)] + list(ids)], device=adapter.device)
     out = adapter.model.base_model(input_ids=seq, use_cache=False)
-    h = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-    lp = lm_logits(adapter, h[0, :-1]).float().log_softmax(-1)
+    lp = lm_logits(adapter, last_hidden(out)[0, :-1]).float().log_softmax(-1)
     return (-lp.gather(1, seq[0, 1:, None])[:, 0]).tolist()
 
 

@@ -316,8 +316,15 @@ def cache_kwarg(model: torch.nn.Module) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def _last(out) -> torch.Tensor:
+def last_hidden(out) -> torch.Tensor:
+    """The last-layer hidden states of a base-model forward (a ModelOutput or, for some models, a tuple)."""
     return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+
+
+def returned_cache(out, kw: str):
+    """The KV cache a forward with use_cache=True returned: named like its argument `kw`, else past_key_values."""
+    cache = getattr(out, kw, None)
+    return cache if cache is not None else getattr(out, "past_key_values", None)
 
 
 def final_hidden(adapter: ModelAdapter, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
@@ -330,17 +337,15 @@ def final_hidden(adapter: ModelAdapter, inputs_embeds: torch.Tensor, attention_m
     base = adapter.model.base_model
     B = inputs_embeds.shape[0]
     if shared <= 0 or B == 1:
-        return _last(base(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False))
+        return last_hidden(base(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False))
     pre = base(inputs_embeds=inputs_embeds[:1, :shared], attention_mask=attention_mask[:1, :shared], use_cache=True)
     kw = cache_kwarg(base)
-    cache = getattr(pre, "past_key_values", None) if kw == "past_key_values" else getattr(pre, "cache", None)
-    if cache is None:
-        cache = getattr(pre, "past_key_values", None)
+    cache = returned_cache(pre, kw)
     if cache is None or not hasattr(cache, "batch_repeat_interleave"):  # an architecture without a reusable cache
-        return _last(base(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False))
+        return last_hidden(base(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False))
     cache.batch_repeat_interleave(B)
     rest = base(inputs_embeds=inputs_embeds[:, shared:], attention_mask=attention_mask, use_cache=True, **{kw: cache})
-    return torch.cat([_last(pre).expand(B, -1, -1), _last(rest)], dim=1)
+    return torch.cat([last_hidden(pre).expand(B, -1, -1), last_hidden(rest)], dim=1)
 
 
 def lm_logits(adapter: ModelAdapter, hidden: torch.Tensor) -> torch.Tensor:

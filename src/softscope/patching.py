@@ -28,7 +28,7 @@ from typing import Sequence
 import torch
 
 from .errors import SoftscopeError
-from .models import ModelAdapter, lm_logits
+from .models import ModelAdapter, cache_kwarg, last_hidden, lm_logits, returned_cache
 
 
 # ---- hooks ---------------------------------------------------------------------------------------------------
@@ -135,19 +135,10 @@ def source_states(adapter: ModelAdapter, prompt: torch.Tensor, layers: Sequence[
 
 
 # ---- target side: batched, KV-cached, patched greedy generation -------------------------------------------------
-def _cache_kwarg(model) -> str:
-    """transformers >= 5.2x calls the KV cache `cache`; earlier versions `past_key_values`."""
-    import inspect
-
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
 def _step(adapter: ModelAdapter, ids: torch.Tensor, past, kw: str):
     """One forward over `ids` (with the cache so far) → (last-position logits [B, V], cache)."""
     out = adapter.model.base_model(input_ids=ids, use_cache=True, **{kw: past})
-    h = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-    cache = getattr(out, "cache", None) if kw == "cache" else getattr(out, "past_key_values", None)
-    return lm_logits(adapter, h[:, -1]).float(), cache
+    return lm_logits(adapter, last_hidden(out)[:, -1]).float(), returned_cache(out, kw)
 
 
 @torch.no_grad()
@@ -162,7 +153,7 @@ def patch_generate_ids(adapter: ModelAdapter, target_ids: Sequence[int], placeho
     """
     _check(adapter, target_ids, placeholder_positions, sources, target_layers)
     eos = adapter.eos_id if stop_at_eos else None
-    kw = _cache_kwarg(adapter.model.base_model)
+    kw = cache_kwarg(adapter.model.base_model)
     results: list[list[int]] = []
     for b0 in range(0, sources.shape[0], batch_size):
         src, lay = sources[b0:b0 + batch_size], list(target_layers[b0:b0 + batch_size])
@@ -229,8 +220,7 @@ def reference_generate_ids(adapter: ModelAdapter, target_ids: Sequence[int], pla
         for _ in range(max_new_tokens):
             ids = torch.tensor([seq], device=adapter.device)
             out = adapter.model.base_model(input_ids=ids, use_cache=False)
-            h = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-            nxt = int(lm_logits(adapter, h[:, -1]).float().argmax(-1))
+            nxt = int(lm_logits(adapter, last_hidden(out)[:, -1]).float().argmax(-1))
             if eos is not None and nxt == eos:
                 break
             new.append(nxt)

@@ -35,9 +35,9 @@ from tqdm.auto import tqdm
 from .config import ModelOptions, TaskOptions, h
 from .errors import SoftscopeError
 from .metrics import perplexity, start_token
-from .models import ModelAdapter, lm_logits
+from .models import ModelAdapter, last_hidden, lm_logits
 from .prompts import SoftPrompt
-from .runs import read_json, write_config, write_json, write_jsonl
+from .runs import write_config, write_json, write_jsonl
 from .scoring import Scorer
 
 
@@ -111,8 +111,7 @@ def prompt_nll(adapter: ModelAdapter, ids: torch.Tensor) -> torch.Tensor:
     """Mean token NLL [K] of each prompt row of ids [K, L] after the start token (batched metrics.token_nll)."""
     seq = torch.cat([torch.full((ids.shape[0], 1), start_token(adapter)), ids.cpu()], 1).to(adapter.device)
     out = adapter.model.base_model(input_ids=seq, use_cache=False)
-    hid = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-    lp = lm_logits(adapter, hid[:, :-1]).float().log_softmax(-1)
+    lp = lm_logits(adapter, last_hidden(out)[:, :-1]).float().log_softmax(-1)
     return -lp.gather(2, seq[:, 1:, None])[..., 0].mean(-1).cpu()
 
 
@@ -145,7 +144,7 @@ class PromptPolicy(torch.nn.Module):
         states, ids = [], []
         for _ in range(L):  # prompts are a few tokens long: re-running the prefix is cheaper than cache plumbing
             out = a.model.base_model(input_ids=seq, use_cache=False)
-            s = (out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0])[:, -1]
+            s = last_hidden(out)[:, -1]
             q = self.q_values(s)
             if fluent_top_k:  # only the LM's own likeliest next tokens are allowed
                 base = lm_logits(a, s).float()

@@ -92,8 +92,6 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
-
-
 def versions() -> dict[str, str]:
     """Library versions recorded in every config.json so a run can be repeated."""
     out = {"python": platform.python_version()}
