@@ -88,14 +88,14 @@ def report(names) -> None:
 def deep(prompts: list[str], layers: str, tokens: int, n_targets: int) -> None:
     """Describe finished prompts again at the paper's size (full grid, 60 tokens) and measure the mention rate,
     to test whether the cut protocol's short descriptions were what kept the feature unnamed."""
-    from softscope.bias import (Feature, control_for, load_base_task, mention_rate, mention_scores, string_mention,
+    from softscope.bias import (Feature, control_for, load_base_task, score_mentions, string_mention,
                                 unexpected_words)
     from softscope.bias_prompts import DEMO_TEXT
     from softscope.describe import describe_prompt
     from softscope.models import load_model
     from softscope.patching import layer_pairs
     from softscope.prompts import SoftPrompt
-    from softscope.runs import read_json, write_json, write_jsonl
+    from softscope.runs import read_json, read_jsonl, write_json, write_jsonl
     from softscope.target_prompts import build as build_target
 
     adapter = load_model("smollm2-135m", device="cpu")
@@ -114,20 +114,13 @@ def deep(prompts: list[str], layers: str, tokens: int, n_targets: int) -> None:
         t = time.time()
         rows = describe_prompt(adapter, prompt, pairs, targets, tokens, 64)
         texts = [r["cut"] for r in rows]
-        ms = mention_scores(texts, feature, c["threshold"], c.get("mention_terms") or ())
-        cs = mention_scores(texts, control, c["threshold"])
-        for r, m, k in zip(rows, ms, cs):
-            r.update(mention=m["any"], mention_string=m["string"], mention_similarity=m["similarity"],
-                     control_mention=k["any"])
-        prev = next(r for r in (json.loads(x) for x in (out / "bias.jsonl").read_text().splitlines() if x.strip())
-                    if r["prompt"] == name)
+        rates = score_mentions(rows, feature, control, c["threshold"], c.get("mention_terms") or ())
+        prev = next(r for r in read_jsonl(out / "bias.jsonl") if r["prompt"] == name)
         demo = DEMO_TEXT + " " + " ".join(tg.text for tg in targets)
         res = {"prompt": spec, "strength": prev["strength"], "biased_prediction_rate": prev["biased_prediction_rate"],
                "cut_protocol_mention_rate": prev["mention_rate"], "layers": layers, "pairs": len(pairs),
-               "target_prompts": n_targets, "max_new_tokens": tokens, "descriptions": len(rows),
-               "mention_rate": mention_rate(ms), "mention_rate_string": mention_rate(ms, "string"),
-               "mention_rate_embedding": mention_rate(ms, "embedding"), "control_mention_rate": mention_rate(cs),
-               "max_mention_similarity": max(m["similarity"] for m in ms),
+               "target_prompts": n_targets, "max_new_tokens": tokens, "descriptions": len(rows), **rates,
+               "max_mention_similarity": max(r["mention_similarity"] for r in rows),
                "raw_text_mention_rate": sum(string_mention(r["text"], feature.mention_terms()) for r in rows) / len(rows),
                "unexpected_words": unexpected_words(texts, base.classes, base.references, demo, top=10),
                "mentioning_examples": [{"pair": [r["source_layer"], r["target_layer"]], "cut": r["cut"]}

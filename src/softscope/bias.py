@@ -292,6 +292,20 @@ def mention_rate(scores: Sequence[dict], key: str = "any") -> float:
     return sum(bool(s[key]) for s in scores) / len(scores) if scores else float("nan")
 
 
+def score_mentions(rows: list[dict], feature: Feature, control: Feature, threshold: float,
+                   extra_terms: Sequence[str] = ()) -> dict:
+    """Mark each description row (its cut text) as naming the feature / the control, in place, and return the
+    mention-rate columns of a prompt. One rule for measuring, rescoring and re-describing."""
+    texts = [r["cut"] for r in rows]
+    ms = mention_scores(texts, feature, threshold, extra_terms)
+    cs = mention_scores(texts, control, threshold)
+    for r, m, c in zip(rows, ms, cs):
+        r.update(mention_string=m["string"], mention_similarity=m["similarity"], mention=m["any"],
+                 control_mention=c["any"])
+    return {"mention_rate": mention_rate(ms), "mention_rate_string": mention_rate(ms, "string"),
+            "mention_rate_embedding": mention_rate(ms, "embedding"), "control_mention_rate": mention_rate(cs)}
+
+
 # ---- unexpected words: the list a developer reads to find a bias nobody planted ---------------------------------
 def _word_forms(text: str) -> set[str]:
     words = set(re.findall(r"[a-z]+", text.lower()))
@@ -446,17 +460,10 @@ def measure_prompt(adapter, task: Task, prompt: torch.Tensor, cfg: BiasRunConfig
     gold = [task.label_index(e.label) for e in kept]
     rate["accuracy"] = sum(a == g for a, g in zip(p0, gold)) / len(gold)
     rows = describe_prompt(adapter, prompt, pairs, targets, cfg.max_new_tokens, cfg.gen_batch_size)
-    texts = [r["cut"] for r in rows]
-    ms = mention_scores(texts, feature, cfg.threshold, cfg.mention_terms or ())
-    cs = mention_scores(texts, control, cfg.threshold)
-    for r, m, c in zip(rows, ms, cs):
-        r.update(mention_string=m["string"], mention_similarity=m["similarity"], mention=m["any"],
-                 control_mention=c["any"])
-    res = {**rate,
-           "mention_rate": mention_rate(ms), "mention_rate_string": mention_rate(ms, "string"),
-           "mention_rate_embedding": mention_rate(ms, "embedding"), "control_mention_rate": mention_rate(cs),
+    res = {**rate, **score_mentions(rows, feature, control, cfg.threshold, cfg.mention_terms or ()),
            "descriptions": len(rows),
-           "unexpected_words": unexpected_words(texts, task.classes, task.references, demo_text, top=10)}
+           "unexpected_words": unexpected_words([r["cut"] for r in rows], task.classes, task.references, demo_text,
+                                                top=10)}
     return res, rows
 
 
@@ -472,15 +479,8 @@ def rescore_mentions(out: str | Path) -> list[dict]:
     for row in rows:
         path = out / "prompts" / row["prompt"] / "descriptions.jsonl"
         desc = read_jsonl(path)
-        texts = [d["cut"] for d in desc]
-        ms = mention_scores(texts, feature, cfg["threshold"], cfg.get("mention_terms") or ())
-        cs = mention_scores(texts, control, cfg["threshold"])
-        for d, m, c in zip(desc, ms, cs):
-            d.update(mention_string=m["string"], mention_similarity=m["similarity"], mention=m["any"],
-                     control_mention=c["any"])
+        row.update(score_mentions(desc, feature, control, cfg["threshold"], cfg.get("mention_terms") or ()))
         write_jsonl(path, desc)
-        row.update(mention_rate=mention_rate(ms), mention_rate_string=mention_rate(ms, "string"),
-                   mention_rate_embedding=mention_rate(ms, "embedding"), control_mention_rate=mention_rate(cs))
     write_jsonl(out / "bias.jsonl", rows)
     return rows
 
