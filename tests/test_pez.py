@@ -127,3 +127,20 @@ def test_sweep_reuses_finished_runs_and_refuses_other_settings(tiny, tmp_path):
     with pytest.raises(SoftscopeError):
         pez(PezConfig(tokens=3, steps=2, batch_size=4, eval_examples=0, holdout=6, test_examples=-1),
             tmp_path, adapter=tiny, task=task, progress=False)
+
+
+def test_hard_prompt_never_uses_special_tokens(tiny):
+    """A virtual token sitting exactly on a special token's embedding projects to the nearest ordinary token."""
+    from softscope.models import token_embeddings
+    from softscope.pez import special_ids
+
+    special = special_ids(tiny)
+    assert special, "the tiny tokenizer should define special tokens"
+    E = token_embeddings(tiny).detach().float()
+    P = torch.cat([E[special[:1]], torch.randn(3, tiny.width)])
+    ids = hard_ids(tiny, P)
+    assert not set(ids) & set(special)
+    sims = torch.nn.functional.normalize(E, dim=-1) @ torch.nn.functional.normalize(P[0], dim=-1)
+    sims[special] = float("-inf")
+    assert ids[0] == int(sims.argmax())  # the nearest of the rest, not just any ordinary token
+    assert torch.allclose(pez_transform(tiny)(P), E[ids], atol=1e-6)  # the model sees the same tokens

@@ -67,16 +67,22 @@ class PezConfig(TrainConfig):
 
 
 # ---- the projection and the fluency term ----------------------------------------------------------------
+def special_ids(adapter: ModelAdapter) -> list[int]:
+    """Ids of the tokenizer's special tokens (BOS, EOS, chat markers, ...): a hard prompt never uses them, since
+    they do not survive as typed text and `project` skips them too."""
+    return sorted(set(adapter.tokenizer.all_special_ids))
+
+
 def pez_transform(adapter: ModelAdapter):
-    """P ↦ nearest-token embeddings by cosine, straight-through (what the model sees at every PEZ step)."""
-    E = token_embeddings(adapter).detach()
-    return lambda P: project_straight_through(P, E, "cos")
+    """P ↦ nearest non-special token embeddings by cosine, straight-through (what the model sees at every step)."""
+    E, skip = token_embeddings(adapter).detach(), special_ids(adapter)
+    return lambda P: project_straight_through(P, E, "cos", skip)
 
 
 def hard_ids(adapter: ModelAdapter, P: torch.Tensor) -> list[int]:
-    """The hard prompt's token ids: the cosine-nearest vocabulary token of each virtual token."""
+    """The hard prompt's token ids: the cosine-nearest non-special vocabulary token of each virtual token."""
     E = token_embeddings(adapter).detach().float()
-    return nearest_ids(P.detach().float().to(E.device), E, "cos").tolist()
+    return nearest_ids(P.detach().float().to(E.device), E, "cos", special_ids(adapter)).tolist()
 
 
 def fluency_nll(adapter: ModelAdapter, seen: torch.Tensor, ids: list[int] | torch.Tensor) -> torch.Tensor:

@@ -37,10 +37,11 @@ def nearest_ids(P: torch.Tensor, E: torch.Tensor, metric: str = "l2", exclude: l
     return s.argmax(-1)
 
 
-def project_straight_through(P: torch.Tensor, E: torch.Tensor, metric: str = "cos") -> torch.Tensor:
+def project_straight_through(P: torch.Tensor, E: torch.Tensor, metric: str = "cos",
+                             exclude: list[int] | None = None) -> torch.Tensor:
     """Forward: nearest token embeddings; backward: gradient passes to P unchanged (PEZ's projected gradient)."""
     with torch.no_grad():
-        proj = E[nearest_ids(P.detach(), E, metric)].to(P.dtype)
+        proj = E[nearest_ids(P.detach(), E, metric, exclude)].to(P.dtype)
     return P + (proj - P).detach()
 
 

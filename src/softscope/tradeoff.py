@@ -10,7 +10,6 @@ favours: low perplexity, yet repetitive, made of function words/punctuation, or 
 from __future__ import annotations
 
 import collections
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
