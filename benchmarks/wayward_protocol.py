@@ -6,7 +6,7 @@ The same sweeps as four `softscope wayward --protocol quick` runs, but interleav
 sweep gets its first target, then its second, ... (--phases). The quick list alternates short Pile sentences and
 long task definitions, so a cut-short sweep still spans the length axis. Each sweep is resumable, so rerunning
 the script continues where a killed one stopped; `--budget-min` stops starting new targets after that many
-minutes. Prints the comparison table and writes compare_<tasks>.md/.json and protocol_log_<tasks>.json to --out
+minutes. Prints the comparison table (one row per sweep, then one per target) and writes compare_<tasks>.md/.json and protocol_log_<tasks>.json to --out
 (two runners, say one per task, can share --out).
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from softscope.models import load_model
 from softscope.runs import atomic_write_text, write_json
-from softscope.wayward import WaywardConfig, compare, compare_table, load_targets, run_wayward
+from softscope.wayward import WaywardConfig, compare, compare_table, load_targets, run_wayward, target_table
 
 MODELS = ["smollm2-135m", "gemma3-270m"]
 TASKS = ["sst2", "agnews"]
@@ -59,8 +59,9 @@ def main() -> None:
                 log["steps"].append({"phase": phase, "task": task, "model": m, "seconds": time.time() - ts,
                                      "rows": s["rows"]})
                 write_json(out / f"protocol_log_{tag}.json", {**log, "wall_seconds": time.time() - t0})
-    rows = compare([d for d in dirs if (d / "wayward.jsonl").exists()])
-    table = compare_table(rows)
+    done = [d for d in dirs if (d / "wayward.jsonl").exists()]
+    rows = compare(done)
+    table = compare_table(rows) + "\n\n" + target_table(done)
     print(table)
     log["wall_seconds"] = time.time() - t0
     write_json(out / f"protocol_log_{tag}.json", log)

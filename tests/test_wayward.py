@@ -218,8 +218,12 @@ def test_cli_wayward_and_compare(tiny, tmp_path, monkeypatch, capsys):
     assert len(read_jsonl(tmp_path / "w" / "wayward.jsonl")) == 2
     cli.main(["wayward", "--out", str(tmp_path / "w"), "--resume", "--max-targets", "2"])  # grow the killed sweep
     assert len(read_jsonl(tmp_path / "w" / "wayward.jsonl")) == 4
-    cli.main(["wayward-compare", str(tmp_path / "w")])
-    assert "| tiny-llama |" in capsys.readouterr().out
+    cli.main(["wayward-compare", str(tmp_path / "w"), "--per-target"])
+    out = capsys.readouterr().out
+    assert "| tiny-llama |" in out
+    rows = read_jsonl(tmp_path / "w" / "wayward.jsonl")
+    r1 = next(r for r in rows if r["target"] == "text/001" and r["gamma"] == 1)
+    assert f"| text/001 ({r1['n_tokens']}) |" in out and f"{r1['accuracy']:.3f} / {r1['f1']:.2f}" in out
     with pytest.raises(SystemExit) as e:
         cli.main(args)  # the run dir exists: resume or choose another --out
     assert e.value.code == 2

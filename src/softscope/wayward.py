@@ -423,3 +423,27 @@ def compare_table(rows: list[dict]) -> str:
                      f"{f(r['share_reached'], True)} | {f(r['share_within'], True)} | {f(r['mean_drop'])} | "
                      f"{f(r['median_drop'])} | {r['compute_seconds']:.0f} |")
     return "\n".join(lines)
+
+
+def target_table(run_dirs: list[str | Path]) -> str:
+    """A Markdown table with one row per target of each sweep: accuracy / prompt-F1 at every γ, then the best
+    prompt with F1 ≥ threshold, its drop vs γ = 0 and whether that is within the margin (the per-target detail
+    behind `compare`)."""
+    runs = []
+    for d in run_dirs:
+        c = read_json(Path(d) / "config.json")["config"]
+        runs.append((read_jsonl(Path(d) / "wayward.jsonl"), c["f1_threshold"], c["within"]))
+    gammas = sorted({r["gamma"] for rows, _, _ in runs for r in rows})
+    lines = ["| model | task | target (tokens) | " + " | ".join(f"γ={g:g}" for g in gammas)
+             + " | best F1≥thr | drop | within |", "|---" * (6 + len(gammas)) + "|"]
+    for rows, thr, within in runs:
+        for t in per_target(rows, thr, within):
+            mine = {r["gamma"]: r for r in rows if r["target"] == t["target"]}
+            cells = ["–" if g not in mine else f"{mine[g]['accuracy']:.3f} / {mine[g]['f1']:.2f}" for g in gammas]
+            best = "–" if t["best_gamma"] is None else f"γ={t['best_gamma']:g}: {t['best_accuracy']:.3f}"
+            drop = "–" if t["drop"] is None else f"{t['drop']:+.3f}"
+            first = next(iter(mine.values()))
+            lines.append(f"| {first['model']} | {first['task']} | {t['target']} ({t['n_tokens']}) | "
+                         + " | ".join(cells) + f" | {best} | {drop} | {'yes' if t['within'] else 'no'} |")
+    return "\n".join(lines)
+
