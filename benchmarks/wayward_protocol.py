@@ -6,7 +6,8 @@ The same sweeps as four `softscope wayward --protocol quick` runs, but interleav
 sweep gets its first target, then its second, ... (--phases). The quick list alternates short Pile sentences and
 long task definitions, so a cut-short sweep still spans the length axis. Each sweep is resumable, so rerunning
 the script continues where a killed one stopped; `--budget-min` stops starting new targets after that many
-minutes. Prints the comparison table (one row per sweep, then one per target) and writes compare_<tasks>.md/.json and protocol_log_<tasks>.json to --out
+minutes. Prints the comparison table (one row per sweep, then one per target) and writes compare_<tasks>.md/.json,
+compare_drop_vs_length_<tasks>.png and protocol_log_<tasks>.json to --out
 (two runners, say one per task, can share --out).
 """
 
@@ -19,7 +20,8 @@ from pathlib import Path
 
 from softscope.models import load_model
 from softscope.runs import atomic_write_text, write_json
-from softscope.wayward import WaywardConfig, compare, compare_table, load_targets, run_wayward, target_table
+from softscope.wayward import (WaywardConfig, compare, compare_plot, compare_table, load_targets, run_wayward,
+                               target_table)
 
 MODELS = ["smollm2-135m", "gemma3-270m"]
 TASKS = ["sst2", "agnews"]
@@ -67,6 +69,7 @@ def main() -> None:
     write_json(out / f"protocol_log_{tag}.json", log)
     write_json(out / f"compare_{tag}.json", rows)
     atomic_write_text(out / f"compare_{tag}.md", table + "\n")
+    compare_plot(done, out / f"compare_drop_vs_length_{tag}.png")
     print(json.dumps({"wall_minutes": round(log["wall_seconds"] / 60, 1)}))
 
 

@@ -218,7 +218,8 @@ def test_cli_wayward_and_compare(tiny, tmp_path, monkeypatch, capsys):
     assert len(read_jsonl(tmp_path / "w" / "wayward.jsonl")) == 2
     cli.main(["wayward", "--out", str(tmp_path / "w"), "--resume", "--max-targets", "2"])  # grow the killed sweep
     assert len(read_jsonl(tmp_path / "w" / "wayward.jsonl")) == 4
-    cli.main(["wayward-compare", str(tmp_path / "w"), "--per-target"])
+    cli.main(["wayward-compare", str(tmp_path / "w"), "--per-target", "--out", str(tmp_path / "cmp")])
+    assert (tmp_path / "cmp" / "compare_drop_vs_length.png").stat().st_size > 0
     out = capsys.readouterr().out
     assert "| tiny-llama |" in out
     rows = read_jsonl(tmp_path / "w" / "wayward.jsonl")

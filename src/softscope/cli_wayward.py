@@ -62,13 +62,13 @@ def wayward_cmd(out, resume, as_json, **kw):
 
 @click.command("wayward-compare")
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--out", default=None, help="also write compare.json and compare.md into this folder")
+@click.option("--out", default=None, help="also write compare.json, compare.md and compare_drop_vs_length.png here")
 @click.option("--per-target", is_flag=True, help="also print one row per target (accuracy / F1 at every γ)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def wayward_compare_cmd(run_dirs, out, per_target, as_json):
     """Headline figures of several wayward sweeps (e.g. two models on one task) as one table."""
     from .runs import atomic_write_text, write_json
-    from .wayward import compare, compare_table, target_table
+    from .wayward import compare, compare_plot, compare_table, target_table
 
     rows = compare(list(run_dirs))
     table = compare_table(rows)
@@ -76,6 +76,7 @@ def wayward_compare_cmd(run_dirs, out, per_target, as_json):
     if out:
         write_json(Path(out) / "compare.json", rows)
         atomic_write_text(Path(out) / "compare.md", table + "\n\n" + targets + "\n")
+        compare_plot(list(run_dirs), Path(out) / "compare_drop_vs_length.png")
     if as_json:
         return echo_json(rows)
     click.echo(table)

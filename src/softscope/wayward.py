@@ -352,6 +352,7 @@ def plot(rows: list[dict], out: Path, threshold: float, title: str = "") -> list
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     if not rows:
         return []
@@ -383,7 +384,10 @@ def plot(rows: list[dict], out: Path, threshold: float, title: str = "") -> list
     ax.axhline(0.02, color="grey", ls="--", lw=0.8)
     ax.set(xscale="log", xlabel="prompt length n (tokens of the target)", ylabel="accuracy drop vs γ = 0",
            title=title)
-    ax.legend(fontsize=7)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     p2 = out / "drop_vs_length.png"
     fig.savefig(p2, dpi=110)
@@ -446,4 +450,40 @@ def target_table(run_dirs: list[str | Path]) -> str:
             lines.append(f"| {first['model']} | {first['task']} | {t['target']} ({t['n_tokens']}) | "
                          + " | ".join(cells) + f" | {best} | {drop} | {'yes' if t['within'] else 'no'} |")
     return "\n".join(lines)
+
+
+def compare_plot(run_dirs: list[str | Path], path: str | Path) -> Path:
+    """compare_drop_vs_length.png: each sweep's per-target drop (best F1 ≥ threshold prompt vs γ = 0) against the
+    prompt length, one colour per model × task, so the model-size axis is read off one figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    markers = "osD^v<>P"
+    for i, d in enumerate(run_dirs):
+        c = read_json(Path(d) / "config.json")["config"]
+        rows = read_jsonl(Path(d) / "wayward.jsonl")
+        tg = [t for t in per_target(rows, c["f1_threshold"], c["within"]) if t["drop"] is not None]
+        if tg:
+            ax.scatter([t["n_tokens"] for t in tg], [t["drop"] for t in tg], marker=markers[i % len(markers)], s=36,
+                       alpha=0.8, label=f"{rows[0]['model']} · {rows[0]['task']}")
+    ax.axhline(0.02, color="grey", ls="--", lw=0.8)
+    ax.axhline(0.0, color="grey", lw=0.5)
+    ax.set(xscale="log", xlabel="prompt length n (tokens of the target)",
+           ylabel="accuracy drop of the best F1≥thr prompt vs γ = 0", title="waywardness by model and task")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.stem + ".tmp" + out.suffix)
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(out)
+    return out
 
