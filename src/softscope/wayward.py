@@ -417,15 +417,19 @@ def compare(run_dirs: list[str | Path]) -> list[dict]:
 
 def compare_table(rows: list[dict]) -> str:
     """A Markdown table of `compare` rows."""
-    def f(x, pct=False):
-        return "–" if x is None else (f"{100 * x:.1f}%" if pct else f"{x:.3f}")
+    def f(x, pct=False, sign=False):
+        return "–" if x is None else (f"{100 * x:.1f}%" if pct else f"{x:+.3f}" if sign else f"{x:.3f}")
 
-    lines = ["| model | task | targets | acc γ=0 | F1≥thr reached | within margin | mean drop | median drop | compute s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | layers × width | task | targets | acc γ=0 | F1≥thr reached | within margin | mean drop | "
+             "median drop | compute s |", "|---" * 10 + "|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['task']} | {r['targets']} | {f(r['mean_acc_gamma0'])} | "
-                     f"{f(r['share_reached'], True)} | {f(r['share_within'], True)} | {f(r['mean_drop'])} | "
-                     f"{f(r['median_drop'])} | {r['compute_seconds']:.0f} |")
+        shape = f"{r['layers']} × {r['width']}" if r.get("layers") else "–"
+        lines.append(f"| {r['model']} | {shape} | {r['task']} | {r['targets']} | {f(r['mean_acc_gamma0'])} | "
+                     f"{f(r['share_reached'], True)} | {f(r['share_within'], True)} | {f(r['mean_drop'], sign=True)} | "
+                     f"{f(r['median_drop'], sign=True)} | {r['compute_seconds']:.0f} |")
+    if len({r["model"] for r in rows}) > 1:
+        lines.append("\nModels of different families also differ in tokenizer, training data and embedding scale, "
+                     "not only in size: read a size trend only within one family.")
     return "\n".join(lines)
 
 
