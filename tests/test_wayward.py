@@ -182,6 +182,7 @@ def test_config_validation_and_protocols():
         WaywardConfig(protocol="medium")
     q = WaywardConfig(protocol="quick")
     assert q.gamma == [0.0, 1e-3, 1e-2, 3e-2] and q.test_examples == 200 and q.start == "mixed"
+    assert q.bf16_autocast and not q.eval_bf16  # mixed-precision training, float32 scoring
     assert WaywardConfig(protocol="full").gamma == [0.0, 1e-4, 5e-4, 1e-3, 3e-3, 5e-3, 1e-2, 3e-2]
 
 
@@ -231,3 +232,23 @@ def test_cli_wayward_and_compare(tiny, tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["wayward", "--protocol", "quick", "--target", "x", "--out", str(tmp_path / "q")])
     assert e.value.code == 2
+
+
+def test_bf16_training_still_scores_in_float32(tiny, tmp_path, monkeypatch):
+    """--bf16-autocast speeds up training only: the recorded accuracy is the plain float32 score of the prompt."""
+    from softscope.prompts import SoftPrompt
+    from softscope.scoring import Scorer
+
+    seen = {"loss": set(), "accuracy": set()}
+    loss, acc = Scorer.label_loss_per_row, Scorer.accuracy
+    monkeypatch.setattr(Scorer, "label_loss_per_row",
+                        lambda self, *a, **k: seen["loss"].add(self.autocast_bf16) or loss(self, *a, **k))
+    monkeypatch.setattr(Scorer, "accuracy", lambda self, *a, **k: seen["accuracy"].add(self.autocast_bf16)
+                        or acc(self, *a, **k))
+    task, cfg = tiny_task(), _sweep_cfg(bf16_autocast=True, target=[TARGET])
+    run_wayward(cfg, tmp_path / "bf", adapter=tiny, task=task, progress=False)
+    assert seen == {"loss": {True}, "accuracy": {False}}  # trained in bf16, scored in float32
+    rows = read_jsonl(tmp_path / "bf" / "wayward.jsonl")
+    test = task.subset("test", cfg.test_examples, cfg.seed)
+    for r in rows:
+        assert r["accuracy"] == acc(Scorer(tiny, task), SoftPrompt.load(tmp_path / "bf" / r["prompt"]).tensor, test)
