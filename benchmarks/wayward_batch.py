@@ -36,19 +36,21 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--pure", action="store_true", help="also time K × train_many(K=1)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    ap.add_argument("--bf16", action="store_true", help="train under bf16 autocast (as the quick protocol does)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     adapter = load_model(a.model, device="cpu")
     wcfg = WaywardConfig(model=a.model, device="cpu", task=a.task, steps=a.steps, batch_size=a.batch_size,
-                         lr=3e-2, gamma=[0.0])
+                         lr=3e-2, gamma=[0.0], bf16_autocast=a.bf16)
     task = _task_for(wcfg)
     ids, e_t = target_embeddings(adapter, TARGET)
     cfg: TrainConfig = _train_cfg(wcfg, len(ids))
     gammas = (PAPER_GAMMAS * (a.k // len(PAPER_GAMMAS) + 1))[: a.k]
     P0 = init_prompt(adapter, len(ids), "vocab", torch.Generator().manual_seed(0))
     print(f"{adapter.name} · {task.name} · K={a.k} prompts of n={len(ids)} tokens · {a.steps} steps · batch "
-          f"{a.batch_size} · torch threads {torch.get_num_threads()}", flush=True)
+          f"{a.batch_size} · {'bf16 autocast' if a.bf16 else 'float32'} · torch threads {torch.get_num_threads()}",
+          flush=True)
 
     def batched():
         Ps, _ = train_many(cfg, P0.unsqueeze(0).repeat(a.k, 1, 1), adapter=adapter, task=task,
