@@ -16,7 +16,6 @@ The loops alternate for --rounds rounds and each reports its best round.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
@@ -38,7 +37,6 @@ def main() -> None:
 
     from peft import PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
 
-    from softscope.config import TrainConfig
     from softscope.models import load_model
     from softscope.scoring import Scorer
     from softscope.tasks import load_task
@@ -130,7 +128,7 @@ def main() -> None:
         times["ref"].append(run_reference())
         times["ours"].append(run_ours(scorer))
         times["bf16"].append(run_ours(scorer_bf16))
-        print(f"round: " + "  ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()), flush=True)
+        print("round: " + "  ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()), flush=True)
     t_ref, t_ours, t_bf16 = (min(times[k]) for k in ("ref", "ours", "bf16"))
     rows = [("reference (PEFT, full logits, random batches)", t_ref), ("softscope float32", t_ours),
             ("softscope bf16 autocast", t_bf16)]

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from conftest import make_adapter, needs_default_model, tiny_task
+from conftest import needs_default_model, tiny_task
 from softscope.errors import SoftscopeError
 from softscope.interpret import (InterpretConfig, dictionary_share, faithfulness, interpret, interpret_reading,
                                  scrutability)

@@ -48,3 +48,4 @@ def test_not_a_prompt_file(tmp_path):
         SoftPrompt.load(tmp_path)
     with pytest.raises(SoftscopeError):
         import_peft(tmp_path)
+

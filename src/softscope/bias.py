@@ -39,7 +39,7 @@ import torch
 from .config import h
 from .errors import SoftscopeError
 from .models import DEFAULT_MODEL
-from .runs import append_jsonl, read_json, read_jsonl, write_config, write_json, write_jsonl
+from .runs import append_jsonl, read_json, read_jsonl, save_figure, write_config, write_json, write_jsonl
 from .tasks import Example, Task
 
 KINDS = ("word", "phrase", "punct")
@@ -604,9 +604,4 @@ def plot(results: list[dict], summary: dict, out: Path) -> list[Path]:
     ax.set_title(f"{summary['task']} {summary['feature']}: Pearson r={c['pearson']:.2f} (p={c['pearson_p']:.2g}),"
                  f" ρ={c['spearman']:.2f}", fontsize=9)
     fig.tight_layout()
-    path = out / "mention_vs_biased_prediction.png"
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return [path]
+    return [save_figure(fig, out / "mention_vs_biased_prediction.png")]

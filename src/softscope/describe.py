@@ -34,7 +34,7 @@ from .metrics import class_rate, correlation, rouge_scores, semantic_similarity
 from .models import DEFAULT_MODEL, ModelAdapter, load_model
 from .patching import layer_pairs, patch_generate, source_states
 from .prompts import SoftPrompt
-from .runs import append_jsonl, read_json, read_jsonl, write_config, write_json
+from .runs import append_jsonl, read_json, read_jsonl, save_figure, write_config, write_json
 from .target_prompts import MARKER, POOLS, build as build_target
 
 METRICS = ("class_rate", "rouge1", "rouge2", "rougeL", "similarity")
@@ -249,9 +249,7 @@ def _plots(out: Path, rows: list[dict], summary: dict) -> list[Path]:
     fig.suptitle(f"{summary['task']}: step {last['step']}, accuracy "
                  + (f"{last['accuracy']:.3f}" if last["accuracy"] is not None else "n/a"))
     fig.tight_layout()
-    paths.append(out / "heatmap_class_rate.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(save_figure(fig, out / "heatmap_class_rate.png"))
 
     cks = [c for c in summary["checkpoints"] if c["accuracy"] is not None]
     if len(cks) >= 2:
@@ -270,9 +268,7 @@ def _plots(out: Path, rows: list[dict], summary: dict) -> list[Path]:
         ax.set_title(f"{summary['task']}: description quality vs accuracy")
         ax.legend(fontsize=7)
         fig.tight_layout()
-        paths.append(out / "accuracy_vs_score.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
+        paths.append(save_figure(fig, out / "accuracy_vs_score.png"))
     return paths
 
 

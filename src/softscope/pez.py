@@ -32,7 +32,7 @@ from .metrics import perplexity, start_token
 from .models import ModelAdapter, final_hidden, lm_logits, token_embeddings
 from .projection import nearest_ids, project_straight_through
 from .prompts import SoftPrompt
-from .runs import read_json, write_config, write_json, write_jsonl
+from .runs import read_json, save_figure, write_config, write_json, write_jsonl
 from .scoring import Scorer
 from .training import LossTerm, load_model_for, load_task_for, train
 
@@ -239,7 +239,4 @@ def plot_curves(rows: list[dict], path: Path, key: str, title: str) -> None:
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)

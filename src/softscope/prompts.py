@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import SoftscopeError
-from .runs import atomic_write_bytes, write_json
+from .runs import write_json
 
 TENSOR_KEY = "prompt"
 PEFT_KEY = "prompt_embeddings"

@@ -37,7 +37,7 @@ from .errors import SoftscopeError
 from .metrics import perplexity, start_token
 from .models import ModelAdapter, last_hidden, lm_logits
 from .prompts import SoftPrompt
-from .runs import write_config, write_json, write_jsonl
+from .runs import save_figure, write_config, write_json, write_jsonl
 from .scoring import Scorer
 
 
@@ -323,7 +323,4 @@ def plot_rewards(rows: list[dict], path: Path, task_name: str) -> None:
     ax.set_title(f"RLPrompt rewards on {task_name}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)

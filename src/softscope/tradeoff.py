@@ -20,7 +20,7 @@ from .config import ModelOptions, TaskOptions, TrainConfig, h, subconfig
 from .errors import SoftscopeError
 from .interpret import dictionary_share, interpret_reading
 from .prompts import SoftPrompt
-from .runs import read_json, write_config, write_json, write_jsonl
+from .runs import read_json, save_figure, write_config, write_json, write_jsonl
 from .scoring import Scorer
 
 
@@ -217,7 +217,4 @@ def plot_tradeoff(rows: list[dict], out: Path, task_name: str) -> None:
         ax.set_title(f"{task_name}: accuracy vs {key} (labels: weight)")
         ax.legend(fontsize=7)
         fig.tight_layout()
-        tmp = out / f".{fname}.tmp.png"
-        fig.savefig(tmp, dpi=110)
-        plt.close(fig)
-        tmp.replace(out / fname)
+        save_figure(fig, out / fname)

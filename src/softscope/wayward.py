@@ -39,7 +39,7 @@ from .metrics import word_f1
 from .models import ModelAdapter, token_embeddings
 from .projection import project
 from .prompts import SoftPrompt
-from .runs import append_jsonl, read_json, read_jsonl, write_config, write_json
+from .runs import append_jsonl, read_json, read_jsonl, save_figure, write_config, write_json
 from .scoring import Scorer
 from .training import LossTerm, init_prompt, load_model_for, train, train_many
 
@@ -356,7 +356,6 @@ def plot(rows: list[dict], out: Path, threshold: float, title: str = "") -> list
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker
 
     if not rows:
         return []
@@ -370,9 +369,7 @@ def plot(rows: list[dict], out: Path, threshold: float, title: str = "") -> list
     ax.set(xlabel="prompt-F1 of the Euclidean projection vs target", ylabel="task accuracy", title=title)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    p1 = out / "f1_vs_accuracy.png"
-    fig.savefig(p1, dpi=110)
-    plt.close(fig)
+    p1 = save_figure(fig, out / "f1_vs_accuracy.png")
 
     acc0 = {r["target"]: r["accuracy"] for r in rows if r["gamma"] == 0}
     fig, ax = plt.subplots(figsize=(6, 4.2))
@@ -385,31 +382,39 @@ def plot(rows: list[dict], out: Path, threshold: float, title: str = "") -> list
     if best:
         ax.scatter([t["n_tokens"] for t in best], [t["drop"] for t in best], marker="*", s=90, color="crimson",
                    label=f"best with F1≥{threshold:g}")
+    _length_axis(ax, "accuracy drop vs γ = 0", title)
+    fig.tight_layout()
+    return [p1, save_figure(fig, out / "drop_vs_length.png")]
+
+
+def _length_axis(ax, ylabel: str, title: str) -> None:
+    """Log prompt-length x axis with plain tick labels (4, 10, 40), the 2-point margin, and a legend if any."""
+    import matplotlib.ticker
+
     ax.axhline(0.02, color="grey", ls="--", lw=0.8)
-    ax.set(xscale="log", xlabel="prompt length n (tokens of the target)", ylabel="accuracy drop vs γ = 0",
-           title=title)
+    ax.set(xscale="log", xlabel="prompt length n (tokens of the target)", ylabel=ylabel, title=title)
     ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    p2 = out / "drop_vs_length.png"
-    fig.savefig(p2, dpi=110)
-    plt.close(fig)
-    return [p1, p2]
+
+
+def _sweep(d: str | Path) -> tuple[list[dict], float, float]:
+    """A finished (or partly finished) sweep's rows with its F1 threshold and margin."""
+    c = read_json(Path(d) / "config.json")["config"]
+    rows = read_jsonl(Path(d) / "wayward.jsonl")
+    if not rows:
+        raise SoftscopeError(f"{d} has no wayward.jsonl rows yet: run or resume the sweep first")
+    return rows, c["f1_threshold"], c["within"]
 
 
 def compare(run_dirs: list[str | Path]) -> list[dict]:
     """One row per sweep (model × task): the headline figures side by side, recomputed from wayward.jsonl."""
     out = []
     for d in run_dirs:
-        d = Path(d)
-        cfg = read_json(d / "config.json")
-        c = cfg["config"]
-        rows = read_jsonl(d / "wayward.jsonl")
-        if not rows:
-            raise SoftscopeError(f"{d} has no wayward.jsonl rows yet: run or resume the sweep first")
-        s = summarize(rows, c["f1_threshold"], c["within"])
+        rows, thr, within = _sweep(d)
+        cfg = read_json(Path(d) / "config.json")
+        s = summarize(rows, thr, within)
         out.append({"run": str(d), "model": rows[0]["model"], "task": rows[0]["task"],
                     "layers": cfg.get("model_info", {}).get("layers"), "width": cfg.get("model_info", {}).get("width"),
                     "targets": s["targets"], "rows": s["rows"], "mean_acc_gamma0": s["mean_acc_gamma0"],
@@ -441,10 +446,7 @@ def target_table(run_dirs: list[str | Path]) -> str:
     """A Markdown table with one row per target of each sweep: accuracy / prompt-F1 at every γ, then the best
     prompt with F1 ≥ threshold, its drop vs γ = 0 and whether that is within the margin (the per-target detail
     behind `compare`)."""
-    runs = []
-    for d in run_dirs:
-        c = read_json(Path(d) / "config.json")["config"]
-        runs.append((read_jsonl(Path(d) / "wayward.jsonl"), c["f1_threshold"], c["within"]))
+    runs = [_sweep(d) for d in run_dirs]
     gammas = sorted({r["gamma"] for rows, _, _ in runs for r in rows})
     lines = ["| model | task | target (tokens) | " + " | ".join(f"γ={g:g}" for g in gammas)
              + " | best F1≥thr | drop | within |", "|---" * (6 + len(gammas)) + "|"]
@@ -467,31 +469,17 @@ def compare_plot(run_dirs: list[str | Path], path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     markers = "osD^v<>P"
     for i, d in enumerate(run_dirs):
-        c = read_json(Path(d) / "config.json")["config"]
-        rows = read_jsonl(Path(d) / "wayward.jsonl")
-        tg = [t for t in per_target(rows, c["f1_threshold"], c["within"]) if t["drop"] is not None]
+        rows, thr, within = _sweep(d)
+        tg = [t for t in per_target(rows, thr, within) if t["drop"] is not None]
         if tg:
             ax.scatter([t["n_tokens"] for t in tg], [t["drop"] for t in tg], marker=markers[i % len(markers)], s=36,
                        alpha=0.8, label=f"{rows[0]['model']} · {rows[0]['task']}")
-    ax.axhline(0.02, color="grey", ls="--", lw=0.8)
     ax.axhline(0.0, color="grey", lw=0.5)
-    ax.set(xscale="log", xlabel="prompt length n (tokens of the target)",
-           ylabel="accuracy drop of the best F1≥thr prompt vs γ = 0", title="waywardness by model and task")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+    _length_axis(ax, "accuracy drop of the best F1≥thr prompt vs γ = 0", "waywardness by model and task")
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp" + out.suffix)
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(out)
-    return out
+    return save_figure(fig, path)
 

@@ -1,0 +1,23 @@
+"""Run-directory output helpers: every file is written whole or not at all."""
+
+import pytest
+
+
+def test_save_figure_is_atomic_and_closes_the_figure(tmp_path, monkeypatch):
+    """A figure is written whole or not at all (a failing render leaves no file and no temp file behind)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from softscope.runs import save_figure
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    path = save_figure(fig, tmp_path / "sub" / "a.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not plt.fignum_exists(fig.number)
+    fig2, _ = plt.subplots()
+    monkeypatch.setattr(fig2, "savefig", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("render failed")))
+    with pytest.raises(RuntimeError):
+        save_figure(fig2, tmp_path / "b.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"] and not plt.fignum_exists(fig2.number)
