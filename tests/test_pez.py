@@ -132,7 +132,7 @@ def test_sweep_reuses_finished_runs_and_refuses_other_settings(tiny, tmp_path):
 def test_hard_prompt_never_uses_special_tokens(tiny):
     """A virtual token sitting exactly on a special token's embedding projects to the nearest ordinary token."""
     from softscope.models import token_embeddings
-    from softscope.pez import special_ids
+    from softscope.models import special_ids
 
     special = special_ids(tiny)
     assert special, "the tiny tokenizer should define special tokens"

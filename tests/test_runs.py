@@ -21,3 +21,16 @@ def test_save_figure_is_atomic_and_closes_the_figure(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         save_figure(fig2, tmp_path / "b.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"] and not plt.fignum_exists(fig2.number)
+
+
+def test_save_tensors_round_trips_with_metadata_and_leaves_no_temp_file(tmp_path):
+    import torch
+    from safetensors import safe_open
+
+    from softscope.runs import save_tensors
+
+    t = torch.arange(6, dtype=torch.float32).view(2, 3).t()  # non-contiguous on purpose
+    path = save_tensors(tmp_path / "d" / "x.safetensors", {"w": t}, {"note": "hi"})
+    with safe_open(str(path), "pt") as f:
+        assert f.metadata() == {"note": "hi"} and torch.equal(f.get_tensor("w"), t)
+    assert [p.name for p in (tmp_path / "d").iterdir()] == ["x.safetensors"]

@@ -72,7 +72,7 @@ def wayward_compare_cmd(run_dirs, out, per_target, as_json):
 
     rows = compare(list(run_dirs))
     table = compare_table(rows)
-    targets = target_table(list(run_dirs))
+    targets = target_table(list(run_dirs)) if out or per_target else ""
     if out:
         write_json(Path(out) / "compare.json", rows)
         atomic_write_text(Path(out) / "compare.md", table + "\n\n" + targets + "\n")

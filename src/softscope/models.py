@@ -309,6 +309,12 @@ def token_embeddings(adapter: ModelAdapter) -> torch.Tensor:
     return W if s == 1.0 else W * torch.tensor(s, dtype=W.dtype)
 
 
+def special_ids(adapter: ModelAdapter) -> list[int]:
+    """Ids of the tokenizer's special tokens (BOS, EOS, chat markers, ...): never a prompt's reading or start,
+    since they do not survive as typed text."""
+    return sorted(set(adapter.tokenizer.all_special_ids))
+
+
 def cache_kwarg(model: torch.nn.Module) -> str:
     """transformers >= 5.2x calls the KV-cache argument `cache`; earlier versions `past_key_values`."""
     import inspect

@@ -29,7 +29,7 @@ import torch
 from .config import TrainConfig, h, subconfig
 from .errors import SoftscopeError
 from .metrics import perplexity, start_token
-from .models import ModelAdapter, final_hidden, lm_logits, token_embeddings
+from .models import ModelAdapter, final_hidden, lm_logits, special_ids, token_embeddings
 from .projection import nearest_ids, project_straight_through
 from .prompts import SoftPrompt
 from .runs import read_json, save_figure, write_config, write_json, write_jsonl
@@ -67,12 +67,6 @@ class PezConfig(TrainConfig):
 
 
 # ---- the projection and the fluency term ----------------------------------------------------------------
-def special_ids(adapter: ModelAdapter) -> list[int]:
-    """Ids of the tokenizer's special tokens (BOS, EOS, chat markers, ...): a hard prompt never uses them, since
-    they do not survive as typed text and `project` skips them too."""
-    return sorted(set(adapter.tokenizer.all_special_ids))
-
-
 def pez_transform(adapter: ModelAdapter):
     """P ↦ nearest non-special token embeddings by cosine, straight-through (what the model sees at every step)."""
     E, skip = token_embeddings(adapter).detach(), special_ids(adapter)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import SoftscopeError
-from .models import ModelAdapter, token_embeddings
+from .models import ModelAdapter, special_ids, token_embeddings
 
 METRICS = ("l2", "cos", "dot")
 
@@ -68,7 +68,7 @@ def project(adapter: ModelAdapter, P: torch.Tensor, metric: str = "l2", top_k: i
     E = token_embeddings(adapter).detach().float()
     s = similarity(P.detach().float().to(E.device), E, metric)
     if skip_special:
-        s[:, adapter.tokenizer.all_special_ids] = float("-inf")
+        s[:, special_ids(adapter)] = float("-inf")
     k = min(top_k, s.shape[1])
     val, idx = s.topk(k, dim=-1)
     tok = adapter.tokenizer

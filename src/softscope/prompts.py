@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from .errors import SoftscopeError
-from .runs import write_json
+from .runs import save_tensors, write_json
 
 TENSOR_KEY = "prompt"
 PEFT_KEY = "prompt_embeddings"
@@ -58,11 +58,7 @@ class SoftPrompt:
         if path.suffix != ".safetensors":
             path = path.with_suffix(".safetensors")
         meta = self.meta()
-        tmp = path.with_name(f".{path.name}.tmp")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({TENSOR_KEY: self.tensor.detach().float().cpu().contiguous()}, str(tmp),
-                  metadata={"softscope": json.dumps(meta, default=str)})
-        tmp.replace(path)
+        save_tensors(path, {TENSOR_KEY: self.tensor.float()}, {"softscope": json.dumps(meta, default=str)})
         write_json(path.with_suffix(".json"), meta)
         return path
 
@@ -107,10 +103,8 @@ def export_peft(prompt: SoftPrompt, out_dir: str | Path, base_model: str | None 
                              base_model_name_or_path=base_model or prompt.model or None)
     cfg_dict = cfg.to_dict()
     write_json(out / "adapter_config.json", {k: (v.value if hasattr(v, "value") else v) for k, v in cfg_dict.items()})
-    tmp = out / ".adapter_model.safetensors.tmp"
-    save_file({PEFT_KEY: prompt.tensor.detach().float().cpu().contiguous()}, str(tmp),
-              metadata={"format": "pt", "softscope": json.dumps(prompt.meta(), default=str)})
-    tmp.replace(out / "adapter_model.safetensors")
+    save_tensors(out / "adapter_model.safetensors", {PEFT_KEY: prompt.tensor.float()},
+                 {"format": "pt", "softscope": json.dumps(prompt.meta(), default=str)})
     return out
 
 

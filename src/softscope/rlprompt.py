@@ -37,7 +37,7 @@ from .errors import SoftscopeError
 from .metrics import perplexity, start_token
 from .models import ModelAdapter, last_hidden, lm_logits
 from .prompts import SoftPrompt
-from .runs import save_figure, write_config, write_json, write_jsonl
+from .runs import save_figure, save_tensors, write_config, write_json, write_jsonl
 from .scoring import Scorer
 
 
@@ -254,12 +254,8 @@ def run_rlprompt(cfg: RLPromptConfig, weight: float, out: str | Path, adapter: M
             write_jsonl(out / "metrics.jsonl", metrics)
     bar.close()
     write_jsonl(out / "metrics.jsonl", metrics)
-    from safetensors.torch import save_file  # safetensors, not pickle: loadable without executing code
-
-    tensors = {f"mlp.{k}": v.detach().cpu().contiguous() for k, v in policy.mlp.state_dict().items()}
-    tensors |= {f"target.{k}": v.detach().cpu().contiguous() for k, v in target.state_dict().items()}
-    save_file(tensors, str(out / ".policy.safetensors.tmp"))
-    (out / ".policy.safetensors.tmp").replace(out / "policy.safetensors")
+    save_tensors(out / "policy.safetensors", {**{f"mlp.{k}": v for k, v in policy.mlp.state_dict().items()},
+                                              **{f"target.{k}": v for k, v in target.state_dict().items()}})
 
     test = task.subset("test", cfg.test_examples or None, cfg.seed) if cfg.test_examples >= 0 else []
     ids = best["ids"]

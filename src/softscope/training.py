@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .config import TrainConfig
 from .errors import SoftscopeError
-from .models import ModelAdapter, load_model, token_embeddings
+from .models import ModelAdapter, load_model, special_ids, token_embeddings
 from .prompts import SoftPrompt
 from .runs import read_json, read_jsonl, write_config, write_json, write_jsonl
 from .scoring import Scorer
@@ -62,7 +62,7 @@ def init_prompt(adapter: ModelAdapter, n: int, how: str, gen: torch.Generator, t
     """Initial prompt [n, d] at the scale of real token embeddings."""
     E = token_embeddings(adapter).detach().float().cpu()
     if how == "vocab":
-        special = set(adapter.tokenizer.all_special_ids)
+        special = set(special_ids(adapter))
         ids = []
         while len(ids) < n:
             i = int(torch.randint(0, E.shape[0], (1,), generator=gen))

@@ -399,21 +399,20 @@ def _length_axis(ax, ylabel: str, title: str) -> None:
         ax.legend(fontsize=7)
 
 
-def _sweep(d: str | Path) -> tuple[list[dict], float, float]:
-    """A finished (or partly finished) sweep's rows with its F1 threshold and margin."""
-    c = read_json(Path(d) / "config.json")["config"]
+def _sweep(d: str | Path) -> tuple[list[dict], float, float, dict]:
+    """A finished (or partly finished) sweep's rows, its F1 threshold and margin, and its whole config.json."""
+    cfg = read_json(Path(d) / "config.json")
     rows = read_jsonl(Path(d) / "wayward.jsonl")
     if not rows:
         raise SoftscopeError(f"{d} has no wayward.jsonl rows yet: run or resume the sweep first")
-    return rows, c["f1_threshold"], c["within"]
+    return rows, cfg["config"]["f1_threshold"], cfg["config"]["within"], cfg
 
 
 def compare(run_dirs: list[str | Path]) -> list[dict]:
     """One row per sweep (model × task): the headline figures side by side, recomputed from wayward.jsonl."""
     out = []
     for d in run_dirs:
-        rows, thr, within = _sweep(d)
-        cfg = read_json(Path(d) / "config.json")
+        rows, thr, within, cfg = _sweep(d)
         s = summarize(rows, thr, within)
         out.append({"run": str(d), "model": rows[0]["model"], "task": rows[0]["task"],
                     "layers": cfg.get("model_info", {}).get("layers"), "width": cfg.get("model_info", {}).get("width"),
@@ -447,10 +446,10 @@ def target_table(run_dirs: list[str | Path]) -> str:
     prompt with F1 ≥ threshold, its drop vs γ = 0 and whether that is within the margin (the per-target detail
     behind `compare`)."""
     runs = [_sweep(d) for d in run_dirs]
-    gammas = sorted({r["gamma"] for rows, _, _ in runs for r in rows})
+    gammas = sorted({r["gamma"] for rows, *_ in runs for r in rows})
     lines = ["| model | task | target (tokens) | " + " | ".join(f"γ={g:g}" for g in gammas)
              + " | best F1≥thr | drop | within |", "|---" * (6 + len(gammas)) + "|"]
-    for rows, thr, within in runs:
+    for rows, thr, within, _ in runs:
         for t in per_target(rows, thr, within):
             mine = {r["gamma"]: r for r in rows if r["target"] == t["target"]}
             cells = ["–" if g not in mine else f"{mine[g]['accuracy']:.3f} / {mine[g]['f1']:.2f}" for g in gammas]
@@ -473,7 +472,7 @@ def compare_plot(run_dirs: list[str | Path], path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     markers = "osD^v<>P"
     for i, d in enumerate(run_dirs):
-        rows, thr, within = _sweep(d)
+        rows, thr, within, _ = _sweep(d)
         tg = [t for t in per_target(rows, thr, within) if t["drop"] is not None]
         if tg:
             ax.scatter([t["n_tokens"] for t in tg], [t["drop"] for t in tg], marker=markers[i % len(markers)], s=36,
