@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed  ## create the virtual environment and install everything
 
 demo: install  ## train an SST-2 prompt offline on the default model, evaluate it, project it
-	$(PY) -m softscope.demo --out $(RUN)
+	$(PY) -m softscope.cli.demo --out $(RUN)
 
 test: install  ## run the test suite (offline)
 	$(PY) -m pytest -q

@@ -48,8 +48,8 @@ def pooled_rows(name: str) -> list[dict]:
 
 def report(names) -> None:
     """Print a markdown table per setting (whatever prompts have finished) and the pooled correlation."""
-    from softscope.bias import BiasRunConfig, summarize
-    from softscope.metrics import correlation
+    from softscope.methods.bias import BiasRunConfig, summarize
+    from softscope.engine.metrics import correlation
 
     pooled = []
     for name in names:
@@ -88,15 +88,15 @@ def report(names) -> None:
 def deep(prompts: list[str], layers: str, tokens: int, n_targets: int) -> None:
     """Describe finished prompts again at the paper's size (full grid, 60 tokens) and measure the mention rate,
     to test whether the cut protocol's short descriptions were what kept the feature unnamed."""
-    from softscope.bias import (Feature, control_for, load_base_task, score_mentions, string_mention,
+    from softscope.methods.bias import (Feature, control_for, load_base_task, score_mentions, string_mention,
                                 unexpected_words)
-    from softscope.bias_prompts import DEMO_TEXT
-    from softscope.describe import describe_prompt
-    from softscope.models import load_model
-    from softscope.patching import layer_pairs
-    from softscope.prompts import SoftPrompt
-    from softscope.runs import read_json, read_jsonl, write_json, write_jsonl
-    from softscope.target_prompts import build as build_target
+    from softscope.engine.bias_prompts import DEMO_TEXT
+    from softscope.methods.describe import describe_prompt
+    from softscope.engine.models import load_model
+    from softscope.engine.patching import layer_pairs
+    from softscope.engine.prompts import SoftPrompt
+    from softscope.engine.runs import read_json, read_jsonl, write_json, write_jsonl
+    from softscope.engine.target_prompts import build as build_target
 
     adapter = load_model("smollm2-135m", device="cpu")
     pairs = layer_pairs(layers, adapter.n_layers)
@@ -162,7 +162,7 @@ def main(argv=None) -> None:
         ap.error(f"unknown settings {bad}: use {', '.join(SETTINGS)}")
     if args.report:
         if args.rescore:  # mention columns by the current rule, from the saved descriptions
-            from softscope.bias import rescore_mentions
+            from softscope.methods.bias import rescore_mentions
 
             for name in args.settings:
                 for d in sorted((OUT / name).glob("seed*/bias.jsonl")):
@@ -171,8 +171,8 @@ def main(argv=None) -> None:
 
     import torch
 
-    from softscope.bias import BiasRunConfig, run
-    from softscope.models import load_model
+    from softscope.methods.bias import BiasRunConfig, run
+    from softscope.engine.models import load_model
 
     torch.set_num_threads(args.threads)
     adapter = load_model("smollm2-135m", device="cpu")

@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/describe_grid.py --full-grid      # + the full 27 x 27 grid with the engine
 
 Reference = what the public InSPEcT code does: one layer pair at a time, no KV cache, the whole sequence re-run
-with the patch applied at every new token. Engine = `softscope.patching.patch_generate_ids`: all pairs in one
+with the patch applied at every new token. Engine = `softscope.engine.patching.patch_generate_ids`: all pairs in one
 batched, KV-cached generate, patched during prefill only. Both decode greedily for up to 60 new tokens and stop
 at the tokenizer's EOS. The engine is timed before and after the reference (the machine is shared, so load
 drifts); the ratio uses the mean of the two. Results go to benchmarks/runs/describe_grid.json.
@@ -30,10 +30,10 @@ OUT = ROOT / "benchmarks" / "runs" / "describe_grid.json"
 
 
 def _setup(checkpoint: str | None, threads: int):
-    from softscope.models import load_model
-    from softscope.prompts import SoftPrompt
-    from softscope.target_prompts import build
-    from softscope.training import list_checkpoints
+    from softscope.engine.models import load_model
+    from softscope.engine.prompts import SoftPrompt
+    from softscope.engine.target_prompts import build
+    from softscope.engine.training import list_checkpoints
 
     torch.set_num_threads(threads)
     path = Path(checkpoint).resolve() if checkpoint else list_checkpoints(RUN)[-1]
@@ -44,7 +44,7 @@ def _setup(checkpoint: str | None, threads: int):
 
 
 def _engine(adapter, prompt, target, pairs, tokens, batch_size=64):
-    from softscope.patching import patch_generate_ids, source_states
+    from softscope.engine.patching import patch_generate_ids, source_states
 
     t = time.perf_counter()
     S = source_states(adapter, prompt.tensor)
@@ -55,13 +55,13 @@ def _engine(adapter, prompt, target, pairs, tokens, batch_size=64):
 
 
 def _save(res: dict) -> None:
-    from softscope.runs import write_json
+    from softscope.engine.runs import write_json
 
     write_json(OUT, res)
 
 
 def compare(args, res: dict) -> None:
-    from softscope.patching import layer_pairs, reference_generate_ids, source_states
+    from softscope.engine.patching import layer_pairs, reference_generate_ids, source_states
 
     adapter, prompt, target, path = _setup(args.checkpoint, args.threads)
     grid = layer_pairs("all", adapter.n_layers)
@@ -107,7 +107,7 @@ def compare(args, res: dict) -> None:
 
 
 def full_grid(args, res: dict) -> None:
-    from softscope.patching import layer_pairs
+    from softscope.engine.patching import layer_pairs
 
     adapter, prompt, target, _ = _setup(args.checkpoint, args.threads)
     pairs = layer_pairs("all", adapter.n_layers)
@@ -124,10 +124,10 @@ def full_grid(args, res: dict) -> None:
 
 def _memory_child(k: int, threads: int) -> None:
     """One process: describe k checkpoints one after another; print peak RSS before and after."""
-    from softscope.describe import describe_prompt
-    from softscope.patching import layer_pairs
-    from softscope.prompts import SoftPrompt
-    from softscope.training import list_checkpoints
+    from softscope.methods.describe import describe_prompt
+    from softscope.engine.patching import layer_pairs
+    from softscope.engine.prompts import SoftPrompt
+    from softscope.engine.training import list_checkpoints
 
     adapter, prompt, target, _ = _setup(None, threads)
     files = (list_checkpoints(RUN) * 10)[:k]

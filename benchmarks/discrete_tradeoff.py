@@ -2,7 +2,7 @@
 
     nice -n 5 .venv/bin/python benchmarks/discrete_tradeoff.py --task sst2 --out runs/tradeoff-sst2
 
-Runs `softscope.tradeoff` with CPU-sized settings (override any TradeoffConfig field as --field value), then
+Runs `softscope.methods.tradeoff` with CPU-sized settings (override any TradeoffConfig field as --field value), then
 prints the table, each discrete prompt's accuracy against the soft prompt's from the same run (difference and
 ratio), the goal check (PEZ at w = 0 within 10 points of the soft prompt) and the odd prompts.
 """
@@ -13,7 +13,7 @@ import argparse
 import json
 import time
 
-from softscope.tradeoff import TradeoffConfig, tradeoff
+from softscope.methods.tradeoff import TradeoffConfig, tradeoff
 
 CPU = dict(examples=200, soft_steps=30, pez_weights=[0.0, 0.3, 0.6], pez_steps=30, pez_batch_size=8,
            rl_weights=[0.0, 2.0, 10.0], rl_steps=40, rl_prompts_per_step=6, rl_batch_size=4, selection_examples=100)

@@ -38,9 +38,9 @@ DESCRIBE = dict(layers="every:6", n_targets=3, max_new_tokens=16, batch_size=64,
 
 
 def train_all(tasks: list[str]) -> None:
-    from softscope.config import TrainConfig
-    from softscope.models import load_model
-    from softscope.training import train
+    from softscope.engine.config import TrainConfig
+    from softscope.engine.models import load_model
+    from softscope.engine.training import train
 
     torch.set_num_threads(THREADS)
     adapter = load_model("smollm2-135m", device="cpu")
@@ -61,8 +61,8 @@ def train_all(tasks: list[str]) -> None:
 
 def describe_all(tasks: list[str]) -> None:
     """Describe each task's checkpoints as soon as training writes them (describe() resumes), then summarise."""
-    from softscope.describe import DescribeConfig, describe
-    from softscope.models import load_model
+    from softscope.methods.describe import DescribeConfig, describe
+    from softscope.engine.models import load_model
 
     torch.set_num_threads(THREADS)
     adapter = load_model("smollm2-135m", device="cpu")
@@ -87,8 +87,8 @@ def describe_all(tasks: list[str]) -> None:
 
 def report(tasks: list[str]) -> None:
     """Markdown tables from the run dirs: accuracy, per-checkpoint scores, Spearman ρ, example descriptions."""
-    from softscope.describe import SCORES, score_of
-    from softscope.runs import atomic_write_text, read_json
+    from softscope.methods.describe import SCORES, score_of
+    from softscope.engine.runs import atomic_write_text, read_json
 
     lines = ["| task | final accuracy (test examples) | checkpoint accuracy, step 0 → end |", "|---|---|---|"]
     sums = {}

@@ -2,7 +2,7 @@
 
     python benchmarks/task_accuracy.py --steps 200 --out runs/accuracy [--tasks sst2,agnews,trec,subj,sst5]
 
-Each task is one ordinary `softscope.training.train` run (resumable), so a run can be inspected afterwards with
+Each task is one ordinary `softscope.engine.training.train` run (resumable), so a run can be inspected afterwards with
 every other command. Prints a table and writes runs/accuracy/accuracy_summary.json.
 """
 
@@ -12,10 +12,10 @@ import argparse
 import time
 from pathlib import Path
 
-from softscope.config import TrainConfig
-from softscope.models import load_model
-from softscope.runs import read_json, write_json
-from softscope.training import train
+from softscope.engine.config import TrainConfig
+from softscope.engine.models import load_model
+from softscope.engine.runs import read_json, write_json
+from softscope.engine.training import train
 
 
 def main() -> None:

@@ -37,10 +37,10 @@ def main() -> None:
 
     from peft import PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
 
-    from softscope.models import load_model
-    from softscope.scoring import Scorer
-    from softscope.tasks import load_task
-    from softscope.training import BatchStream, init_prompt
+    from softscope.engine.models import load_model
+    from softscope.engine.scoring import Scorer
+    from softscope.engine.tasks import load_task
+    from softscope.engine.training import BatchStream, init_prompt
 
     adapter = load_model(args.model, device="cpu", dtype="float32")
     task = load_task(args.task)
@@ -137,7 +137,7 @@ def main() -> None:
     for name, t in rows:
         print(f"{name:<48} {t:>8.1f} {n / t:>11.2f} {t_ref / t:>8.2f}x")
     if args.json:
-        from softscope.runs import write_json
+        from softscope.engine.runs import write_json
 
         write_json(args.json, {"loss_reference": l_ref, "loss_softscope": l_ours, "loss_bf16": l_bf16,
                                "loss_abs_diff": diff, "examples": n, "steps": steps, "batch_size": B,

@@ -18,10 +18,10 @@ import time
 
 import torch
 
-from softscope.config import TrainConfig
-from softscope.models import load_model
-from softscope.training import init_prompt, train, train_many
-from softscope.wayward import PAPER_GAMMAS, WaywardConfig, _task_for, _train_cfg, distance_term, target_embeddings
+from softscope.engine.config import TrainConfig
+from softscope.engine.models import load_model
+from softscope.engine.training import init_prompt, train, train_many
+from softscope.methods.wayward import PAPER_GAMMAS, WaywardConfig, _task_for, _train_cfg, distance_term, target_embeddings
 
 TARGET = "Write down the conclusion you can reach by combining the given Fact 1 and Fact 2."
 

@@ -18,9 +18,9 @@ import json
 import time
 from pathlib import Path
 
-from softscope.models import load_model
-from softscope.runs import atomic_write_text, write_json
-from softscope.wayward import (WaywardConfig, compare, compare_plot, compare_table, load_targets, run_wayward,
+from softscope.engine.models import load_model
+from softscope.engine.runs import atomic_write_text, write_json
+from softscope.methods.wayward import (WaywardConfig, compare, compare_plot, compare_table, load_targets, run_wayward,
                                target_table)
 
 MODELS = ["smollm2-135m", "gemma3-270m"]

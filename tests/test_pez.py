@@ -4,14 +4,14 @@ import pytest
 import torch
 
 from conftest import make_adapter, needs_default_model, tiny_task
-from softscope.errors import SoftscopeError
-from softscope.metrics import token_nll
-from softscope.pez import (PezConfig, fluency_nll, fluency_term, hard_ids, holdout_task, label_init, pez,
+from softscope.engine.errors import SoftscopeError
+from softscope.engine.metrics import token_nll
+from softscope.methods.pez import (PezConfig, fluency_nll, fluency_term, hard_ids, holdout_task, label_init, pez,
                            pez_transform)
-from softscope.prompts import SoftPrompt
-from softscope.runs import read_json, read_jsonl
-from softscope.scoring import Scorer
-from softscope.training import BatchStream
+from softscope.engine.prompts import SoftPrompt
+from softscope.engine.runs import read_json, read_jsonl
+from softscope.engine.scoring import Scorer
+from softscope.engine.training import BatchStream
 
 
 def test_forward_is_the_decoded_hard_prompt_fed_as_text(tiny):
@@ -89,8 +89,8 @@ def test_cli_pez_runs(tmp_path, monkeypatch):
     """The CLI command builds the config and prints the table (tiny model and task patched in)."""
     from click.testing import CliRunner
 
-    import softscope.pez as pez_mod
-    from softscope.cli_pez import pez_cmd
+    import softscope.methods.pez as pez_mod
+    from softscope.cli.pez import pez_cmd
 
     adapter, task = make_adapter("llama"), tiny_task()
     monkeypatch.setattr(pez_mod, "load_model_for", lambda cfg: adapter)
@@ -106,10 +106,10 @@ def test_cli_pez_runs(tmp_path, monkeypatch):
 
 @needs_default_model
 def test_default_model_projection_roundtrip():
-    from softscope.models import load_model
+    from softscope.engine.models import load_model
 
     a = load_model("smollm2-135m")
-    from softscope.tasks import load_task
+    from softscope.engine.tasks import load_task
 
     P = label_init(a, load_task("sst2"), 6)
     ids = hard_ids(a, P)
@@ -131,8 +131,8 @@ def test_sweep_reuses_finished_runs_and_refuses_other_settings(tiny, tmp_path):
 
 def test_hard_prompt_never_uses_special_tokens(tiny):
     """A virtual token sitting exactly on a special token's embedding projects to the nearest ordinary token."""
-    from softscope.models import token_embeddings
-    from softscope.models import special_ids
+    from softscope.engine.models import token_embeddings
+    from softscope.engine.models import special_ids
 
     special = special_ids(tiny)
     assert special, "the tiny tokenizer should define special tokens"

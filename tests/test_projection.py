@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from softscope.errors import SoftscopeError
-from softscope.models import token_embeddings
-from softscope.projection import nearest_ids, project, project_straight_through, similarity
+from softscope.engine.errors import SoftscopeError
+from softscope.engine.models import token_embeddings
+from softscope.engine.projection import nearest_ids, project, project_straight_through, similarity
 
 
 @pytest.mark.parametrize("metric", ["l2", "cos"])

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from softscope.errors import SoftscopeError
-from softscope.prompts import SoftPrompt, export_peft, import_peft
+from softscope.engine.errors import SoftscopeError
+from softscope.engine.prompts import SoftPrompt, export_peft, import_peft
 
 
 def test_save_load_keeps_tensor_and_metadata(tmp_path):

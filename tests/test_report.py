@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from softscope.errors import SoftscopeError
-from softscope.report import build_report, fmt, report_sections
-from softscope.runs import read_json, read_jsonl, write_json
+from softscope.engine.errors import SoftscopeError
+from softscope.report.html import build_report, fmt, report_sections
+from softscope.engine.runs import read_json, read_jsonl, write_json
 
 from conftest import make_adapter, needs_default_model, tiny_task
 
@@ -17,10 +17,10 @@ REFS = ["is the movie review positive or negative", "classify the sentiment of t
 
 def make_run(root):
     """A finished tiny training run with InSPEcT descriptions of every checkpoint and an explain reading."""
-    from softscope.config import TrainConfig
-    from softscope.describe import DescribeConfig, describe
-    from softscope.explain import ExplainConfig, explain
-    from softscope.training import train
+    from softscope.engine.config import TrainConfig
+    from softscope.methods.describe import DescribeConfig, describe
+    from softscope.methods.explain import ExplainConfig, explain
+    from softscope.engine.training import train
 
     tiny, task = make_adapter("llama"), tiny_task()
     run = root / "run"
@@ -105,7 +105,7 @@ def test_cli_explain_checkpoint_and_report(demo_run, tiny_task_file, monkeypatch
     from softscope import cli
 
     run, tiny, _ = demo_run
-    monkeypatch.setattr("softscope.explain.load_model", lambda *a, **k: tiny)
+    monkeypatch.setattr("softscope.methods.explain.load_model", lambda *a, **k: tiny)
     cli.main(["explain", str(run / "checkpoints" / "step-00004.safetensors"), "--task", str(tiny_task_file),
               "--readings", "projection,pez", "--pez-steps", "2", "--pez-batch-size", "4", "--examples", "8"])
     out = capsys.readouterr().out
@@ -124,8 +124,8 @@ def test_cli_explain_checkpoint_and_report(demo_run, tiny_task_file, monkeypatch
 
 def test_method_sections_from_real_writers(tmp_path, monkeypatch):
     """wayward, PEZ, RLPrompt and bias runs on the tiny model: each gets its section with its numbers and plots."""
-    import softscope.bias as bias
-    from softscope.wayward import WaywardConfig, run_wayward
+    import softscope.methods.bias as bias
+    from softscope.methods.wayward import WaywardConfig, run_wayward
 
     tiny, task = make_adapter("llama"), tiny_task()
     run_wayward(WaywardConfig(device="cpu", steps=2, batch_size=4, lr=5e-2, gamma=[0, 5], test_examples=8,
@@ -137,7 +137,7 @@ def test_method_sections_from_real_writers(tmp_path, monkeypatch):
         assert fmt(r["f1"]) in page and fmt(r["accuracy"]) in page
     assert "f1_vs_accuracy.png" in page  # the method's own plot, embedded
 
-    pez = pytest.importorskip("softscope.pez")
+    pez = pytest.importorskip("softscope.methods.pez")
     pez.pez(pez.PezConfig(tokens=3, steps=2, batch_size=4, checkpoint_every=1, eval_examples=0, holdout=6,
                           test_examples=4, fluency_weight=[0.0, 0.5]), tmp_path / "p", adapter=tiny, task=task,
             progress=False)
@@ -146,7 +146,7 @@ def test_method_sections_from_real_writers(tmp_path, monkeypatch):
     for r in read_jsonl(tmp_path / "p" / "pez.jsonl"):
         assert html_text(r["text"]) in page and fmt(r["perplexity"]) in page
 
-    rl = pytest.importorskip("softscope.rlprompt")
+    rl = pytest.importorskip("softscope.methods.rlprompt")
     rl.rlprompt(rl.RLPromptConfig(tokens=2, steps=2, prompts_per_step=3, batch_size=2, hidden=16, top_k=8,
                                   eval_every=2, eval_examples=4, holdout=6, test_examples=4, fluency_weight=[0, 1]),
                 tmp_path / "rl", adapter=tiny, task=task, progress=False)
@@ -155,7 +155,7 @@ def test_method_sections_from_real_writers(tmp_path, monkeypatch):
     for r in read_jsonl(tmp_path / "rl" / "rlprompt.jsonl"):
         assert fmt(r["test_accuracy"]) in page
 
-    from softscope.tradeoff import TradeoffConfig, tradeoff
+    from softscope.methods.tradeoff import TradeoffConfig, tradeoff
 
     tradeoff(TradeoffConfig(examples=6, soft_tokens=3, soft_steps=2, pez_weights=[0], pez_tokens=3, pez_steps=2,
                             rl_weights=[0], rl_tokens=2, rl_steps=2, rl_prompts_per_step=2, rl_batch_size=2,
@@ -192,9 +192,9 @@ def test_explain_default_model_projection(tmp_path):
     token embeddings reads back as those tokens and agrees with itself."""
     import torch
 
-    from softscope.explain import ExplainConfig, explain
-    from softscope.models import load_model
-    from softscope.prompts import SoftPrompt
+    from softscope.methods.explain import ExplainConfig, explain
+    from softscope.engine.models import load_model
+    from softscope.engine.prompts import SoftPrompt
 
     a = load_model("smollm2-135m")
     ids = a.encode(" Is this movie review positive or negative?")

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from conftest import tiny_task
-from softscope.errors import SoftscopeError
-from softscope.metrics import token_nll
-from softscope.models import lm_logits
-from softscope.rlprompt import (PromptPolicy, RLPromptConfig, gap_reward, prompt_nll, rlprompt, shape_rewards,
+from softscope.engine.errors import SoftscopeError
+from softscope.engine.metrics import token_nll
+from softscope.engine.models import lm_logits
+from softscope.methods.rlprompt import (PromptPolicy, RLPromptConfig, gap_reward, prompt_nll, rlprompt, shape_rewards,
                                 sql_loss)
-from softscope.runs import read_json, read_jsonl
+from softscope.engine.runs import read_json, read_jsonl
 
 
 def test_gap_reward_hand_computed():

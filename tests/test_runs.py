@@ -10,7 +10,7 @@ def test_save_figure_is_atomic_and_closes_the_figure(tmp_path, monkeypatch):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from softscope.runs import save_figure
+    from softscope.engine.runs import save_figure
 
     fig, ax = plt.subplots()
     ax.plot([0, 1], [1, 0])
@@ -27,7 +27,7 @@ def test_save_tensors_round_trips_with_metadata_and_leaves_no_temp_file(tmp_path
     import torch
     from safetensors import safe_open
 
-    from softscope.runs import save_tensors
+    from softscope.engine.runs import save_tensors
 
     t = torch.arange(6, dtype=torch.float32).view(2, 3).t()  # non-contiguous on purpose
     path = save_tensors(tmp_path / "d" / "x.safetensors", {"w": t}, {"note": "hi"})

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from softscope.scoring import Scorer
+from softscope.engine.scoring import Scorer
 
 from conftest import ARCHS, make_adapter, tiny_task
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from softscope import tasks
-from softscope.errors import SoftscopeError
-from softscope.tasks import BUILTIN, WAYWARD_TEMPLATES, Example, Task, data_dir, list_tasks, load_task
+from softscope.engine import tasks
+from softscope.engine.errors import SoftscopeError
+from softscope.engine.tasks import BUILTIN, WAYWARD_TEMPLATES, Example, Task, data_dir, list_tasks, load_task
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 needs_shared = pytest.mark.skipif(not (SHARED / "sst2" / "train.jsonl").is_file(), reason="no ../shared/data")

@@ -8,12 +8,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from softscope.config import TrainConfig
-from softscope.errors import SoftscopeError
-from softscope.prompts import SoftPrompt
-from softscope.runs import read_json, read_jsonl
-from softscope.training import LossTerm, init_prompt, list_checkpoints, train
-from softscope.models import token_embeddings
+from softscope.engine.config import TrainConfig
+from softscope.engine.errors import SoftscopeError
+from softscope.engine.prompts import SoftPrompt
+from softscope.engine.runs import read_json, read_jsonl
+from softscope.engine.training import LossTerm, init_prompt, list_checkpoints, train
+from softscope.engine.models import token_embeddings
 
 from conftest import tiny_task
 

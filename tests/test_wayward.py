@@ -6,12 +6,12 @@ import pytest
 import torch
 from conftest import needs_default_model, tiny_task
 
-from softscope.config import TrainConfig
-from softscope.errors import SoftscopeError
-from softscope.metrics import word_f1
-from softscope.runs import read_jsonl
-from softscope.training import init_prompt, train, train_many
-from softscope.wayward import (WaywardConfig, compare, compare_table, distance, distance_term, reading, run_wayward,
+from softscope.engine.config import TrainConfig
+from softscope.engine.errors import SoftscopeError
+from softscope.engine.metrics import word_f1
+from softscope.engine.runs import read_jsonl
+from softscope.engine.training import init_prompt, train, train_many
+from softscope.methods.wayward import (WaywardConfig, compare, compare_table, distance, distance_term, reading, run_wayward,
                                summarize, target_embeddings)
 
 TARGET = "the movie was great and fun"
@@ -59,7 +59,7 @@ def test_projecting_target_embeddings_gives_f1_one(tiny):
 
 @needs_default_model
 def test_projecting_target_embeddings_gives_f1_one_on_default_model():
-    from softscope.models import load_model
+    from softscope.engine.models import load_model
 
     a = load_model("smollm2-135m")
     for text in ("Write an answer to the given question, such that the answer matches the \"anwer type\".",
@@ -144,7 +144,7 @@ def test_killed_sweep_resumes_without_recomputing(tiny, tmp_path, monkeypatch):
     # a kill after the first target: only its rows made it to disk
     (out / "wayward.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
     calls = []
-    import softscope.wayward as w
+    import softscope.methods.wayward as w
 
     real = w.train_many
     monkeypatch.setattr(w, "train_many", lambda cfg, inits, **k: calls.append(inits.shape) or real(cfg, inits, **k))
@@ -187,8 +187,8 @@ def test_config_validation_and_protocols():
 
 
 def test_protocol_targets_from_shared_data():
-    from softscope.tasks import data_dir
-    from softscope.wayward import load_targets
+    from softscope.engine.tasks import data_dir
+    from softscope.methods.wayward import load_targets
 
     if data_dir() is None or not (data_dir() / "targets").is_dir():
         pytest.skip("shared data folder not found")
@@ -210,7 +210,7 @@ def test_cli_wayward_and_compare(tiny, tmp_path, monkeypatch, capsys):
     for split in ("train", "test"):
         (jl / f"{split}.jsonl").write_text("".join(json.dumps({"text": e.text, "label": e.label}) + "\n"
                                                    for e in getattr(task, split)))
-    monkeypatch.setattr("softscope.training.load_model_for", lambda cfg: tiny)
+    monkeypatch.setattr("softscope.engine.training.load_model_for", lambda cfg: tiny)
     args = ["wayward", "--task", str(jl), "--target", TARGET, "--gamma", "0,1", "--steps", "2", "--batch-size", "4",
             "--test-examples", "6", "--out", str(tmp_path / "w"), "--device", "cpu"]
     cli.main(args + ["--target", "a bad film", "--max-targets", "1"])
@@ -236,8 +236,8 @@ def test_cli_wayward_and_compare(tiny, tmp_path, monkeypatch, capsys):
 
 def test_bf16_training_still_scores_in_float32(tiny, tmp_path, monkeypatch):
     """--bf16-autocast speeds up training only: the recorded accuracy is the plain float32 score of the prompt."""
-    from softscope.prompts import SoftPrompt
-    from softscope.scoring import Scorer
+    from softscope.engine.prompts import SoftPrompt
+    from softscope.engine.scoring import Scorer
 
     seen = {"loss": set(), "accuracy": set()}
     loss, acc = Scorer.label_loss_per_row, Scorer.accuracy

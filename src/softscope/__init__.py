@@ -8,12 +8,12 @@ The Python API in brief::
     print(project(adapter, result.prompt.tensor, "cos").text)
 """
 
-from .config import ModelOptions, TaskOptions, TrainConfig
-from .errors import SoftscopeError
-from .models import ModelAdapter, load_model
-from .projection import project
-from .prompts import SoftPrompt, export_peft, import_peft
-from .training import evaluate, train
+from .engine.config import ModelOptions, TaskOptions, TrainConfig
+from .engine.errors import SoftscopeError
+from .engine.models import ModelAdapter, load_model
+from .engine.projection import project
+from .engine.prompts import SoftPrompt, export_peft, import_peft
+from .engine.training import evaluate, train
 
 __all__ = ["ModelOptions", "TaskOptions", "TrainConfig", "SoftscopeError", "ModelAdapter", "load_model", "project",
            "SoftPrompt", "export_peft", "import_peft", "evaluate", "train"]

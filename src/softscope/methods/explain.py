@@ -30,11 +30,11 @@ from pathlib import Path
 
 import torch
 
-from .config import h
-from .errors import SoftscopeError
-from .models import DEFAULT_MODEL, ModelAdapter, load_model
-from .prompts import SoftPrompt
-from .runs import read_json, read_jsonl, write_config, write_json, write_jsonl
+from ..engine.config import h
+from ..engine.errors import SoftscopeError
+from ..engine.models import DEFAULT_MODEL, ModelAdapter, load_model
+from ..engine.prompts import SoftPrompt
+from ..engine.runs import read_json, read_jsonl, write_config, write_json, write_jsonl
 
 READINGS = ("projection", "inspect", "pez")
 
@@ -111,7 +111,7 @@ class Judge:
     """Scores every reading against the soft prompt on one fixed test subset (P's predictions computed once)."""
 
     def __init__(self, adapter: ModelAdapter, task, prompt: SoftPrompt, examples: int, seed: int):
-        from .scoring import Scorer
+        from ..engine.scoring import Scorer
 
         self.adapter, self.task, self.prompt = adapter, task, prompt
         scorer = Scorer(adapter, task)
@@ -133,7 +133,7 @@ class Judge:
 
 # ---- the three readings ------------------------------------------------------------------------------------
 def read_projection(adapter: ModelAdapter, prompt: SoftPrompt, cfg: ExplainConfig) -> dict:
-    from .projection import project
+    from ..engine.projection import project
 
     proj = project(adapter, prompt.tensor, cfg.metric, top_k=3)
     return {"name": f"projection ({cfg.metric})", "method": "projection", "text": proj.text, "ids": proj.ids,
@@ -209,7 +209,7 @@ def explain(source: str | Path, cfg: ExplainConfig | None = None, out: str | Pat
     adapter = adapter or load_model(cfg.model or prompt.model or DEFAULT_MODEL, device=cfg.device, dtype=cfg.dtype)
     prompt.check_width(adapter.width, adapter.name)
     if task is None:
-        from .tasks import load_task
+        from ..engine.tasks import load_task
 
         name = cfg.task or prompt.task
         if not name:

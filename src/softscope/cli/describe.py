@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
-from .cli import build, config_options, echo_json
-from .describe import DescribeConfig, describe, score_of
-from .errors import SoftscopeError
+from .options import build, config_options, echo_json
+from ..methods.describe import DescribeConfig, describe, score_of
+from ..engine.errors import SoftscopeError
 
 
 def _references(values: tuple[str, ...]) -> list[str] | None:

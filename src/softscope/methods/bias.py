@@ -36,11 +36,11 @@ from typing import Callable, Sequence
 
 import torch
 
-from .config import h
-from .errors import SoftscopeError
-from .models import DEFAULT_MODEL
-from .runs import append_jsonl, read_json, read_jsonl, save_figure, write_config, write_json, write_jsonl
-from .tasks import Example, Task
+from ..engine.config import h
+from ..engine.errors import SoftscopeError
+from ..engine.models import DEFAULT_MODEL
+from ..engine.runs import append_jsonl, read_json, read_jsonl, save_figure, write_config, write_json, write_jsonl
+from ..engine.tasks import Example, Task
 
 KINDS = ("word", "phrase", "punct")
 GROWABLE = ("strengths", "seeds", "first_seed")  # config fields a resumed `bias run` may change
@@ -112,7 +112,7 @@ class Feature:
         """Strings whose presence in a description names the feature (the feature and its close paraphrases)."""
         terms = [self.value]
         if self.kind == "phrase":
-            from .metrics import STOP_WORDS
+            from ..engine.metrics import STOP_WORDS
 
             words = self.value.split()
             while words and words[0].lower() in STOP_WORDS:
@@ -258,7 +258,7 @@ def embedding_mention(texts: Sequence[str], terms: Sequence[str], batch_size: in
     Only spans and terms with a letter or digit take part: a sentence encoder puts "-" next to "--" and "!" next
     to "!!", so punctuation is matched by string only (its names, "exclamation", by embedding too).
     """
-    from .metrics import sentence_model
+    from ..engine.metrics import sentence_model
 
     terms = [t for t in terms if any(ch.isalnum() for ch in t)]
     if not terms:
@@ -319,7 +319,7 @@ def unexpected_words(texts: Sequence[str], classes: Sequence[str], references: S
     contain them."""
     from collections import Counter
 
-    from .metrics import STOP_WORDS
+    from ..engine.metrics import STOP_WORDS
 
     known = _word_forms(" ".join(classes) + " " + " ".join(references) + " " + exclude_text) | set(STOP_WORDS)
     known_punct = set(re.findall(r"[^\w\s]{2,}", exclude_text))
@@ -354,7 +354,7 @@ class MakeDataConfig:
 
 
 def load_base_task(task: str, data_dir: str | None) -> Task:
-    from .tasks import load_task
+    from ..engine.tasks import load_task
 
     return load_task(task, data_dir=data_dir)
 
@@ -450,7 +450,7 @@ def measure_prompt(adapter, task: Task, prompt: torch.Tensor, cfg: BiasRunConfig
                    favoured: str, seed: int, heldout: list[Example], pairs, targets, demo_text: str) -> tuple[dict, list]:
     """Biased-prediction rate, accuracy, descriptions and bias-mention rate of one trained prompt."""
     from .describe import describe_prompt
-    from .scoring import Scorer
+    from ..engine.scoring import Scorer
 
     scorer = Scorer(adapter, task)
     fav = task.classes.index(favoured)
@@ -487,12 +487,12 @@ def rescore_mentions(out: str | Path) -> list[dict]:
 
 def run(cfg: BiasRunConfig, out: str | Path, adapter=None, progress: bool = True, command: str = "bias run") -> dict:
     """The whole protocol; resumable (finished prompts are read back from bias.jsonl, training resumes)."""
-    from .bias_prompts import DEMO_TEXT
-    from .config import TrainConfig
-    from .models import load_model
-    from .patching import layer_pairs
-    from .target_prompts import build as build_target
-    from .training import train
+    from ..engine.bias_prompts import DEMO_TEXT
+    from ..engine.config import TrainConfig
+    from ..engine.models import load_model
+    from ..engine.patching import layer_pairs
+    from ..engine.target_prompts import build as build_target
+    from ..engine.training import train
 
     t0 = time.time()
     out = Path(out)
@@ -531,7 +531,7 @@ def run(cfg: BiasRunConfig, out: str | Path, adapter=None, progress: bool = True
                                final_eval="none", seed=seed)
             rd = out / "prompts" / name
             if (rd / "prompt.safetensors").exists():
-                from .prompts import SoftPrompt
+                from ..engine.prompts import SoftPrompt
 
                 prompt = SoftPrompt.load(rd / "prompt.safetensors").tensor
             else:
@@ -563,7 +563,7 @@ def _mean(v: list[float]) -> float:
 def summarize(results: list[dict], strengths: Sequence[float], feature: str, control: str, favoured: str,
               task: str, model: str) -> dict:
     """Per-strength means (and spread over seeds) and the correlation over all prompts (rows of bias.jsonl)."""
-    from .metrics import correlation
+    from ..engine.metrics import correlation
 
     keys = ("accuracy", "biased_prediction_rate", "feature_flip_rate", "control_flip_rate", "favoured_logprob_shift",
             "mention_rate", "mention_rate_string", "mention_rate_embedding", "control_mention_rate")

@@ -1,7 +1,7 @@
 """`make demo`: the offline tour on the default model — train an SST-2 prompt with checkpoints, evaluate it,
 show its nearest-token projection, then (when those modules are present) describe, explain and report it.
 
-    python -m softscope.demo --out runs/demo [--steps 120]
+    python -m softscope.cli.demo --out runs/demo [--steps 120]
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from pathlib import Path
 
 import click
 
-from .config import TrainConfig
-from .errors import SoftscopeError
+from ..engine.config import TrainConfig
+from ..engine.errors import SoftscopeError
 
 
 def show_training(res, adapter, final_eval: str) -> None:
     """The accuracy-per-checkpoint table and the final prompt's projection (shared with `softscope train`)."""
-    from .projection import project
+    from ..engine.projection import project
 
     click.echo(f"\n{'step':>6}  {'accuracy':>8}")
     for c in res.checkpoints:
@@ -35,8 +35,8 @@ def show_training(res, adapter, final_eval: str) -> None:
 
 def describe_stage(run_dir: Path, adapter) -> None:
     """InSPEcT over every other checkpoint on a coarse grid (every 6th layer, 2 target prompts, 24 new tokens)."""
-    from .cli_describe import show_summary
-    from .describe import DescribeConfig, describe
+    from .describe import show_summary
+    from ..methods.describe import DescribeConfig, describe
 
     click.echo("\n== describe (InSPEcT): the model writes what each checkpoint's prompt means ==")
     steps = sorted(int(p.stem.split("-")[1]) for p in (run_dir / "checkpoints").glob("step-*.safetensors"))
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fresh", action="store_true", help="delete an earlier demo run first")
     args = ap.parse_args(argv)
     t0 = time.time()
-    from .training import load_model_for, train
+    from ..engine.training import load_model_for, train
 
     cfg = TrainConfig(task="sst2", tokens=7, steps=args.steps, checkpoint_every=max(1, args.steps // 8), lr=3e-2,
                       eval_examples=200, final_eval="full", seed=0)
@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> None:
         adapter = load_model_for(cfg)
         click.echo(f"model {adapter.name}: {adapter.n_layers} layers, width {adapter.width}")
         if (out / "train_summary.json").exists():
-            from .prompts import SoftPrompt
-            from .runs import read_json
-            from .training import TrainResult
+            from ..engine.prompts import SoftPrompt
+            from ..engine.runs import read_json
+            from ..engine.training import TrainResult
 
             s = read_json(out / "train_summary.json")
             res = TrainResult(run_dir=out, prompt=SoftPrompt.load(out / "prompt.safetensors"),
@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
             res = train(cfg, out, adapter=adapter)
         show_training(res, adapter, cfg.final_eval)
         describe_stage(out, adapter)
-        from . import explain, report
+        from ..methods import explain
+        from .. import report
 
         explain.demo_step(out, adapter)  # projection, best InSPEcT description, PEZ reading — each scored
         report.demo_step(out, adapter)  # the self-contained HTML page

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from .cli import build, config_options, echo_json
-from .wayward import WaywardConfig
+from .options import build, config_options, echo_json
+from ..methods.wayward import WaywardConfig
 
 
 @click.command("wayward")
@@ -26,9 +26,9 @@ def wayward_cmd(out, resume, as_json, **kw):
       softscope wayward --task sst2 --protocol quick --out runs/wayward-sst2
       softscope wayward --task sst2 --target "Answer the question." --gamma 0,1e-3,1e-2 --steps 50 --out runs/w
     """
-    from .runs import read_json
-    from .training import load_model_for
-    from .wayward import run_wayward
+    from ..engine.runs import read_json
+    from ..engine.training import load_model_for
+    from ..methods.wayward import run_wayward
 
     kw["target"] = list(kw.get("target") or []) or None
     cfg = build(WaywardConfig, kw)
@@ -67,8 +67,8 @@ def wayward_cmd(out, resume, as_json, **kw):
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def wayward_compare_cmd(run_dirs, out, per_target, as_json):
     """Headline figures of several wayward sweeps (e.g. two models on one task) as one table."""
-    from .runs import atomic_write_text, write_json
-    from .wayward import compare, compare_plot, compare_table, target_table
+    from ..engine.runs import atomic_write_text, write_json
+    from ..methods.wayward import compare, compare_plot, compare_table, target_table
 
     rows = compare(list(run_dirs))
     table = compare_table(rows)

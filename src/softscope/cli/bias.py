@@ -6,8 +6,8 @@ import math
 
 import click
 
-from .bias import BiasRunConfig, MakeDataConfig, make_data, run
-from .cli import build, config_options, echo_json
+from ..methods.bias import BiasRunConfig, MakeDataConfig, make_data, run
+from .options import build, config_options, echo_json
 
 
 def _f(x, fmt: str = "5.2f") -> str:

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import torch
 
-from .config import ModelOptions, TaskOptions, h
-from .errors import SoftscopeError
-from .metrics import perplexity
-from .models import ModelAdapter
-from .prompts import SoftPrompt
-from .scoring import Scorer
+from ..engine.config import ModelOptions, TaskOptions, h
+from ..engine.errors import SoftscopeError
+from ..engine.metrics import perplexity
+from ..engine.models import ModelAdapter
+from ..engine.prompts import SoftPrompt
+from ..engine.scoring import Scorer
 
 
 @dataclass
@@ -116,7 +116,7 @@ def reading_ids(adapter: ModelAdapter, soft_prompt: SoftPrompt, reading) -> tupl
         except ValueError:
             raise SoftscopeError(f"--reading ids:{arg}: give comma-separated integers") from None
     if kind == "projection":
-        from .projection import project
+        from ..engine.projection import project
 
         return project(adapter, soft_prompt.tensor, arg or "cos", top_k=1).ids, f"projection:{arg or 'cos'}"
     if kind == "pez":  # the final projection of a PEZ run: the reading of its continuous prompt
@@ -169,9 +169,9 @@ def interpret_reading(adapter: ModelAdapter, task, soft_prompt: SoftPrompt | tor
 def interpret(cfg: InterpretConfig, prompt_path: str | Path, out: str | Path | None = None,
               adapter: ModelAdapter | None = None, task=None) -> dict:
     """The report for one prompt file and the reading named by cfg.reading; written to `out` if given."""
-    from .models import load_model
-    from .runs import write_config, write_json, write_jsonl
-    from .training import load_task_for
+    from ..engine.models import load_model
+    from ..engine.runs import write_config, write_json, write_jsonl
+    from ..engine.training import load_task_for
 
     sp = SoftPrompt.load(prompt_path)
     if Path(prompt_path).is_dir() and (Path(prompt_path) / "prompt_continuous.safetensors").exists():
@@ -182,8 +182,8 @@ def interpret(cfg: InterpretConfig, prompt_path: str | Path, out: str | Path | N
         name = cfg.model if cfg.model != ModelOptions.model or not sp.model else sp.model
         adapter = load_model(name, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
     if task is None:  # the prompt's own built-in task unless --task names another
-        from .config import subconfig
-        from .tasks import BUILTIN
+        from ..engine.config import subconfig
+        from ..engine.tasks import BUILTIN
 
         own = sp.task if cfg.task == TaskOptions.task and sp.task in BUILTIN else cfg.task
         task = load_task_for(subconfig(TaskOptions, cfg, task=own))
@@ -210,7 +210,7 @@ def _pez_fit(cfg: InterpretConfig, sp: SoftPrompt, adapter: ModelAdapter, task, 
     """A PEZ reading of any soft prompt: PEZ (w = 0) started at the prompt itself; returns the hard prompt's ids."""
     import tempfile
 
-    from .config import subconfig
+    from ..engine.config import subconfig
     from .pez import PezConfig, run_pez
 
     pcfg = subconfig(PezConfig, cfg, tokens=sp.n_tokens, steps=cfg.pez_steps, checkpoint_every=max(1, cfg.pez_steps // 3),

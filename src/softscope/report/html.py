@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .errors import SoftscopeError
-from .runs import atomic_write_text, read_json, read_jsonl
+from ..engine.errors import SoftscopeError
+from ..engine.runs import atomic_write_text, read_json, read_jsonl
 
 SKIP_DIRS = {"checkpoints", "__pycache__"}
 
@@ -140,7 +140,7 @@ def kv_table(d: dict, skip: Iterable[str] = ()) -> str:
 
 
 def _short(v: Any, limit: int = 160) -> str:
-    from .runs import dumps
+    from ..engine.runs import dumps
 
     s = dumps(v, indent=None)
     return s if len(s) <= limit else s[: limit - 1] + "…"

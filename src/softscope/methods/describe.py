@@ -28,14 +28,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .config import h
-from .errors import SoftscopeError
-from .metrics import class_rate, correlation, rouge_scores, semantic_similarity
-from .models import DEFAULT_MODEL, ModelAdapter, load_model
-from .patching import layer_pairs, patch_generate, source_states
-from .prompts import SoftPrompt
-from .runs import append_jsonl, read_json, read_jsonl, save_figure, write_config, write_json
-from .target_prompts import MARKER, POOLS, build as build_target
+from ..engine.config import h
+from ..engine.errors import SoftscopeError
+from ..engine.metrics import class_rate, correlation, rouge_scores, semantic_similarity
+from ..engine.models import DEFAULT_MODEL, ModelAdapter, load_model
+from ..engine.patching import layer_pairs, patch_generate, source_states
+from ..engine.prompts import SoftPrompt
+from ..engine.runs import append_jsonl, read_json, read_jsonl, save_figure, write_config, write_json
+from ..engine.target_prompts import MARKER, POOLS, build as build_target
 
 METRICS = ("class_rate", "rouge1", "rouge2", "rougeL", "similarity")
 CUT_CHARS = "\n$.|"
@@ -96,7 +96,7 @@ class DescribeResult:
 # ---- what gets described -------------------------------------------------------------------------------------
 def _checkpoints(source: Path, which: str) -> list[tuple[str, SoftPrompt]]:
     """(name, prompt) pairs: every checkpoint of a run dir, or the one prompt of a file / PEFT adapter dir."""
-    from .training import list_checkpoints
+    from ..engine.training import list_checkpoints
 
     if source.is_dir() and not (source / "adapter_model.safetensors").exists():
         files = list_checkpoints(source)
@@ -120,7 +120,7 @@ def _checkpoints(source: Path, which: str) -> list[tuple[str, SoftPrompt]]:
 
 def _scoring_target(prompt: SoftPrompt, cfg: DescribeConfig) -> tuple[str, list[str], list[str]]:
     """(task name, class names, reference descriptions) for scoring."""
-    from .tasks import _builtin_name, load_task
+    from ..engine.tasks import _builtin_name, load_task
 
     name = cfg.task or prompt.task or ""
     classes, refs = list(cfg.classes or []), []

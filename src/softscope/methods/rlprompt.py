@@ -32,13 +32,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .config import ModelOptions, TaskOptions, h
-from .errors import SoftscopeError
-from .metrics import perplexity, start_token
-from .models import ModelAdapter, last_hidden, lm_logits
-from .prompts import SoftPrompt
-from .runs import save_figure, save_tensors, write_config, write_json, write_jsonl
-from .scoring import Scorer
+from ..engine.config import ModelOptions, TaskOptions, h
+from ..engine.errors import SoftscopeError
+from ..engine.metrics import perplexity, start_token
+from ..engine.models import ModelAdapter, last_hidden, lm_logits
+from ..engine.prompts import SoftPrompt
+from ..engine.runs import save_figure, save_tensors, write_config, write_json, write_jsonl
+from ..engine.scoring import Scorer
 
 
 @dataclass
@@ -282,9 +282,9 @@ def run_rlprompt(cfg: RLPromptConfig, weight: float, out: str | Path, adapter: M
 def rlprompt(cfg: RLPromptConfig, out: str | Path, adapter: ModelAdapter | None = None, task=None,
              progress: bool = True) -> dict:
     """RLPrompt sweep over cfg.fluency_weight: one sub-run per weight (w-<weight>/), a table, curve plots."""
-    from .models import load_model
+    from ..engine.models import load_model
     from .pez import plot_curves, weight_sweep
-    from .training import load_model_for, load_task_for
+    from ..engine.training import load_model_for, load_task_for
 
     out = Path(out)
     adapter = adapter or load_model_for(cfg)

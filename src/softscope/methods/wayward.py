@@ -33,15 +33,15 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .config import TrainConfig, h, subconfig
-from .errors import SoftscopeError
-from .metrics import word_f1
-from .models import ModelAdapter, token_embeddings
-from .projection import project
-from .prompts import SoftPrompt
-from .runs import append_jsonl, read_json, read_jsonl, save_figure, write_config, write_json
-from .scoring import Scorer
-from .training import LossTerm, init_prompt, load_model_for, train, train_many
+from ..engine.config import TrainConfig, h, subconfig
+from ..engine.errors import SoftscopeError
+from ..engine.metrics import word_f1
+from ..engine.models import ModelAdapter, token_embeddings
+from ..engine.projection import project
+from ..engine.prompts import SoftPrompt
+from ..engine.runs import append_jsonl, read_json, read_jsonl, save_figure, write_config, write_json
+from ..engine.scoring import Scorer
+from ..engine.training import LossTerm, init_prompt, load_model_for, train, train_many
 
 PAPER_GAMMAS = [0.0, 1e-4, 5e-4, 1e-3, 3e-3, 5e-3, 1e-2, 3e-2]
 
@@ -112,7 +112,7 @@ class WaywardConfig(TrainConfig):
 
 # ---- targets ---------------------------------------------------------------------------------------------
 def _targets_dir(cfg: WaywardConfig) -> Path | None:
-    from .tasks import data_dir
+    from ..engine.tasks import data_dir
 
     d = data_dir(cfg.data_dir)
     return d / "targets" if d is not None and (d / "targets").is_dir() else None
@@ -211,7 +211,7 @@ def safe_name(name: str) -> str:
 
 # ---- the sweep ---------------------------------------------------------------------------------------------
 def _task_for(cfg: WaywardConfig):
-    from .tasks import BUILTIN, WAYWARD_TEMPLATES, load_task
+    from ..engine.tasks import BUILTIN, WAYWARD_TEMPLATES, load_task
 
     key = re.sub(r"[-_ ]", "", cfg.task.strip().lower())
     template = WAYWARD_TEMPLATES.get(key) if cfg.template == "wayward" and key in BUILTIN else None

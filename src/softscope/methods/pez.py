@@ -26,15 +26,15 @@ from pathlib import Path
 
 import torch
 
-from .config import TrainConfig, h, subconfig
-from .errors import SoftscopeError
-from .metrics import perplexity, start_token
-from .models import ModelAdapter, final_hidden, lm_logits, special_ids, token_embeddings
-from .projection import nearest_ids, project_straight_through
-from .prompts import SoftPrompt
-from .runs import read_json, save_figure, write_config, write_json, write_jsonl
-from .scoring import Scorer
-from .training import LossTerm, load_model_for, load_task_for, train
+from ..engine.config import TrainConfig, h, subconfig
+from ..engine.errors import SoftscopeError
+from ..engine.metrics import perplexity, start_token
+from ..engine.models import ModelAdapter, final_hidden, lm_logits, special_ids, token_embeddings
+from ..engine.projection import nearest_ids, project_straight_through
+from ..engine.prompts import SoftPrompt
+from ..engine.runs import read_json, save_figure, write_config, write_json, write_jsonl
+from ..engine.scoring import Scorer
+from ..engine.training import LossTerm, load_model_for, load_task_for, train
 
 
 @dataclass
@@ -151,7 +151,7 @@ def run_pez(cfg: PezConfig, weight: float, out: str | Path, adapter: ModelAdapte
     elif cfg.init == "labels":
         P0 = label_init(adapter, task, cfg.tokens)
     else:
-        from .training import init_prompt
+        from ..engine.training import init_prompt
 
         P0 = init_prompt(adapter, cfg.tokens, cfg.init, gen, cfg.init_text)
     terms = [fluency_term(adapter, weight)] if weight > 0 else []

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from .cli import build, config_options, echo_json
-from .interpret import InterpretConfig
-from .pez import PezConfig
-from .rlprompt import RLPromptConfig
-from .tradeoff import TradeoffConfig
+from .options import build, config_options, echo_json
+from ..methods.interpret import InterpretConfig
+from ..methods.pez import PezConfig
+from ..methods.rlprompt import RLPromptConfig
+from ..methods.tradeoff import TradeoffConfig
 
 
 def _fmt(x, spec=".3f") -> str:
@@ -30,7 +30,7 @@ def _table(rows: list[dict]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def pez_cmd(out, as_json, **kw):
     """PEZ hard prompts (projected gradient, cosine) with the fluency objective, one per --fluency-weight."""
-    from .pez import pez
+    from ..methods.pez import pez
 
     summary = pez(build(PezConfig, kw), out)
     if as_json:
@@ -45,7 +45,7 @@ def pez_cmd(out, as_json, **kw):
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def rlprompt_cmd(out, as_json, **kw):
     """RLPrompt (soft Q-learning of an MLP-on-LM policy) with the fluency reward, one per --fluency-weight."""
-    from .rlprompt import rlprompt
+    from ..methods.rlprompt import rlprompt
 
     summary = rlprompt(build(RLPromptConfig, kw), out)
     if as_json:
@@ -61,7 +61,7 @@ def rlprompt_cmd(out, as_json, **kw):
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def interpret_cmd(prompt_path, out, as_json, **kw):
     """Faithfulness and scrutability of a discrete reading of a soft prompt (file, run dir or PEFT dir)."""
-    from .interpret import interpret
+    from ..methods.interpret import interpret
 
     rep = interpret(build(InterpretConfig, kw), prompt_path, out)
     if as_json:
@@ -87,7 +87,7 @@ def interpret_cmd(prompt_path, out, as_json, **kw):
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def tradeoff_cmd(out, as_json, **kw):
     """PEZ and RLPrompt weight sweeps beside a soft prompt: accuracy vs perplexity / faithfulness, odd prompts."""
-    from .tradeoff import tradeoff
+    from ..methods.tradeoff import tradeoff
 
     summary = tradeoff(build(TradeoffConfig, kw), out)
     if as_json:

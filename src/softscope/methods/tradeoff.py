@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 
-from .config import ModelOptions, TaskOptions, TrainConfig, h, subconfig
-from .errors import SoftscopeError
+from ..engine.config import ModelOptions, TaskOptions, TrainConfig, h, subconfig
+from ..engine.errors import SoftscopeError
 from .interpret import dictionary_share, interpret_reading
-from .prompts import SoftPrompt
-from .runs import read_json, save_figure, write_config, write_json, write_jsonl
-from .scoring import Scorer
+from ..engine.prompts import SoftPrompt
+from ..engine.runs import read_json, save_figure, write_config, write_json, write_jsonl
+from ..engine.scoring import Scorer
 
 
 @dataclass
@@ -91,7 +91,7 @@ def tradeoff(cfg: TradeoffConfig, out: str | Path, adapter=None, task=None, prog
     """Run (or resume) the sweeps and write tradeoff.jsonl, tradeoff_summary.json and the two plots."""
     from .pez import PezConfig, pez
     from .rlprompt import RLPromptConfig, rlprompt
-    from .training import load_model_for, load_task_for, train
+    from ..engine.training import load_model_for, load_task_for, train
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -147,7 +147,7 @@ def tradeoff(cfg: TradeoffConfig, out: str | Path, adapter=None, task=None, prog
 
     rows = [{"method": "soft prompt", "weight": None, "text": None, "ids": None, "accuracy": soft_acc,
              "perplexity": None, "dictionary_share": None, "agreement": 1.0, "kl": 0.0, "accuracy_gap": 0.0}]
-    from .projection import project
+    from ..engine.projection import project
 
     for metric in ("cos", "l2"):
         rows.append(score(f"projection ({metric})", None, project(adapter, soft.tensor, metric, 1).ids))

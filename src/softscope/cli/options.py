@@ -1,0 +1,73 @@
+"""Click options generated from the config dataclasses, so the CLI and the Python API cannot drift apart."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+import click
+
+
+
+# ---- options from dataclasses ----------------------------------------------------------------------------
+def _click_type(tp):
+    origin = typing.get_origin(tp)
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
+        return _click_type(args[0])
+    if tp in (int, "int"):
+        return int
+    if tp in (float, "float"):
+        return float
+    return str
+
+
+def _parse_list(value):
+    if value is None or isinstance(value, list):
+        return value
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+def config_options(cls, exclude: tuple[str, ...] = ()):
+    """Decorator: one click option per dataclass field (help from the field's metadata)."""
+    hints = typing.get_type_hints(cls)
+
+    def deco(f):
+        for fld in reversed(dataclasses.fields(cls)):
+            if fld.name in exclude:
+                continue
+            tp = hints[fld.name]
+            help_ = fld.metadata.get("help", "")
+            default = fld.default if fld.default is not dataclasses.MISSING else fld.default_factory()
+            flag = "--" + fld.name.replace("_", "-")
+            if tp is bool:
+                f = click.option(f"{flag}/--no-{fld.name.replace('_', '-')}", fld.name, default=default,
+                                 show_default=True, help=help_)(f)
+            elif "list" in str(tp):
+                f = click.option(flag, fld.name, default=",".join(map(str, default)) if default else None,
+                                 show_default=True, help=help_ + " (comma-separated)")(f)
+            else:
+                f = click.option(flag, fld.name, type=_click_type(tp), default=default, show_default=True,
+                                 help=help_)(f)
+        return f
+
+    return deco
+
+
+def build(cls, kwargs: dict):
+    """The config from parsed options (lists split on commas); validation errors are SoftscopeErrors."""
+    hints = typing.get_type_hints(cls)
+    kw = {}
+    for fld in dataclasses.fields(cls):
+        if fld.name in kwargs:
+            v = kwargs[fld.name]
+            kw[fld.name] = _parse_list(v) if "list" in str(hints[fld.name]) else v
+    return cls(**kw)
+
+
+def echo_json(obj) -> None:
+    from ..engine.runs import dumps
+
+    click.echo(dumps(obj))
+
+

@@ -1,0 +1,1 @@
+"""One module per seed method (InSPEcT describe, bias probe, waywardness, PEZ, RLPrompt, interpret, explain, tradeoff)."""
