@@ -211,7 +211,7 @@ def _candidate_dirs(explicit: str | None) -> list[Path]:
         return [p]
     # ../shared/data next to the current folder, then next to the repository root (src/softscope/tasks.py).
     out = []
-    for p in (Path.cwd() / ".." / "shared" / "data", Path(__file__).resolve().parents[2] / ".." / "shared" / "data"):
+    for p in (Path.cwd() / ".." / "shared" / "data", Path(__file__).resolve().parents[3] / ".." / "shared" / "data"):
         p = p.resolve()
         if p.is_dir() and p not in out:
             out.append(p)
