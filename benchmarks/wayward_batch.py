@@ -19,7 +19,7 @@ import time
 import torch
 
 from softscope.engine.config import TrainConfig
-from softscope.engine.models import load_model
+from softscope.engine.models import cpu_features, load_model
 from softscope.engine.training import init_prompt, train, train_many
 from softscope.methods.wayward import PAPER_GAMMAS, WaywardConfig, _task_for, _train_cfg, distance_term, target_embeddings
 
@@ -49,7 +49,8 @@ def main() -> None:
     gammas = (PAPER_GAMMAS * (a.k // len(PAPER_GAMMAS) + 1))[: a.k]
     P0 = init_prompt(adapter, len(ids), "vocab", torch.Generator().manual_seed(0))
     print(f"{adapter.name} · {task.name} · K={a.k} prompts of n={len(ids)} tokens · {a.steps} steps · batch "
-          f"{a.batch_size} · {'bf16 autocast' if a.bf16 else 'float32'} · torch threads {torch.get_num_threads()}",
+          f"{a.batch_size} · {'bf16 autocast' if a.bf16 else 'float32'} · torch threads {torch.get_num_threads()} · CPU "
+          f"{cpu_features()}",
           flush=True)
 
     def batched():

@@ -58,7 +58,8 @@ class TrainConfig(ModelOptions, TaskOptions):
     max_length: int = h(80, "truncate formatted inputs to this many tokens")
     verbalizer: str = h("auto", "first (label word's first token), full (all its tokens) or auto")
     bucket: bool = h(True, "form batches from examples of similar length (less padding, same objective)")
-    bf16_autocast: bool = h(False, "run the forward/backward under bfloat16 autocast (faster on AVX-512 BF16 CPUs)")
+    bf16_autocast: str = h("off", "bfloat16 autocast for forward/backward: off (float32, the same numbers on every "
+                                  "CPU), on, or auto (on only where the device has native bf16: CUDA, AVX512-BF16/AMX)")
     eval_batch_size: int = h(32, "batch size for evaluation")
     seed: int = h(0, "seed for init, data order and eval subset")
 
@@ -75,6 +76,10 @@ class TrainConfig(ModelOptions, TaskOptions):
             raise SoftscopeError(f"--schedule {self.schedule!r}: use linear or constant")
         if self.final_eval not in ("full", "subset", "none"):
             raise SoftscopeError(f"--final-eval {self.final_eval!r}: use full, subset or none")
+        if isinstance(self.bf16_autocast, bool):  # API callers may pass True/False
+            self.bf16_autocast = "on" if self.bf16_autocast else "off"
+        if self.bf16_autocast not in ("off", "on", "auto"):
+            raise SoftscopeError(f"--bf16-autocast {self.bf16_autocast!r}: use off, on or auto")
         if self.lr <= 0:
             raise SoftscopeError("--lr must be positive")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import SoftscopeError
+from .models import cpu_features
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -131,4 +132,5 @@ def versions() -> dict[str, str]:
 def write_config(run_dir: str | os.PathLike, command: str, config: Any, **extra: Any) -> None:
     """config.json: the command, its full config, versions and anything extra (seed, data subset...)."""
     cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-    write_json(Path(run_dir) / "config.json", {"command": command, "config": cfg, "versions": versions(), **extra})
+    write_json(Path(run_dir) / "config.json", {"command": command, "config": cfg, "versions": versions(),
+                                               "machine": cpu_features(), **extra})

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .config import TrainConfig
 from .errors import SoftscopeError
-from .models import ModelAdapter, load_model, special_ids, token_embeddings
+from .models import ModelAdapter, choose_autocast, load_model, special_ids, token_embeddings
 from .prompts import SoftPrompt
 from .runs import read_json, read_jsonl, write_config, write_json, write_jsonl
 from .scoring import Scorer
@@ -157,8 +157,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, adapter: M
         raise SoftscopeError(f"nothing to resume in {run} (no state.json): run without --resume")
     adapter = adapter or load_model_for(cfg)
     task = task or load_task_for(cfg)  # bad input fails here, before anything is written
-    scorer = Scorer(adapter, task, max_length=cfg.max_length, verbalizer=cfg.verbalizer,
-                    autocast_bf16=cfg.bf16_autocast)
+    use_bf16, compute = choose_autocast(cfg.bf16_autocast, adapter.device, announce=progress)
+    scorer = Scorer(adapter, task, max_length=cfg.max_length, verbalizer=cfg.verbalizer, autocast_bf16=use_bf16)
     random.seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     P0 = init if init is not None else init_prompt(adapter, cfg.tokens, cfg.init, gen, cfg.init_text)
@@ -189,7 +189,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, adapter: M
             g_["lr"] = g_["initial_lr"] * _schedule(cfg)(start)
         metrics = [m for m in read_jsonl(run / "metrics.jsonl") if m["step"] <= start]
     else:
-        write_config(run, command, cfg, task=task.to_dict(), eval_subset_size=len(eval_set),
+        write_config(run, command, cfg, task=task.to_dict(), compute=compute, eval_subset_size=len(eval_set),
                      model_info={"name": adapter.name, "source": adapter.source, "layers": adapter.n_layers,
                                  "width": adapter.width, "tied_embeddings": adapter.tied_embeddings})
 
@@ -281,8 +281,8 @@ def train_many(cfg: TrainConfig, inits: torch.Tensor, *, adapter: ModelAdapter |
     """
     adapter = adapter or load_model_for(cfg)
     task = task or load_task_for(cfg)
-    scorer = Scorer(adapter, task, max_length=cfg.max_length, verbalizer=cfg.verbalizer,
-                    autocast_bf16=cfg.bf16_autocast)
+    use_bf16, _ = choose_autocast(cfg.bf16_autocast, adapter.device)
+    scorer = Scorer(adapter, task, max_length=cfg.max_length, verbalizer=cfg.verbalizer, autocast_bf16=use_bf16)
     if inits.dim() != 3 or inits.shape[-1] != adapter.width:
         raise SoftscopeError(f"train_many needs initial prompts [K, n, {adapter.width}], got {list(inits.shape)}")
     K = inits.shape[0]

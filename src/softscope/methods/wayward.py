@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from ..engine.config import TrainConfig, h, subconfig
 from ..engine.errors import SoftscopeError
 from ..engine.metrics import word_f1
-from ..engine.models import ModelAdapter, token_embeddings
+from ..engine.models import ModelAdapter, choose_autocast, token_embeddings
 from ..engine.projection import project
 from ..engine.prompts import SoftPrompt
 from ..engine.runs import append_jsonl, read_json, read_jsonl, save_figure, write_config, write_json
@@ -47,8 +47,9 @@ PAPER_GAMMAS = [0.0, 1e-4, 5e-4, 1e-3, 3e-3, 5e-3, 1e-2, 3e-2]
 
 # Presets. quick: sized for 2 free CPU cores (< 90 min for SST-2 and AG News × both packaged models): 8 targets —
 # 4 task definitions spread over natural_prompts.json (every 8th) alternating with one Pile sentence each from
-# pile_n{4,7,14,28} for the length axis — 4 γ, 16 steps at lr 3e-2 (batch 8) trained under bf16 autocast (mixed
-# precision: 1.6× faster training on an AVX-512-BF16 CPU; the distance term and Adam stay float32), accuracy
+# pile_n{4,7,14,28} for the length axis — 4 γ, 16 steps at lr 3e-2 (batch 8) trained under bf16 autocast where the
+# CPU has native bf16 ("auto": 1.6× faster on AVX512-BF16, ~25× slower where emulated, so float32 there; the
+# distance term and Adam stay float32), accuracy
 # scored in float32 on a fixed seeded 200-example test subset. The γ = 0
 # baseline starts from vocabulary embeddings (plain prompt tuning) and the γ > 0 prompts start at e(t): in 16 steps
 # Adam moves a coordinate at most Σ lr ≈ 0.24, too little to carry a vocabulary start into the target's
@@ -57,7 +58,7 @@ PAPER_GAMMAS = [0.0, 1e-4, 5e-4, 1e-3, 3e-3, 5e-3, 1e-2, 3e-2]
 # full: the paper's grid — 32 unrelated definitions + the task's 5 true descriptions, 8 γ, 300 steps, whole test set.
 PROTOCOLS: dict[str, dict] = {
     "quick": {"gamma": [0.0, 1e-3, 1e-2, 3e-2], "steps": 16, "lr": 3e-2, "batch_size": 8, "test_examples": 200,
-              "start": "mixed", "bf16_autocast": True},
+              "start": "mixed", "bf16_autocast": "auto"},
     "full": {"gamma": PAPER_GAMMAS, "steps": 300, "lr": 1e-2, "batch_size": 8, "test_examples": 0, "start": "init"},
 }
 
@@ -255,7 +256,9 @@ def run_wayward(cfg: WaywardConfig, out: str | Path, *, resume: bool = False, ad
             raise SoftscopeError(f"--resume with other settings than the sweep in {run} ({', '.join(changed)}): "
                                  "rerun with the same options or choose another --out")
     if not resume or saved.get("max_targets") != cfg.max_targets:
-        write_config(run, "wayward", cfg, task=task.to_dict(), targets=dict(targets), test_subset_size=len(test),
+        write_config(run, "wayward", cfg, task=task.to_dict(),
+                     compute=choose_autocast(cfg.bf16_autocast, adapter.device, announce=progress)[1],
+                     targets=dict(targets), test_subset_size=len(test),
                      model_info={"name": adapter.name, "layers": adapter.n_layers, "width": adapter.width})
     done = {(r["target"], r["gamma"]) for r in read_jsonl(rows_path)}
     bar = tqdm(targets, desc="targets", disable=not progress)

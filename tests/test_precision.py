@@ -1,0 +1,74 @@
+"""The compute-dtype chooser: bf16 autocast only where the device computes bf16 natively (issue #18)."""
+
+import torch
+
+import softscope.engine.models as models
+import softscope.engine.runs as runs
+from softscope.engine.config import TrainConfig
+from softscope.engine.runs import read_json
+from softscope.engine.training import train
+from softscope.methods.wayward import PROTOCOLS, WaywardConfig
+
+from conftest import tiny_task
+
+CPU = torch.device("cpu")
+
+
+def _cpu(monkeypatch, capability: str, bf16: bool) -> None:
+    fake = lambda: {"cpu_capability": capability, "cpu_bf16": bf16}  # noqa: E731
+    monkeypatch.setattr(models, "cpu_features", fake)
+    monkeypatch.setattr(runs, "cpu_features", fake)
+
+
+def test_auto_is_float32_without_native_bf16(monkeypatch, capsys):
+    _cpu(monkeypatch, "AVX2", False)
+    use, record = models.choose_autocast("auto", CPU)
+    assert use is False and record["compute_dtype"] == "float32" and record["cpu_capability"] == "AVX2"
+    assert capsys.readouterr().err == ""  # auto never warns: it just picks float32
+
+
+def test_auto_is_bf16_with_native_bf16(monkeypatch):
+    _cpu(monkeypatch, "AVX512", True)
+    use, record = models.choose_autocast("auto", CPU)
+    assert use is True and record == {"device": "cpu", "bf16_autocast": "auto", "compute_dtype": "bfloat16",
+                                      "cpu_capability": "AVX512", "cpu_bf16": True}
+
+
+def test_explicit_on_without_bf16_warns_with_the_measured_cost(monkeypatch, capsys):
+    _cpu(monkeypatch, "AVX2", False)
+    use, _ = models.choose_autocast("on", CPU)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert use is True and len(err) == 1 and err[0].startswith("warning: --bf16-autocast on: this cpu has no native bf16")
+    assert "25x slower" in err[0]
+    assert models.choose_autocast("off", CPU)[0] is False
+
+
+def test_cpu_features_reads_the_flags(monkeypatch, tmp_path):
+    flags = tmp_path / "cpuinfo"
+    flags.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    real = models.Path
+    monkeypatch.setattr(models, "Path", lambda p: real(flags) if p == "/proc/cpuinfo" else real(p))
+    assert models.cpu_features()["cpu_bf16"] is True
+    flags.write_text("flags\t\t: fpu avx2 fma\n")
+    assert models.cpu_features()["cpu_bf16"] is False
+
+
+def test_bool_is_accepted_from_the_api():
+    assert TrainConfig(bf16_autocast=True).bf16_autocast == "on"
+    assert TrainConfig(bf16_autocast=False).bf16_autocast == "off"
+    assert TrainConfig().bf16_autocast == "off"  # plain training: float32, the same numbers on every CPU
+
+
+def test_quick_protocol_uses_the_chooser():
+    assert PROTOCOLS["quick"]["bf16_autocast"] == "auto"
+    assert WaywardConfig(protocol="quick").bf16_autocast == "auto"
+
+
+def test_config_json_records_capability_and_chosen_dtype(tiny, tmp_path, monkeypatch):
+    _cpu(monkeypatch, "AVX2", False)
+    cfg = TrainConfig(tokens=2, steps=1, batch_size=2, eval_examples=4, final_eval="none", bf16_autocast="auto",
+                      device="cpu")
+    train(cfg, tmp_path / "r", adapter=tiny, task=tiny_task(), progress=False)
+    saved = read_json(tmp_path / "r" / "config.json")
+    assert saved["compute"]["compute_dtype"] == "float32" and saved["compute"]["cpu_capability"] == "AVX2"
+    assert saved["machine"] == {"cpu_capability": "AVX2", "cpu_bf16": False}
