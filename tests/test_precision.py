@@ -51,6 +51,9 @@ def test_cpu_features_reads_the_flags(monkeypatch, tmp_path):
     assert models.cpu_features()["cpu_bf16"] is True
     flags.write_text("flags\t\t: fpu avx2 fma\n")
     assert models.cpu_features()["cpu_bf16"] is False
+    flags.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16\n")  # the flag, but torch dispatches AVX2 kernels
+    monkeypatch.setattr(models.torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert models.cpu_features() == {"cpu_capability": "AVX2", "cpu_bf16": False}
 
 
 def test_bool_is_accepted_from_the_api():

@@ -129,8 +129,9 @@ def cpu_features() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "cpu_bf16": any(f in flags for f in _NATIVE_BF16_FLAGS)}
+    level = torch.backends.cpu.get_cpu_capability()  # ATEN_CPU_CAPABILITY=avx2 lowers it: kernels then emulate bf16
+    return {"cpu_capability": level,
+            "cpu_bf16": level.startswith("AVX512") and any(f in flags for f in _NATIVE_BF16_FLAGS)}
 
 
 def bf16_native(device: torch.device) -> bool:
