@@ -1,0 +1,171 @@
+"""Sweep executor: a sweep is a list of independent units with stable keys; run them here or on a Ray cluster.
+
+Every sweep command (wayward, describe over checkpoints, ...) describes its work as `Unit`s and one module-level
+`work(ctx, unit)` function; `ctx` comes from `setup(*setup_args)` (load the model and task), built once per worker
+process and kept. `run_units` returns each unit's result to the driver, which alone writes the run folder, so no
+shared file system is needed and every write stays atomic.
+
+    local  in this process, one unit after another (the default; today's behaviour)
+    ray    Ray tasks (`ray.init(address)`; "auto" joins a running cluster); a task whose worker dies is retried by Ray
+           and its result is recorded once, by key
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from tqdm import tqdm
+
+from .errors import SoftscopeError
+
+RAY_INSTALL = "pip install 'softscope[ray]'"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One independent piece of a sweep: a stable key (used for resume and de-duplication) and its arguments."""
+
+    key: str
+    args: dict = field(default_factory=dict)
+
+
+@dataclass
+class ExecutorOptions:
+    """Where a sweep's units run (shared by every sweep command's config)."""
+
+    executor: str = field(default="local", metadata={"help": "local (this process) or ray (Ray tasks; see --ray-address)"})
+    ray_address: str | None = field(default=None, metadata={
+        "help": "Ray cluster address for --executor ray: auto joins a running cluster, host:port a given one "
+                "(default: start a local Ray instance)"})
+    cpus_per_unit: float = field(default=1.0, metadata={"help": "CPUs Ray reserves for each unit"})
+    gpus_per_unit: float = field(default=0.0, metadata={"help": "GPUs Ray reserves for each unit (e.g. 1, or 0.5 to share)"})
+
+    def __post_init__(self) -> None:
+        if self.executor not in ("local", "ray"):
+            raise SoftscopeError(f"--executor {self.executor!r}: use local or ray")
+        if not (self.cpus_per_unit >= 0 and self.gpus_per_unit >= 0):  # also refuses NaN
+            raise SoftscopeError("--cpus-per-unit and --gpus-per-unit must be finite and >= 0")
+
+
+# Settings that change where units run, never what they compute: a sweep's fingerprint leaves them out.
+PLACEMENT_FIELDS = ("executor", "ray_address", "cpus_per_unit", "gpus_per_unit")
+
+_CONTEXTS: dict[tuple, Any] = {}  # per worker process: setup results, so a model loads once per worker
+
+
+def _context(setup: Callable | None, setup_args: tuple) -> Any:
+    if setup is None:
+        return None
+    key = (setup.__module__, setup.__qualname__, repr(setup_args))
+    if key not in _CONTEXTS:
+        _CONTEXTS[key] = setup(*setup_args)
+    return _CONTEXTS[key]
+
+
+def _run_one(work: Callable, setup: Callable | None, setup_args: tuple, unit: Unit) -> tuple[str, Any, dict]:
+    """Run one unit; returns (key, result, info) with the worker's host:pid and seconds for the driver's log."""
+    t0 = time.time()
+    result = work(_context(setup, setup_args), unit)
+    return unit.key, result, {"worker": f"{socket.gethostname()}:{os.getpid()}", "seconds": time.time() - t0}
+
+
+def run_units(units: list[Unit], work: Callable, *, setup: Callable | None = None, setup_args: tuple = (),
+              ctx: Any = None, options: ExecutorOptions | None = None,
+              on_result: Callable[[Unit, Any], None] | None = None, progress: bool = True,
+              log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run every unit and return {key: result}; `on_result(unit, result)` runs on the driver as each unit finishes.
+
+    Keys must be unique. Locally, `ctx` (e.g. an already loaded model) is used as is when given, else
+    `setup(*setup_args)`; on Ray each worker process builds its own from `setup(*setup_args)` and keeps it.
+    """
+    options = options or ExecutorOptions()
+    keys = [u.key for u in units]
+    if len(set(keys)) != len(keys):
+        raise SoftscopeError("a sweep produced two units with the same key: this is a bug in the sweep definition")
+    log = log or (lambda line: print(line, file=sys.stderr))
+    results: dict[str, Any] = {}
+    by_key = {u.key: u for u in units}
+
+    def record(key: str, result: Any, info: dict) -> None:
+        if key in results:  # a retried unit that had already reported: keep the first result, record it once
+            return
+        results[key] = result
+        if on_result:
+            on_result(by_key[key], result)
+        log(f"unit {key} done on {info['worker']} in {info['seconds']:.1f} s")
+
+    if not units:
+        return results
+    if options.executor == "local":
+        local_ctx = ctx if ctx is not None else (setup(*setup_args) if setup else None)
+        bar = tqdm(total=len(units), desc="units", disable=not progress, unit="unit")
+        try:
+            for u in units:
+                bar.set_postfix(running=1, finished=bar.n, failed=0)
+                t0 = time.time()
+                result = work(local_ctx, u)
+                record(u.key, result, {"worker": f"{socket.gethostname()}:{os.getpid()} (local)",
+                                       "seconds": time.time() - t0})
+                bar.update(1)
+        finally:
+            bar.close()
+        return results
+    _run_ray(units, work, setup, setup_args, options, record, progress)
+    return results
+
+
+def ray_module():
+    """Ray itself, or a one-line error naming the install command."""
+    try:
+        import ray
+    except ImportError:
+        raise SoftscopeError(f"--executor ray needs Ray: {RAY_INSTALL}") from None
+    return ray
+
+
+def _run_ray(units, work, setup, setup_args, options: ExecutorOptions, record, progress) -> None:
+    ray = ray_module()
+    if not ray.is_initialized():
+        env = {k: v for k, v in os.environ.items() if k in _WORKER_ENV}
+        ray.init(address=options.ray_address, log_to_driver=False, include_dashboard=False,
+                 runtime_env={"env_vars": env} if env else None)
+    # a worker that dies mid-unit (killed, lost node) is a system failure: Ray re-runs the task elsewhere
+    task = ray.remote(max_retries=5, retry_exceptions=False)(_run_one).options(
+        num_cpus=options.cpus_per_unit, num_gpus=options.gpus_per_unit)
+    pending = {task.remote(work, setup, setup_args, u): u.key for u in units}
+    slots = _slots(ray, options)
+    bar = tqdm(total=len(units), desc="units (ray)", disable=not progress, unit="unit")
+    try:
+        while pending:
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            key = pending.pop(ref)
+            try:
+                record(*ray.get(ref))
+            except ray.exceptions.RayTaskError as e:  # the unit's own error (bad input or a bug), not a lost worker
+                for r in pending:
+                    ray.cancel(r)
+                bar.set_postfix(running=0, finished=bar.n, failed=1)
+                if isinstance(getattr(e, "cause", None), SoftscopeError):
+                    raise e.cause from None
+                raise SoftscopeError(f"unit {key} failed on Ray: {str(e).splitlines()[0]}") from None
+            bar.update(1)
+            bar.set_postfix(running=min(len(pending), slots), finished=bar.n, failed=0)
+    finally:
+        bar.close()
+
+
+# what a Ray worker needs from the driver's environment to import the same code and stay offline
+_WORKER_ENV = ("PYTHONPATH", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "SOFTSCOPE_DATA", "OMP_NUM_THREADS")
+
+
+def _slots(ray, options: ExecutorOptions) -> int:
+    """How many units the cluster can run at once (for the progress bar's 'running' count)."""
+    res = ray.cluster_resources()
+    cpu = res.get("CPU", 1) / options.cpus_per_unit if options.cpus_per_unit else float("inf")
+    gpu = res.get("GPU", 0) / options.gpus_per_unit if options.gpus_per_unit else float("inf")
+    return max(1, int(min(cpu, gpu)))
