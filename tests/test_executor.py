@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from softscope.engine import executor as ex
 from softscope.engine.errors import SoftscopeError
 from softscope.engine.executor import ExecutorOptions, Unit, run_units
 
