@@ -95,3 +95,104 @@ def test_config_validation():
     with pytest.raises(SoftscopeError):
         RLPromptConfig(fluency_weight=[-1])
     assert RLPromptConfig(fluency_weight=["0", "2"], shaping_new=["0", "5"]).fluency_weight == [0.0, 2.0]
+
+
+# ---- soft Q-learning against the soft Bellman equation (computed here by dynamic programming) ---------------
+def _soft_optimal_q(r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Optimal soft Q of a 2-step episode with terminal reward r[a1, a2], by backward induction:
+    Q2(a1, a2) = r(a1, a2); V2(a1) = log Σ exp Q2(a1, ·); Q1(a1) = V2(a1)."""
+    q2 = r.clone()
+    q1 = q2.logsumexp(-1)
+    return q1, q2
+
+
+def test_sql_loss_is_zero_at_the_soft_bellman_fixed_point_only():
+    r = torch.tensor([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0], [2.0, 2.0, -0.5]])  # V = 3 tokens, L = 2
+    q1, q2 = _soft_optimal_q(r)
+    seqs = [(a1, a2) for a1 in range(3) for a2 in range(3)]
+    q = torch.stack([torch.stack([q1, q2[a1]]) for a1, _ in seqs])  # [9, 2, 3]: step-1 state, then state after a1
+    acts = torch.tensor(seqs)
+    rew = torch.tensor([float(r[a1, a2]) for a1, a2 in seqs])
+    assert sql_loss(q, q, acts, rew).item() == pytest.approx(0.0, abs=1e-10)
+    # the policy exp(Q − V) of the fixed point samples whole prompts with probability ∝ exp(r) (max-entropy RL)
+    p = torch.stack([(q1 - q1.logsumexp(0))[a1] + (q2[a1] - q2[a1].logsumexp(0))[a2] for a1, a2 in seqs]).exp()
+    assert p.tolist() == pytest.approx((rew.softmax(0)).tolist(), abs=1e-6)
+    # a reward the values do not match, or values off the fixed point, cost something
+    assert sql_loss(q, q, acts, rew + 1.0).item() > 0.5
+    assert sql_loss(q + torch.tensor([0.0, 1.0, 0.0]), q, acts, rew).item() > 0.1
+
+
+def test_sql_loss_hand_computed_one_step():
+    # L = 1, two tokens, uniform Q = target = 0: A = −ln 2, V' = ln 2; reward 1: both terms (A − (r − V'))² = 1
+    q = torch.zeros(1, 1, 2)
+    assert sql_loss(q, q, torch.tensor([[0]]), torch.tensor([1.0])).item() == pytest.approx(1.0, abs=1e-6)
+    # L = 2, Q = target = 0 everywhere, reward 0: v2 = (−ln2 − 0)² + (−ln2 − (0 − ln2))² = ln²2;
+    # v3 = (−2 ln2 + ln2)² + (−ln2 + ln2)² = ln²2; loss = (v2 + v3)/2 summed = ln²2
+    q = torch.zeros(1, 2, 2)
+    assert sql_loss(q, q, torch.tensor([[0, 1]]), torch.tensor([0.0])).item() == \
+        pytest.approx(math.log(2) ** 2, abs=1e-6)
+
+
+# ---- the fluency weight reaches the reward and the update -----------------------------------------------------
+def test_fluency_weight_changes_reward_and_update(tiny):
+    import copy
+
+    from softscope.engine.scoring import Scorer
+    from softscope.methods.rlprompt import policy_update, prompt_rewards
+
+    task = tiny_task()
+    sc = Scorer(tiny, task)
+    rows = sc.rows(task.train[:3])
+    ids = torch.tensor([[5, 6], [7, 7], [9, 12]])
+    r0 = prompt_rewards(RLPromptConfig(tokens=2, prompts_per_step=3), 0.0, tiny, sc, ids, rows)
+    r2 = prompt_rewards(RLPromptConfig(tokens=2, prompts_per_step=3), 2.0, tiny, sc, ids, rows)
+    nll = torch.tensor([sum(token_nll(tiny, r.tolist())) / 2 for r in ids])  # mean token NLL after the start token
+    assert r0["raw"].tolist() == pytest.approx(r0["task"].tolist(), abs=1e-6)
+    assert r2["task"].tolist() == pytest.approx(r0["task"].tolist(), abs=1e-6)
+    assert r2["raw"].tolist() == pytest.approx((r0["task"] - 2.0 * nll).tolist(), abs=1e-4)
+    z = (r2["raw"] - r2["raw"].mean()) / (r2["raw"].std(unbiased=False) + 1e-4) * 5.0
+    assert r2["shaped"].tolist() == pytest.approx(z.tolist(), abs=1e-4)
+    assert (r2["shaped"] - r0["shaped"]).abs().max() > 0.1
+    # the same policy, optimiser state and samples, updated with each reward: different weights after one step
+    torch.manual_seed(0)
+    pol = PromptPolicy(tiny, hidden=16)
+    _, states = pol.rollout(3, 2, torch.Generator().manual_seed(0), top_k=5)
+    cfg = RLPromptConfig(tokens=2, prompts_per_step=3, lr=1e-2)
+    after = []
+    for shaped in (r0["shaped"], r2["shaped"]):
+        p = copy.deepcopy(pol)
+        tgt = copy.deepcopy(p.mlp).requires_grad_(False)
+        stats = policy_update(p, tgt, torch.optim.Adam(p.mlp.parameters(), lr=cfg.lr), cfg, ids, states, shaped)
+        assert stats["reward_grad_ratio"] > 0
+        after.append(torch.cat([x.flatten() for x in p.mlp.parameters()]))
+    assert (after[0] - after[1]).abs().max() > 1e-4
+    # when all K samples are one prompt the z-scored rewards are 0 whatever λ: the weight cannot act any more
+    same = torch.tensor([[5, 6]] * 3)
+    assert prompt_rewards(cfg, 2.0, tiny, sc, same, rows)["shaped"].abs().max() == 0
+
+
+def test_rollout_states_are_the_lm_states_of_the_sampled_prefix(tiny):
+    from softscope.engine.metrics import start_token
+    from softscope.engine.models import last_hidden
+
+    pol = PromptPolicy(tiny, hidden=16)
+    ids, states = pol.rollout(3, 4, torch.Generator().manual_seed(2), top_k=7)
+    seq = torch.cat([torch.full((3, 1), start_token(tiny)), ids], 1)
+    want = last_hidden(tiny.model.base_model(input_ids=seq[:, :-1], use_cache=False))
+    assert torch.allclose(states, want, atol=1e-5)
+
+
+def test_fluent_mode_masks_training_q_values(tiny):
+    pol = PromptPolicy(tiny, hidden=16)
+    ids, states = pol.rollout(2, 3, torch.Generator().manual_seed(0), fluent_top_k=3)
+    q = pol.q_values(states, 3)
+    assert torch.isfinite(q).sum(-1).eq(3).all()  # V = logsumexp over the 3 allowed tokens, as in sampling
+    assert torch.isfinite(q.gather(-1, ids[..., None])).all()
+    import copy
+
+    from softscope.methods.rlprompt import policy_update
+
+    cfg = RLPromptConfig(tokens=3, prompts_per_step=2, fluent=True, fluent_top_k=3)
+    stats = policy_update(pol, copy.deepcopy(pol.mlp), torch.optim.Adam(pol.mlp.parameters()), cfg, ids, states,
+                          torch.tensor([1.0, -1.0]))
+    assert math.isfinite(stats["loss"]) and stats["entropy"] <= math.log(3) + 1e-5

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from ..engine.config import ModelOptions, TaskOptions, h
 from ..engine.errors import SoftscopeError
 from ..engine.metrics import perplexity, start_token
-from ..engine.models import ModelAdapter, last_hidden, lm_logits
+from ..engine.models import ModelAdapter, cache_kwarg, last_hidden, lm_logits, returned_cache
 from ..engine.prompts import SoftPrompt
 from ..engine.runs import save_figure, save_tensors, write_config, write_json, write_jsonl
 from ..engine.scoring import Scorer
@@ -62,6 +62,7 @@ class RLPromptConfig(ModelOptions, TaskOptions):
     shaping_old: list[float] = h([0.0, 1.0], "reward shaping: linear map from [old_min, old_max] ...")
     shaping_new: list[float] = h([0.0, 5.0], "... to [new_min, new_max]")
     target_polyak: float = h(1e-3, "target network update: theta' <- (1-tau) theta' + tau theta")
+    grad_clip: float = h(5.0, "clip the MLP gradient to this global norm (RLPrompt's trainer: 5; 0 = off)")
     eval_every: int = h(20, "score the greedy prompt on the held-out set every this many steps")
     eval_examples: int = h(100, "held-out examples for selection")
     holdout: int = h(300, "held-out examples cut from train when the task has no dev split")
@@ -130,8 +131,14 @@ class PromptPolicy(torch.nn.Module):
                 torch.nn.init.constant_(m.bias, -1e-4)
         self.mlp.to(adapter.device)
 
-    def q_values(self, states: torch.Tensor) -> torch.Tensor:
-        return lm_logits(self.adapter, self.mlp(states)).float()
+    def q_values(self, states: torch.Tensor, fluent_top_k: int | None = None) -> torch.Tensor:
+        """Q(s, ·) [..., V]; in fluent mode −inf outside the frozen LM's top-k next tokens (RLPrompt masks the
+        logits themselves, so V = logsumexp runs over the allowed tokens in training as in sampling)."""
+        q = lm_logits(self.adapter, self.mlp(states)).float()
+        if fluent_top_k:
+            allowed = lm_logits(self.adapter, states).float().topk(fluent_top_k, -1).indices
+            q = torch.full_like(q, float("-inf")).scatter(-1, allowed, q.gather(-1, allowed))
+        return q
 
     @torch.no_grad()
     def rollout(self, K: int, L: int, gen: torch.Generator | None, top_k: int = 256, fluent_top_k: int | None = None,
@@ -140,16 +147,14 @@ class PromptPolicy(torch.nn.Module):
 
         The LM is frozen, so its states depend on the sampled tokens only: training recomputes Q from them."""
         a = self.adapter
+        base = a.model.base_model
+        kw = cache_kwarg(base)
         seq = torch.full((K, 1), start_token(a), device=a.device)
+        out = base(input_ids=seq, use_cache=True)
         states, ids = [], []
-        for _ in range(L):  # prompts are a few tokens long: re-running the prefix is cheaper than cache plumbing
-            out = a.model.base_model(input_ids=seq, use_cache=False)
+        for t in range(L):
             s = last_hidden(out)[:, -1]
-            q = self.q_values(s)
-            if fluent_top_k:  # only the LM's own likeliest next tokens are allowed
-                base = lm_logits(a, s).float()
-                allowed = base.topk(fluent_top_k, -1).indices
-                q = torch.full_like(q, float("-inf")).scatter(1, allowed, q.gather(1, allowed))
+            q = self.q_values(s, fluent_top_k)
             if greedy:
                 nxt = q.argmax(-1)
             else:
@@ -159,6 +164,10 @@ class PromptPolicy(torch.nn.Module):
             states.append(s)
             ids.append(nxt)
             seq = torch.cat([seq, nxt[:, None]], 1)
+            if t + 1 < L:  # feed the new token through the cached prefix (no cache: the whole prefix again)
+                cache = returned_cache(out, kw)
+                out = (base(input_ids=nxt[:, None], use_cache=True, **{kw: cache}) if cache is not None
+                       else base(input_ids=seq, use_cache=True))
         return torch.stack(ids, 1), torch.stack(states, 1)
 
 
@@ -179,6 +188,63 @@ def sql_loss(q: torch.Tensor, q_target: torch.Tensor, actions: torch.Tensor, rew
     A_sum = A.flip(1).cumsum(1).flip(1)
     v3 = F.mse_loss(A_sum, rewards[:, None] - V_, reduction="none")
     return ((v2 + v3) / 2).sum(1).mean()
+
+
+# ---- one training step ----------------------------------------------------------------------------------
+def prompt_rewards(cfg: RLPromptConfig, weight: float, adapter: ModelAdapter, scorer: Scorer, ids: torch.Tensor,
+                   rows: list) -> dict:
+    """Rewards of K prompts ids [K, L], each scored on the same task rows: task gap reward, NLL, raw and shaped.
+
+    raw = task − λ · NLL_LM(prompt); shaped = z-score over the K prompts, then the linear map (RLPrompt)."""
+    K, B = ids.shape[0], len(rows)
+    labels = torch.tensor([r.label for r in rows])
+    with torch.no_grad():  # every prompt on the same B inputs, in one batch of K·B rows
+        P = adapter.embed(ids.to(adapter.device))  # [K, L, d]
+        lp = scorer.class_logprobs(P.repeat_interleave(B, 0), rows * K).cpu().view(K, B, -1)
+        task_r = torch.stack([gap_reward(lp[k], labels, cfg.correct_coeff, cfg.incorrect_coeff).mean()
+                              for k in range(K)])
+        acc = (lp.argmax(-1) == labels[None]).float().mean(1)
+        nll = prompt_nll(adapter, ids) if weight > 0 else None
+        raw = task_r - weight * nll if nll is not None else task_r
+        shaped = shape_rewards(raw, cfg.zscore, cfg.shaping_old, cfg.shaping_new)
+    return {"task": task_r, "accuracy": acc, "nll": nll, "raw": raw, "shaped": shaped}
+
+
+def policy_update(policy: PromptPolicy, target: torch.nn.Module, opt: torch.optim.Optimizer, cfg: RLPromptConfig,
+                  ids: torch.Tensor, states: torch.Tensor, shaped: torch.Tensor) -> dict:
+    """One soft Q-learning step on sampled prompts and their shaped rewards, gradient clipping, Polyak target update.
+
+    Returns the loss and what says whether the policy is collapsing: its mean entropy over the visited states
+    (nats; uniform = ln V), how many of the K prompts differ, the share of the commonest token, and
+    reward_grad_ratio = |g(r) − g(0)| / |g(0)|: how much of the gradient the rewards decide (the loss is
+    quadratic in its targets, so g(r) − g(0) is the part that depends on r; the rest comes from the values alone)."""
+    dev = policy.adapter.device
+    fk = cfg.fluent_top_k if cfg.fluent else None
+    params = list(policy.mlp.parameters())
+    q = policy.q_values(states, fk)
+    with torch.no_grad():
+        qt = lm_logits(policy.adapter, target(states)).float()
+        if fk:
+            qt = qt.masked_fill(torch.isinf(q), float("-inf"))
+    ids = ids.to(dev)
+    g0 = torch.autograd.grad(sql_loss(q, qt, ids, torch.zeros_like(shaped).to(dev)), params, retain_graph=True)
+    loss = sql_loss(q, qt, ids, shaped.to(dev))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    with torch.no_grad():
+        n0 = torch.sqrt(sum((g ** 2).sum() for g in g0))
+        nr = torch.sqrt(sum(((p.grad - g) ** 2).sum() for p, g in zip(params, g0)))
+    gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+    opt.step()
+    with torch.no_grad():  # Polyak target update
+        for pt, p in zip(target.parameters(), params):
+            pt.mul_(1 - cfg.target_polyak).add_(p, alpha=cfg.target_polyak)
+        logp = q.detach().log_softmax(-1)
+        entropy = torch.special.entr(logp.exp()).sum(-1).mean().item()
+    flat = ids.flatten()
+    return {"loss": loss.item(), "grad_norm": float(gnorm), "reward_grad_ratio": float(nr / n0) if n0 > 0 else None,
+            "entropy": entropy, "distinct_prompts": len({tuple(r) for r in ids.tolist()}),
+            "top_token_share": int(flat.bincount().max()) / flat.numel()}
 
 
 # ---- training -------------------------------------------------------------------------------------------
@@ -225,28 +291,14 @@ def run_rlprompt(cfg: RLPromptConfig, weight: float, out: str | Path, adapter: M
     for step in bar:
         ids, states = policy.rollout(K, cfg.tokens, gen, cfg.top_k, fluent_k)
         idx = torch.randint(0, len(train_rows), (B,), generator=gen).tolist()
-        rows = [train_rows[i] for i in idx]
-        labels = torch.tensor([r.label for r in rows])
-        with torch.no_grad():  # every prompt on the same B inputs, in one batch of K·B rows
-            P = adapter.embed(ids.to(adapter.device))  # [K, L, d]
-            lp = scorer.class_logprobs(P.repeat_interleave(B, 0), rows * K).cpu().view(K, B, -1)
-            task_r = torch.stack([gap_reward(lp[k], labels, cfg.correct_coeff, cfg.incorrect_coeff).mean()
-                                  for k in range(K)])
-            acc = (lp.argmax(-1) == labels[None]).float().mean(1)
-            nll = prompt_nll(adapter, ids) if weight > 0 or step % 10 == 0 else torch.full((K,), float("nan"))
-            raw = task_r - weight * nll if weight > 0 else task_r
-            r = shape_rewards(raw, cfg.zscore, cfg.shaping_old, cfg.shaping_new).to(adapter.device)
-        loss = sql_loss(policy.q_values(states), lm_logits(pa, target(states)).float(), ids.to(adapter.device), r)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():  # Polyak target update
-            for pt, p in zip(target.parameters(), policy.mlp.parameters()):
-                pt.mul_(1 - cfg.target_polyak).add_(p, alpha=cfg.target_polyak)
+        rw = prompt_rewards(cfg, weight, adapter, scorer, ids, [train_rows[i] for i in idx])
+        upd = policy_update(policy, target, opt, cfg, ids, states, rw["shaped"])
+        task_r, acc = rw["task"], rw["accuracy"]
+        nll = rw["nll"] if rw["nll"] is not None else (prompt_nll(adapter, ids) if step % 10 == 0 else None)
         k_best = int(task_r.argmax())
-        metrics.append({"step": step + 1, "event": "train", "loss": loss.item(), "reward_task": task_r.mean().item(),
-                        "reward_raw": raw.mean().item(), "train_accuracy": acc.mean().item(),
-                        "prompt_nll": None if math.isnan(nll[0]) else nll.mean().item(),
+        metrics.append({"step": step + 1, "event": "train", **upd, "reward_task": task_r.mean().item(),
+                        "reward_raw": rw["raw"].mean().item(), "reward_task_std": task_r.std(unbiased=False).item(),
+                        "train_accuracy": acc.mean().item(), "prompt_nll": None if nll is None else nll.mean().item(),
                         "best_sample": adapter.decode(ids[k_best].tolist()), "best_sample_reward": task_r[k_best].item()})
         bar.set_postfix(reward=f"{task_r.mean().item():.1f}", acc=f"{acc.mean().item():.2f}")
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
