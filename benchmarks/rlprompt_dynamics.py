@@ -1,8 +1,10 @@
-"""RLPrompt policy dynamics without a task: rollouts and soft Q-learning updates only, with every shaped reward 0.
+"""RLPrompt policy dynamics without a task: rollouts and soft Q-learning updates only, no task-model scoring.
 
-Whatever the policy learns here comes from the loss and the initial values, not from the reward: if it
-collapses onto one token, the collapse seen in real runs needs no reward to happen. Prints one JSON row per
-step (entropy, distinct prompts among K, share of the commonest token, greedy prompt).
+--reward zero: every shaped reward is 0, so whatever the policy learns comes from the loss and the initial
+values; if it collapses onto one token, the collapse seen in real runs needs no reward to happen.
+--reward word: a cheap stand-in reward (mean cosine of the prompt tokens to a word's embedding), shaped like
+RLPrompt's, to see whether a setting lets the reward steer the policy at all. Prints one JSON row per step
+(entropy, distinct prompts among K, share of the commonest token, reward share of the gradient, greedy prompt).
 
     python benchmarks/rlprompt_dynamics.py --lr 1e-3 --steps 15 --out dyn-1e-3.json
 """
@@ -16,8 +18,8 @@ import time
 
 import torch
 
-from softscope.engine.models import load_model
-from softscope.methods.rlprompt import PromptPolicy, RLPromptConfig, policy_update
+from softscope.engine.models import load_model, token_embeddings
+from softscope.methods.rlprompt import PromptPolicy, RLPromptConfig, policy_update, shape_rewards
 
 
 def main() -> None:
@@ -30,8 +32,11 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=256)
     ap.add_argument("--grad-clip", type=float, default=5.0)
     ap.add_argument("--polyak", type=float, default=1e-3)
-    ap.add_argument("--reward", choices=["zero", "noise"], default="zero",
-                    help="zero: every shaped reward 0; noise: z-scored Gaussian noise mapped like real rewards")
+    ap.add_argument("--reward", choices=["zero", "word"], default="zero",
+                    help="zero: every shaped reward 0; word: mean cosine of the prompt's token embeddings to --word, "
+                         "z-scored and mapped like real rewards (a reward that costs no task scoring)")
+    ap.add_argument("--word", default=" great")
+    ap.add_argument("--shaping-max", type=float, default=5.0, help="shaped reward = z-score x this (paper: 5)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="")
     a = ap.parse_args()
@@ -43,18 +48,23 @@ def main() -> None:
     policy = PromptPolicy(adapter, cfg.hidden)
     target = copy.deepcopy(policy.mlp).requires_grad_(False)
     opt = torch.optim.Adam(policy.mlp.parameters(), lr=cfg.lr)
+    E = token_embeddings(adapter).detach().float()
+    w = E[adapter.encode(a.word)].mean(0)
+    cos = torch.nn.functional.cosine_similarity(E, w[None], dim=-1)
+
+    def word_reward(ids: torch.Tensor) -> torch.Tensor:
+        return cos[ids.cpu()].mean(-1)
+
     rows = []
     for step in range(a.steps):
         t0 = time.time()
         ids, states = policy.rollout(cfg.prompts_per_step, cfg.tokens, gen, cfg.top_k)
-        if a.reward == "zero":
-            shaped = torch.zeros(cfg.prompts_per_step)
-        else:
-            z = torch.randn(cfg.prompts_per_step, generator=gen)
-            shaped = (z - z.mean()) / (z.std(unbiased=False) + 1e-4) * 5.0
+        r = word_reward(ids)
+        shaped = torch.zeros(len(ids)) if a.reward == "zero" else shape_rewards(r, True, (0.0, 1.0), (0.0, a.shaping_max))
         upd = policy_update(policy, target, opt, cfg, ids, states, shaped)
-        greedy = policy.rollout(1, cfg.tokens, None, greedy=True)[0][0].tolist()
-        row = {"step": step + 1, **upd, "greedy": adapter.decode(greedy), "sample": adapter.decode(ids[0].tolist()),
+        greedy = policy.rollout(1, cfg.tokens, None, greedy=True)[0][0]
+        row = {"step": step + 1, **upd, "word_reward": r.mean().item(), "greedy_word_reward": word_reward(greedy[None]).item(),
+               "greedy": adapter.decode(greedy.tolist()), "sample": adapter.decode(ids[0].tolist()),
                "seconds": round(time.time() - t0, 2)}
         rows.append(row)
         print(json.dumps(row, ensure_ascii=False), flush=True)

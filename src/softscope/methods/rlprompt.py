@@ -303,7 +303,7 @@ def run_rlprompt(cfg: RLPromptConfig, weight: float, out: str | Path, adapter: M
         bar.set_postfix(reward=f"{task_r.mean().item():.1f}", acc=f"{acc.mean().item():.2f}")
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             evaluate(step + 1)
-            write_jsonl(out / "metrics.jsonl", metrics)
+        write_jsonl(out / "metrics.jsonl", metrics)  # every step: a long run can be watched while it trains
     bar.close()
     write_jsonl(out / "metrics.jsonl", metrics)
     save_tensors(out / "policy.safetensors", {**{f"mlp.{k}": v for k, v in policy.mlp.state_dict().items()},
