@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from softscope.engine.models import load_model, token_embeddings
+from softscope.engine.models import lm_logits, load_model, token_embeddings
 from softscope.methods.rlprompt import PromptPolicy, RLPromptConfig, policy_update, shape_rewards
 
 
@@ -55,6 +55,15 @@ def main() -> None:
     def word_reward(ids: torch.Tensor) -> torch.Tensor:
         return cos[ids.cpu()].mean(-1)
 
+    with torch.no_grad():  # the untrained policy: which tokens its top-k holds, and how much the MLP bias decides it
+        g0, s0 = policy.rollout(1, cfg.tokens, None, greedy=True)
+        top = policy.q_values(s0[0]).topk(cfg.top_k, -1).indices  # [L, k]
+        bias_only = lm_logits(adapter, policy.mlp[-1].bias[None]).float()[0].topk(cfg.top_k).indices
+        init = {"greedy": adapter.decode(g0[0].tolist()),
+                "top10_at_start": [adapter.decode([i]) for i in top[0, :10].tolist()],
+                "topk_overlap_with_bias_only_ranking": [len(set(t.tolist()) & set(bias_only.tolist())) for t in top],
+                "topk_overlap_first_vs_later_states": [len(set(top[0].tolist()) & set(t.tolist())) for t in top[1:]]}
+    print(json.dumps({"init": init}, ensure_ascii=False), flush=True)
     rows = []
     for step in range(a.steps):
         t0 = time.time()
@@ -70,7 +79,7 @@ def main() -> None:
         print(json.dumps(row, ensure_ascii=False), flush=True)
     if a.out:
         with open(a.out, "w") as f:
-            json.dump({"args": vars(a), "rows": rows}, f, indent=1, ensure_ascii=False)
+            json.dump({"args": vars(a), "init": init, "rows": rows}, f, indent=1, ensure_ascii=False)
 
 
 if __name__ == "__main__":

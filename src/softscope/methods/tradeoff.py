@@ -42,7 +42,7 @@ class TradeoffConfig(ModelOptions, TaskOptions):
     rl_steps: int = h(60, "RLPrompt steps per weight")
     rl_prompts_per_step: int = h(8, "RLPrompt prompts per step")
     rl_batch_size: int = h(4, "RLPrompt inputs per prompt per step")
-    rl_lr: float = h(1e-3, "RLPrompt MLP learning rate")
+    rl_lr: float = h(5e-5, "RLPrompt MLP learning rate")
     rl_fluent: bool = h(False, "RLPrompt fluent mode (sample among the LM's top-k)")
     rl_eval_every: int = h(0, "RLPrompt: score the greedy prompt every this many steps (0 = rl_steps / 5)")
     rl_selection_examples: int = h(0, "RLPrompt: held-out examples for selection (0 = selection_examples)")
