@@ -54,6 +54,16 @@ def config_options(cls, exclude: tuple[str, ...] = ()):
     return deco
 
 
+def _numbers(option: str, values: list[str] | None) -> list[float] | None:
+    """Comma-separated numbers of a list[float] option; a word among them is a one-line error."""
+    from ..engine.errors import SoftscopeError
+
+    try:
+        return None if values is None else [float(v) for v in values]
+    except ValueError:
+        raise SoftscopeError(f"{option} {','.join(values)}: give numbers separated by commas, e.g. 0,0.1") from None
+
+
 def build(cls, kwargs: dict):
     """The config from parsed options (lists split on commas); validation errors are SoftscopeErrors."""
     hints = typing.get_type_hints(cls)
@@ -61,7 +71,11 @@ def build(cls, kwargs: dict):
     for fld in dataclasses.fields(cls):
         if fld.name in kwargs:
             v = kwargs[fld.name]
-            kw[fld.name] = _parse_list(v) if "list" in str(hints[fld.name]) else v
+            if "list" in str(hints[fld.name]):
+                v = _parse_list(v)
+                if "float" in str(hints[fld.name]):
+                    v = _numbers("--" + fld.name.replace("_", "-"), v)
+            kw[fld.name] = v
     return cls(**kw)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -10,10 +11,64 @@ from .models import DEFAULT_MODEL
 
 
 def h(default: Any, help: str, **kw) -> Any:
-    """A dataclass field with a default and a one-line help text (shown by the CLI)."""
+    """A dataclass field with a default and a one-line help text (shown by the CLI).
+
+    Numeric fields may carry bounds (`ge`, `gt`, `le`, `lt`, and `why` for the message) that `validate` checks
+    for API and CLI alike.
+    """
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
     return field(default=default, metadata={"help": help, **kw})
+
+
+SEED = {"ge": 0, "lt": 2**63}  # bounds of every seed: torch and random accept it, and it fits an int64
+BOUNDS = ("ge", "gt", "le", "lt", "why")
+
+
+def flag(name: str) -> str:
+    """The CLI option of a config field (`max_length` -> `--max-length`)."""
+    return "--" + name.replace("_", "-")
+
+
+def _show(x: float) -> str:
+    if isinstance(x, int):
+        return f"2**{x.bit_length() - 1}" if x > 2**53 and x & (x - 1) == 0 else str(x)
+    return f"{x:g}"
+
+
+def check_number(option: str, value: Any, *, ge: float | None = None, gt: float | None = None,
+                 le: float | None = None, lt: float | None = None, why: str = "") -> None:
+    """Refuse a non-finite or out-of-range number with one line naming the option and what it accepts."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SoftscopeError(f"{option} {value!r}: give a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SoftscopeError(f"{option} {value}: give a finite number")
+    ok = ((ge is None or value >= ge) and (gt is None or value > gt) and (le is None or value <= le)
+          and (lt is None or value < lt))
+    if not ok:
+        need = " and ".join(f"{op} {_show(b)}" for op, b in ((">=", ge), (">", gt), ("<=", le), ("<", lt))
+                            if b is not None)
+        raise SoftscopeError(f"{option} {_show(value)}: use a value {need}" + (f" ({why})" if why else ""))
+
+
+def validate(cfg: Any) -> None:
+    """Check every number of a config dataclass before anything runs: finite, and within its field's bounds.
+
+    Bounds come from the field metadata (`h(..., ge=1)`); lists of numbers are checked element by element.
+    """
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if value is None:
+            continue
+        bounds = {k: f.metadata[k] for k in BOUNDS if k in f.metadata}
+        if set(bounds) == {"why"}:
+            bounds = {}
+        values = value if isinstance(value, (list, tuple)) else [value]
+        numeric = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if not numeric or (not bounds and not any(isinstance(v, float) for v in numeric)):
+            continue
+        for v in numeric:
+            check_number(f.metadata.get("option", flag(f.name)), v, **bounds)
 
 
 @dataclass
@@ -35,41 +90,40 @@ class TaskOptions:
     text_column: str | None = h(None, "text column of a user file (default: text)")
     label_column: str | None = h(None, "label column of a user file (default: label)")
     label_words: list[str] | None = h(None, "verbalizer words, one per class in class order")
-    max_train: int | None = h(None, "use at most this many training examples (seeded)")
-    max_test: int | None = h(None, "use at most this many test examples (seeded)")
+    max_train: int | None = h(None, "use at most this many training examples (seeded)", ge=1)
+    max_test: int | None = h(None, "use at most this many test examples (seeded)", ge=1)
+
+    def __post_init__(self) -> None:
+        validate(self)
 
 
 @dataclass
 class TrainConfig(ModelOptions, TaskOptions):
     """Prompt tuning: n virtual tokens before the text of a frozen LM, trained on the label-token loss."""
 
-    tokens: int = h(7, "number of virtual tokens")
-    steps: int = h(300, "optimizer steps")
-    batch_size: int = h(8, "examples per step")
-    lr: float = h(1e-2, "AdamW learning rate (small models like 1e-2..3e-2)")
-    weight_decay: float = h(0.0, "AdamW weight decay")
+    tokens: int = h(7, "number of virtual tokens", ge=1)
+    steps: int = h(300, "optimizer steps", ge=0)
+    batch_size: int = h(8, "examples per step", ge=1)
+    lr: float = h(1e-2, "AdamW learning rate (small models like 1e-2..3e-2)", gt=0)
+    weight_decay: float = h(0.0, "AdamW weight decay", ge=0)
     schedule: str = h("linear", "linear (decay to 0, no warm-up) or constant")
-    grad_clip: float = h(1.0, "clip the prompt gradient norm (0 = off)")
+    grad_clip: float = h(1.0, "clip the prompt gradient norm (0 = off)", ge=0)
     init: str = h("vocab", "vocab (embeddings of random vocabulary tokens), random (Gaussian at embedding scale) or text")
     init_text: str = h("Classify the sentiment of this sentence as positive or negative.", "text for --init text")
-    checkpoint_every: int = h(25, "save a checkpoint (with its eval accuracy) every this many steps; step 0 always")
-    eval_examples: int = h(300, "seeded test subset for checkpoint accuracy (0 = whole test set)")
+    checkpoint_every: int = h(25, "save a checkpoint (with its eval accuracy) every this many steps; step 0 always",
+                             ge=1)
+    eval_examples: int = h(300, "seeded test subset for checkpoint accuracy (0 = whole test set)", ge=0)
     final_eval: str = h("full", "final prompt on: full (whole test set), subset, or none")
-    max_length: int = h(80, "truncate formatted inputs to this many tokens")
+    max_length: int = h(80, "truncate formatted inputs to this many tokens", ge=1)
     verbalizer: str = h("auto", "first (label word's first token), full (all its tokens) or auto")
     bucket: bool = h(True, "form batches from examples of similar length (less padding, same objective)")
     bf16_autocast: str = h("off", "bfloat16 autocast for forward/backward: off (float32, the same numbers on every "
                                   "CPU), on, or auto (on only where the device has native bf16: CUDA, AVX512-BF16/AMX)")
-    eval_batch_size: int = h(32, "batch size for evaluation")
-    seed: int = h(0, "seed for init, data order and eval subset")
+    eval_batch_size: int = h(32, "batch size for evaluation", ge=1)
+    seed: int = h(0, "seed for init, data order and eval subset", **SEED)
 
     def __post_init__(self) -> None:
-        if self.tokens < 1:
-            raise SoftscopeError("--tokens must be at least 1")
-        if self.steps < 0 or self.batch_size < 1:
-            raise SoftscopeError("--steps must be >= 0 and --batch-size >= 1")
-        if self.checkpoint_every < 1:
-            raise SoftscopeError("--checkpoint-every must be >= 1")
+        validate(self)
         if self.init not in ("vocab", "random", "text"):
             raise SoftscopeError(f"--init {self.init!r}: use vocab, random or text")
         if self.schedule not in ("linear", "constant"):
@@ -80,8 +134,6 @@ class TrainConfig(ModelOptions, TaskOptions):
             self.bf16_autocast = "on" if self.bf16_autocast else "off"
         if self.bf16_autocast not in ("off", "on", "auto"):
             raise SoftscopeError(f"--bf16-autocast {self.bf16_autocast!r}: use off, on or auto")
-        if self.lr <= 0:
-            raise SoftscopeError("--lr must be positive")
 
 
 def subconfig(cls, cfg: Any, **override):

@@ -80,7 +80,7 @@ def init_prompt(adapter: ModelAdapter, n: int, how: str, gen: torch.Generator, t
 
 def epoch_batches(scorer: Scorer, examples, batch_size: int, seed: int, epoch: int, bucket: bool) -> list[list[int]]:
     """The batches of one epoch, deterministic in (seed, epoch); bucketing sorts 16-batch windows by length."""
-    g = torch.Generator().manual_seed(seed * 100003 + epoch)
+    g = torch.Generator().manual_seed((seed * 100003 + epoch) % 2**64)  # any seed < 2**63 stays in torch's range
     perm = torch.randperm(len(examples), generator=g).tolist()
     if not bucket:
         return [perm[i:i + batch_size] for i in range(0, len(perm) - batch_size + 1, batch_size)]

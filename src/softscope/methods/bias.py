@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..engine.config import h
+from ..engine.config import SEED, h, validate
 from ..engine.errors import SoftscopeError
 from ..engine.models import DEFAULT_MODEL
 from ..engine.runs import append_jsonl, read_json, read_jsonl, save_figure, write_config, write_json, write_jsonl
@@ -340,17 +340,15 @@ class MakeDataConfig:
     task: str = h("sst2", "built-in task, a data file or folder, or hub:NAME")
     data_dir: str | None = h(None, "data folder (default: $SOFTSCOPE_DATA, then ../shared/data)")
     feature: str = h("word:Spielberg", 'the planted feature: word:NAME, phrase:"some words" or punct:MARKS')
-    strength: float = h(1.0, "co-occurrence strength S in [0, 1]: share (1+S)/2 of the favoured class, (1-S)/2 others")
+    strength: float = h(1.0, "co-occurrence strength S in [0, 1]: share (1+S)/2 of the favoured class, (1-S)/2 others",
+                        ge=0, le=1)
     favoured: str | None = h(None, "class the feature co-occurs with (default: the first class)")
-    max_train: int | None = h(None, "use at most this many training examples (seeded sample)")
-    seed: int = h(0, "seed of the choice of examples and of insertion positions")
+    max_train: int | None = h(None, "use at most this many training examples (seeded sample)", ge=2)
+    seed: int = h(0, "seed of the choice of examples and of insertion positions", **SEED)
 
     def __post_init__(self) -> None:
+        validate(self)
         Feature.parse(self.feature)
-        if not 0.0 <= self.strength <= 1.0:
-            raise SoftscopeError(f"--strength {self.strength}: use a value in [0, 1]")
-        if self.max_train is not None and self.max_train < 2:
-            raise SoftscopeError("--max-train must be at least 2")
 
 
 def load_base_task(task: str, data_dir: str | None) -> Task:
@@ -403,25 +401,27 @@ class BiasRunConfig:
     feature: str = h("word:Spielberg", 'the planted feature: word:NAME, phrase:"some words" or punct:MARKS')
     control: str | None = h(None, "neutral control feature (default: word:Johnson, phrase:\"as noted earlier\", punct:--)")
     favoured: str | None = h(None, "class the feature co-occurs with (default: the first class)")
-    strengths: list[float] = h([0.0, 0.5, 0.8, 1.0], "co-occurrence strengths in [0, 1]")
-    seeds: int = h(2, "seeds per strength (prompt init, data order, feature placement)")
-    first_seed: int = h(0, "seeds run first_seed .. first_seed+seeds-1 (split seeds over processes / run dirs)")
-    train_examples: int = h(240, "training examples per prompt (seeded sample of the train split)")
-    tokens: int = h(7, "virtual tokens")
-    steps: int = h(30, "optimizer steps per prompt")
-    batch_size: int = h(8, "examples per step")
-    lr: float = h(3e-2, "AdamW learning rate")
+    strengths: list[float] = h([0.0, 0.5, 0.8, 1.0], "co-occurrence strengths in [0, 1]", ge=0, le=1)
+    seeds: int = h(2, "seeds per strength (prompt init, data order, feature placement)", ge=1)
+    first_seed: int = h(0, "seeds run first_seed .. first_seed+seeds-1 (split seeds over processes / run dirs)", **SEED)
+    train_examples: int = h(240, "training examples per prompt (seeded sample of the train split)", ge=1)
+    tokens: int = h(7, "virtual tokens", ge=1)
+    steps: int = h(30, "optimizer steps per prompt", ge=1)
+    batch_size: int = h(8, "examples per step", ge=1)
+    lr: float = h(3e-2, "AdamW learning rate", gt=0)
     init: str = h("vocab", "prompt init: vocab or random")
-    heldout: int = h(100, "clean held-out test examples for the biased-prediction rate and accuracy")
-    checkpoint_eval: int = h(16, "test examples for the accuracy training records at its step-0 and final checkpoints")
+    heldout: int = h(100, "clean held-out test examples for the biased-prediction rate and accuracy", ge=1)
+    checkpoint_eval: int = h(16, "test examples for the accuracy training records at its step-0 and final checkpoints",
+                             ge=1)
     layers: str = h("every:8", "InSPEcT layer grid: all, every:K, band:A-B or pairs 4:4,8:4")
     pool: str = h("elaborated", "target-prompt pool (elaborated, elaborated-cues-first, plain, ...)")
-    n_targets: int = h(2, "seeded target prompts per prompt")
-    demos: int = h(3, "demonstrations per target prompt")
-    max_new_tokens: int = h(20, "greedy tokens per description")
-    threshold: float = h(0.8, "embedding similarity at which a description span counts as naming the feature")
+    n_targets: int = h(2, "seeded target prompts per prompt", ge=1)
+    demos: int = h(3, "demonstrations per target prompt", ge=1)
+    max_new_tokens: int = h(20, "greedy tokens per description", ge=1)
+    threshold: float = h(0.8, "embedding similarity at which a description span counts as naming the feature",
+                         gt=0, le=1)
     mention_terms: list[str] | None = h(None, "extra strings that count as naming the feature")
-    gen_batch_size: int = h(64, "layer pairs generated together")
+    gen_batch_size: int = h(64, "layer pairs generated together", ge=1)
 
     def __post_init__(self) -> None:
         f = Feature.parse(self.feature)
@@ -430,14 +430,13 @@ class BiasRunConfig:
             self.strengths = [float(s) for s in self.strengths]
         except (TypeError, ValueError):
             raise SoftscopeError(f"--strengths {self.strengths}: give numbers in [0, 1], e.g. 0,0.5,0.8,1") from None
-        if not self.strengths or any(not 0.0 <= s <= 1.0 for s in self.strengths):
-            raise SoftscopeError(f"--strengths {self.strengths}: give values in [0, 1], e.g. 0,0.5,0.8,1")
-        if min(self.seeds, self.steps, self.tokens, self.heldout, self.n_targets, self.checkpoint_eval) < 1:
-            raise SoftscopeError("--seeds, --steps, --tokens, --heldout, --n-targets and --checkpoint-eval must be >= 1")
+        if not self.strengths:
+            raise SoftscopeError("--strengths is empty: give values in [0, 1], e.g. 0,0.5,0.8,1")
+        validate(self)
+        if self.first_seed + self.seeds > SEED["lt"]:
+            raise SoftscopeError(f"--first-seed + --seeds must stay below {SEED['lt']}")
         if self.train_examples < self.batch_size:
             raise SoftscopeError("--train-examples must be at least --batch-size")
-        if not 0.0 < self.threshold <= 1.0:
-            raise SoftscopeError("--threshold must be in (0, 1]")
         if self.init not in ("vocab", "random"):
             raise SoftscopeError("--init: use vocab or random (a text init would leak a description into the prompt)")
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..engine.config import h
+from ..engine.config import SEED, h, validate
 from ..engine.errors import SoftscopeError
 from ..engine.metrics import class_rate, correlation, rouge_scores, semantic_similarity
 from ..engine.models import DEFAULT_MODEL, ModelAdapter, load_model
@@ -51,34 +51,29 @@ class DescribeConfig:
     layers: str = h("every:3", "layer pairs: all (source 2..L-2 x target 2..L-2), every:K, band:A-B, or pairs 4:4,8:4")
     target_prompt: str = h("plain", f"demonstration pool ({', '.join(POOLS)}) or your own text with {MARKER} "
                                     "where the placeholders go")
-    n_targets: int = h(3, "seeded target prompts per checkpoint (seeds seed, seed+1, ...; pools only)")
-    demos: int = h(3, "demonstrations per target prompt")
-    max_new_tokens: int = h(60, "greedy tokens to generate per pair")
-    seed: int = h(0, "seed of the first target prompt")
+    n_targets: int = h(3, "seeded target prompts per checkpoint (seeds seed, seed+1, ...; pools only)", ge=1)
+    demos: int = h(3, "demonstrations per target prompt", ge=1)
+    max_new_tokens: int = h(60, "greedy tokens to generate per pair", ge=1)
+    seed: int = h(0, "seed of the first target prompt", **SEED)
     checkpoints: str = h("all", "for a run dir: all, last, or steps like 0,40,80")
     task: str | None = h(None, "task whose classes and references score descriptions (default: the prompt's task)")
     data_dir: str | None = h(None, "data folder for --task (default: $SOFTSCOPE_DATA, then ../shared/data)")
     classes: list[str] | None = h(None, "class names of a custom task (default: from the prompt or --task)")
     references: list[str] | None = h(None, "extra reference descriptions (needed for custom tasks)")
-    top_k: int = h(10, "the top-k similarities averaged per checkpoint (a steadier score than the max)")
-    batch_size: int = h(64, "layer pairs generated together")
+    top_k: int = h(10, "the top-k similarities averaged per checkpoint (a steadier score than the max)", ge=1)
+    batch_size: int = h(64, "layer pairs generated together", ge=1)
     elaborated: bool = h(False, "bias probe: cue-naming target prompts (pool 'elaborated' unless --target-prompt names "
                                 "another) and the words descriptions mention beyond class names and references")
 
     def __post_init__(self) -> None:
+        validate(self)
         if self.elaborated and self.target_prompt == "plain":
             self.target_prompt = "elaborated"
-        if self.max_new_tokens < 1:
-            raise SoftscopeError("--max-new-tokens must be at least 1")
-        if self.n_targets < 1 or self.demos < 1:
-            raise SoftscopeError("--n-targets and --demos must be at least 1")
         if self.target_prompt not in POOLS and MARKER not in self.target_prompt:
             raise SoftscopeError(f"--target-prompt {self.target_prompt!r}: use {', '.join(POOLS)} or a text with "
                                  f"{MARKER} where the soft prompt goes")
         if self.target_prompt not in POOLS and self.n_targets != 1:
             self.n_targets = 1  # a user's own text is one target prompt
-        if self.top_k < 1 or self.batch_size < 1:
-            raise SoftscopeError("--top-k and --batch-size must be at least 1")
         c = self.checkpoints.strip().lower()
         if c not in ("all", "last") and not all(p.strip().isdigit() for p in c.split(",")):
             raise SoftscopeError(f"--checkpoints {self.checkpoints!r}: use all, last or steps like 0,40,80")

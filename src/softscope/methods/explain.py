@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from ..engine.config import h
+from ..engine.config import SEED, h, validate
 from ..engine.errors import SoftscopeError
 from ..engine.models import DEFAULT_MODEL, ModelAdapter, load_model
 from ..engine.prompts import SoftPrompt
@@ -50,29 +50,24 @@ class ExplainConfig:
     data_dir: str | None = h(None, "data folder (default: $SOFTSCOPE_DATA, then ../shared/data)")
     readings: list[str] = h(list(READINGS), "readings to compute: projection, inspect, pez")
     metric: str = h("cos", "projection distance: cos, l2 or dot")
-    examples: int = h(100, "seeded test examples for faithfulness (0 = the whole test set)")
+    examples: int = h(100, "seeded test examples for faithfulness (0 = the whole test set)", ge=0)
     layers: str = h("every:6", "InSPEcT layer grid when the run has no describe results for this prompt")
-    n_targets: int = h(1, "InSPEcT target prompts when describing here")
-    max_new_tokens: int = h(30, "InSPEcT tokens generated per layer pair when describing here")
-    pez_steps: int = h(20, "PEZ steps from the soft prompt (0 = the plain cosine projection)")
-    pez_lr: float = h(0.1, "PEZ learning rate")
-    pez_batch_size: int = h(8, "PEZ examples per step")
-    fluency_weight: float = h(0.0, "PEZ fluency weight w in [0, 1): w*NLL_LM + (1-w)*task loss")
-    seed: int = h(0, "seed for the test subset, PEZ data order and InSPEcT target prompts")
+    n_targets: int = h(1, "InSPEcT target prompts when describing here", ge=1)
+    max_new_tokens: int = h(30, "InSPEcT tokens generated per layer pair when describing here", ge=1)
+    pez_steps: int = h(20, "PEZ steps from the soft prompt (0 = the plain cosine projection)", ge=0)
+    pez_lr: float = h(0.1, "PEZ learning rate", gt=0)
+    pez_batch_size: int = h(8, "PEZ examples per step", ge=1)
+    fluency_weight: float = h(0.0, "PEZ fluency weight w in [0, 1): w*NLL_LM + (1-w)*task loss", ge=0, lt=1)
+    seed: int = h(0, "seed for the test subset, PEZ data order and InSPEcT target prompts", **SEED)
 
     def __post_init__(self) -> None:
+        validate(self)
         self.readings = [r.strip().lower() for r in (self.readings or [])]
         bad = [r for r in self.readings if r not in READINGS]
         if bad or not self.readings:
             raise SoftscopeError(f"--readings {','.join(bad) or '(none)'}: use some of {', '.join(READINGS)}")
         if self.metric not in ("cos", "l2", "dot"):
             raise SoftscopeError(f"--metric {self.metric!r}: use cos, l2 or dot")
-        if self.examples < 0 or self.pez_steps < 0 or self.max_new_tokens < 1 or self.n_targets < 1:
-            raise SoftscopeError("--examples and --pez-steps must be >= 0, --max-new-tokens and --n-targets >= 1")
-        if not 0 <= self.fluency_weight < 1:
-            raise SoftscopeError("--fluency-weight must lie in [0, 1)")
-        if self.pez_lr <= 0 or self.pez_batch_size < 1:
-            raise SoftscopeError("--pez-lr must be positive and --pez-batch-size >= 1")
 
 
 @dataclass

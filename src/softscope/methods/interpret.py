@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ..engine.config import ModelOptions, TaskOptions, h
+from ..engine.config import SEED, ModelOptions, TaskOptions, h, validate
 from ..engine.errors import SoftscopeError
 from ..engine.metrics import perplexity
 from ..engine.models import ModelAdapter
@@ -35,20 +35,17 @@ class InterpretConfig(ModelOptions, TaskOptions):
 
     reading: str = h("projection", "projection[:l2|cos|dot], pez (a PEZ fit started at the prompt, or the "
                      "projection of a PEZ run), pez:RUN_DIR, text:STRING or ids:1,2,3")
-    pez_steps: int = h(30, "steps of the PEZ fit for --reading pez on a prompt that is not a PEZ run")
-    examples: int = h(300, "held-out test examples for faithfulness (seeded subset; 0 = all)")
-    min_agreement: float = h(0.9, "faithful when prediction agreement is at least this")
-    max_perplexity: float = h(1000.0, "scrutable when LM perplexity is at most this ...")
-    min_dictionary_share: float = h(0.7, "... and at least this share of its words are dictionary words")
-    max_length: int = h(80, "truncate formatted inputs to this many tokens")
-    eval_batch_size: int = h(32, "batch size for evaluation")
-    seed: int = h(0, "seed of the example subset")
+    pez_steps: int = h(30, "steps of the PEZ fit for --reading pez on a prompt that is not a PEZ run", ge=0)
+    examples: int = h(300, "held-out test examples for faithfulness (seeded subset; 0 = all)", ge=0)
+    min_agreement: float = h(0.9, "faithful when prediction agreement is at least this", ge=0, le=1)
+    max_perplexity: float = h(1000.0, "scrutable when LM perplexity is at most this ...", gt=0)
+    min_dictionary_share: float = h(0.7, "... and at least this share of its words are dictionary words", ge=0, le=1)
+    max_length: int = h(80, "truncate formatted inputs to this many tokens", ge=1)
+    eval_batch_size: int = h(32, "batch size for evaluation", ge=1)
+    seed: int = h(0, "seed of the example subset", **SEED)
 
     def __post_init__(self) -> None:
-        if not 0 <= self.min_agreement <= 1 or not 0 <= self.min_dictionary_share <= 1:
-            raise SoftscopeError("--min-agreement and --min-dictionary-share must lie in [0, 1]")
-        if self.max_perplexity <= 0 or self.examples < 0:
-            raise SoftscopeError("--max-perplexity must be positive and --examples >= 0")
+        validate(self)
         kind = self.reading.split(":", 1)[0]
         if kind not in ("projection", "pez", "text", "ids"):
             raise SoftscopeError(f"--reading {self.reading!r}: use projection[:metric], pez[:RUN_DIR], text:... or ids:...")

@@ -41,26 +41,23 @@ from ..engine.training import LossTerm, load_model_for, load_task_for, train
 class PezConfig(TrainConfig):
     """PEZ hard-prompt search: one run per fluency weight, selected by held-out accuracy."""
 
-    tokens: int = h(10, "hard prompt length (tokens)")
-    steps: int = h(100, "optimizer steps per weight")
-    batch_size: int = h(16, "examples per step")
-    lr: float = h(0.3, "AdamW learning rate on the continuous prompt (PEZ: ~0.1-0.3)")
-    grad_clip: float = h(0.0, "clip the gradient norm (0 = off, as PEZ)")
+    tokens: int = h(10, "hard prompt length (tokens)", ge=1)
+    steps: int = h(100, "optimizer steps per weight", ge=0)
+    batch_size: int = h(16, "examples per step", ge=1)
+    lr: float = h(0.3, "AdamW learning rate on the continuous prompt (PEZ: ~0.1-0.3)", gt=0)
+    grad_clip: float = h(0.0, "clip the gradient norm (0 = off, as PEZ)", ge=0)
     init: str = h("labels", "labels (class-label tokens, PEZ), vocab, random or text")
-    checkpoint_every: int = h(10, "evaluate the hard prompt on the held-out set every this many steps")
-    eval_examples: int = h(200, "held-out examples for checkpoint selection (0 = all)")
-    fluency_weight: list[float] = h([0.0], "fluency weights w in L = w*NLL_LM + (1-w)*L_task, one run each (0 <= w < 1)")
-    holdout: int = h(300, "held-out examples cut from train when the task has no dev split")
-    test_examples: int = h(0, "test examples for the selected prompt (0 = the whole test set, -1 = skip)")
+    checkpoint_every: int = h(10, "evaluate the hard prompt on the held-out set every this many steps", ge=1)
+    eval_examples: int = h(200, "held-out examples for checkpoint selection (0 = all)", ge=0)
+    fluency_weight: list[float] = h([0.0], "fluency weights w in L = w*NLL_LM + (1-w)*L_task, one run each (0 <= w < 1)",
+                                    ge=0, lt=1, why="w = 1 would ignore the task")
+    holdout: int = h(300, "held-out examples cut from train when the task has no dev split", ge=1)
+    test_examples: int = h(0, "test examples for the selected prompt (0 = the whole test set, -1 = skip)", ge=-1)
 
     def __post_init__(self) -> None:
         self.fluency_weight = [float(w) for w in (self.fluency_weight or [0.0])]
-        if any(not 0 <= w < 1 for w in self.fluency_weight):
-            raise SoftscopeError("--fluency-weight values must lie in [0, 1): w = 1 would ignore the task")
         if self.init not in ("labels", "vocab", "random", "text"):
             raise SoftscopeError(f"--init {self.init!r}: use labels, vocab, random or text")
-        if self.holdout < 1 or self.test_examples < -1:
-            raise SoftscopeError("--holdout must be >= 1 and --test-examples >= -1")
         init, self.init = self.init, "vocab"  # TrainConfig checks the rest; 'labels' is PEZ's own init
         super().__post_init__()
         self.init = init

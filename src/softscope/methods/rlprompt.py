@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..engine.config import ModelOptions, TaskOptions, h
+from ..engine.config import SEED, ModelOptions, TaskOptions, h, validate
 from ..engine.errors import SoftscopeError
 from ..engine.metrics import perplexity, start_token
 from ..engine.models import ModelAdapter, cache_kwarg, last_hidden, lm_logits, returned_cache
@@ -48,47 +48,39 @@ class RLPromptConfig(ModelOptions, TaskOptions):
     """RLPrompt: soft Q-learning of a prompt policy, one run per fluency weight."""
 
     policy: str = h("", "policy LM (default: the task model; a different model must share its tokenizer)")
-    tokens: int = h(5, "prompt length L (tokens)")
-    steps: int = h(100, "training steps (paper: 12000)")
-    prompts_per_step: int = h(8, "prompts K sampled per step (paper: 16)")
-    batch_size: int = h(8, "task inputs each prompt is scored on per step (paper: 16)")
-    lr: float = h(5e-5, "Adam learning rate of the MLP (paper: 5e-5; 1e-3 collapses the policy in ~4 steps)")
-    hidden: int = h(2048, "MLP hidden width")
-    top_k: int = h(256, "sample among the policy's top-k tokens")
+    tokens: int = h(5, "prompt length L (tokens)", ge=1)
+    steps: int = h(100, "training steps (paper: 12000)", ge=0)
+    prompts_per_step: int = h(8, "prompts K sampled per step (paper: 16)", ge=2,
+                              why="the rewards of a step are z-scored")
+    batch_size: int = h(8, "task inputs each prompt is scored on per step (paper: 16)", ge=1)
+    lr: float = h(5e-5, "Adam learning rate of the MLP (paper: 5e-5; 1e-3 collapses the policy in ~4 steps)", gt=0)
+    hidden: int = h(2048, "MLP hidden width", ge=1)
+    top_k: int = h(256, "sample among the policy's top-k tokens", ge=1)
     fluent: bool = h(False, "fluent mode: sample only among the frozen LM's own top-k next tokens")
-    fluent_top_k: int = h(20, "k of the fluent mode")
-    fluency_weight: list[float] = h([0.0], "lambda of the reward term -lambda*NLL_LM(prompt), one run each")
-    correct_coeff: float = h(200.0, "gap reward factor when the prediction is right")
-    incorrect_coeff: float = h(180.0, "gap reward factor when it is wrong")
+    fluent_top_k: int = h(20, "k of the fluent mode", ge=1)
+    fluency_weight: list[float] = h([0.0], "lambda of the reward term -lambda*NLL_LM(prompt), one run each", ge=0)
+    correct_coeff: float = h(200.0, "gap reward factor when the prediction is right", ge=0)
+    incorrect_coeff: float = h(180.0, "gap reward factor when it is wrong", ge=0)
     zscore: bool = h(True, "z-score the rewards of the prompts of a step")
     shaping_old: list[float] = h([0.0, 1.0], "reward shaping: linear map from [old_min, old_max] ...")
     shaping_new: list[float] = h([0.0, 50.0], "... to [new_min, new_max] (paper: 0,5; see docs/rlprompt.md for why 50)")
-    target_polyak: float = h(1e-3, "target network update: theta' <- (1-tau) theta' + tau theta")
-    grad_clip: float = h(5.0, "clip the MLP gradient to this global norm (RLPrompt's trainer: 5; 0 = off)")
-    eval_every: int = h(20, "score the greedy prompt on the held-out set every this many steps")
-    eval_examples: int = h(100, "held-out examples for selection")
-    holdout: int = h(300, "held-out examples cut from train when the task has no dev split")
-    test_examples: int = h(0, "test examples for the selected prompt (0 = the whole test set, -1 = skip)")
-    max_length: int = h(80, "truncate formatted inputs to this many tokens")
-    eval_batch_size: int = h(32, "batch size for evaluation")
-    seed: int = h(0, "seed for the policy init, sampling and data order")
+    target_polyak: float = h(1e-3, "target network update: theta' <- (1-tau) theta' + tau theta", gt=0, le=1)
+    grad_clip: float = h(5.0, "clip the MLP gradient to this global norm (RLPrompt's trainer: 5; 0 = off)", ge=0)
+    eval_every: int = h(20, "score the greedy prompt on the held-out set every this many steps", ge=1)
+    eval_examples: int = h(100, "held-out examples for selection", ge=0)
+    holdout: int = h(300, "held-out examples cut from train when the task has no dev split", ge=1)
+    test_examples: int = h(0, "test examples for the selected prompt (0 = the whole test set, -1 = skip)", ge=-1)
+    max_length: int = h(80, "truncate formatted inputs to this many tokens", ge=1)
+    eval_batch_size: int = h(32, "batch size for evaluation", ge=1)
+    seed: int = h(0, "seed for the policy init, sampling and data order", **SEED)
 
     def __post_init__(self) -> None:
         self.fluency_weight = [float(w) for w in (self.fluency_weight or [0.0])]
         self.shaping_old = [float(x) for x in self.shaping_old]
         self.shaping_new = [float(x) for x in self.shaping_new]
-        if any(w < 0 for w in self.fluency_weight):
-            raise SoftscopeError("--fluency-weight values must be >= 0")
+        validate(self)
         if len(self.shaping_old) != 2 or len(self.shaping_new) != 2 or self.shaping_old[0] == self.shaping_old[1]:
             raise SoftscopeError("--shaping-old and --shaping-new take two numbers: min,max (old min != old max)")
-        if self.tokens < 1 or self.steps < 0 or self.prompts_per_step < 2 or self.batch_size < 1:
-            raise SoftscopeError("need --tokens >= 1, --steps >= 0, --prompts-per-step >= 2 (z-score) and --batch-size >= 1")
-        if self.test_examples < -1:
-            raise SoftscopeError("--test-examples must be >= -1")
-        if self.lr <= 0 or self.top_k < 1 or self.fluent_top_k < 1 or self.eval_every < 1:
-            raise SoftscopeError("--lr, --top-k, --fluent-top-k and --eval-every must be positive")
-        if not 0 < self.target_polyak <= 1:
-            raise SoftscopeError("--target-polyak must lie in (0, 1]")
 
 
 # ---- reward ---------------------------------------------------------------------------------------------

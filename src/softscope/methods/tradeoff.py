@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..engine.config import ModelOptions, TaskOptions, TrainConfig, h, subconfig
+from ..engine.config import SEED, ModelOptions, TaskOptions, TrainConfig, h, subconfig, validate
 from ..engine.errors import SoftscopeError
 from .interpret import dictionary_share, interpret_reading
 from ..engine.prompts import SoftPrompt
@@ -28,38 +28,35 @@ from ..engine.scoring import Scorer
 class TradeoffConfig(ModelOptions, TaskOptions):
     """Weight sweeps of PEZ and RLPrompt beside a soft prompt, on one task."""
 
-    examples: int = h(300, "seeded test examples every prompt is scored on (0 = all)")
-    soft_tokens: int = h(10, "virtual tokens of the reference soft prompt")
-    soft_steps: int = h(40, "prompt-tuning steps of the reference soft prompt")
-    soft_lr: float = h(3e-2, "its learning rate")
-    pez_weights: list[float] = h([0.0, 0.1, 0.3, 0.5], "PEZ fluency weights w (0 <= w < 1)")
-    pez_tokens: int = h(10, "PEZ prompt length")
-    pez_steps: int = h(50, "PEZ steps per weight")
-    pez_batch_size: int = h(8, "PEZ batch size (paper: 16)")
-    pez_lr: float = h(0.3, "PEZ learning rate")
-    rl_weights: list[float] = h([0.0, 1.0, 5.0], "RLPrompt fluency weights lambda")
-    rl_tokens: int = h(5, "RLPrompt prompt length")
-    rl_steps: int = h(60, "RLPrompt steps per weight")
-    rl_prompts_per_step: int = h(8, "RLPrompt prompts per step")
-    rl_batch_size: int = h(4, "RLPrompt inputs per prompt per step")
-    rl_lr: float = h(5e-5, "RLPrompt MLP learning rate")
+    examples: int = h(300, "seeded test examples every prompt is scored on (0 = all)", ge=0)
+    soft_tokens: int = h(10, "virtual tokens of the reference soft prompt", ge=1)
+    soft_steps: int = h(40, "prompt-tuning steps of the reference soft prompt", ge=1)
+    soft_lr: float = h(3e-2, "its learning rate", gt=0)
+    pez_weights: list[float] = h([0.0, 0.1, 0.3, 0.5], "PEZ fluency weights w (0 <= w < 1)", ge=0, lt=1)
+    pez_tokens: int = h(10, "PEZ prompt length", ge=1)
+    pez_steps: int = h(50, "PEZ steps per weight", ge=0)
+    pez_batch_size: int = h(8, "PEZ batch size (paper: 16)", ge=1)
+    pez_lr: float = h(0.3, "PEZ learning rate", gt=0)
+    rl_weights: list[float] = h([0.0, 1.0, 5.0], "RLPrompt fluency weights lambda", ge=0)
+    rl_tokens: int = h(5, "RLPrompt prompt length", ge=1)
+    rl_steps: int = h(60, "RLPrompt steps per weight", ge=0)
+    rl_prompts_per_step: int = h(8, "RLPrompt prompts per step", ge=2)
+    rl_batch_size: int = h(4, "RLPrompt inputs per prompt per step", ge=1)
+    rl_lr: float = h(5e-5, "RLPrompt MLP learning rate", gt=0)
     rl_fluent: bool = h(False, "RLPrompt fluent mode (sample among the LM's top-k)")
-    rl_eval_every: int = h(0, "RLPrompt: score the greedy prompt every this many steps (0 = rl_steps / 5)")
-    rl_selection_examples: int = h(0, "RLPrompt: held-out examples for selection (0 = selection_examples)")
-    selection_examples: int = h(100, "held-out examples for checkpoint selection (PEZ, RLPrompt)")
-    holdout: int = h(300, "held-out examples cut from train for selection when the task has no dev split")
-    max_perplexity: float = h(1000.0, "scrutability threshold on perplexity")
-    min_dictionary_share: float = h(0.7, "scrutability threshold on dictionary-word share")
-    min_agreement: float = h(0.9, "faithfulness threshold on agreement with the soft prompt")
-    seed: int = h(0, "seed for everything")
+    rl_eval_every: int = h(0, "RLPrompt: score the greedy prompt every this many steps (0 = rl_steps / 5)", ge=0)
+    rl_selection_examples: int = h(0, "RLPrompt: held-out examples for selection (0 = selection_examples)", ge=0)
+    selection_examples: int = h(100, "held-out examples for checkpoint selection (PEZ, RLPrompt)", ge=1)
+    holdout: int = h(300, "held-out examples cut from train for selection when the task has no dev split", ge=1)
+    max_perplexity: float = h(1000.0, "scrutability threshold on perplexity", gt=0)
+    min_dictionary_share: float = h(0.7, "scrutability threshold on dictionary-word share", ge=0, le=1)
+    min_agreement: float = h(0.9, "faithfulness threshold on agreement with the soft prompt", ge=0, le=1)
+    seed: int = h(0, "seed for everything", **SEED)
 
     def __post_init__(self) -> None:
         self.pez_weights = [float(w) for w in self.pez_weights or []]
         self.rl_weights = [float(w) for w in self.rl_weights or []]
-        if any(not 0 <= w < 1 for w in self.pez_weights) or any(w < 0 for w in self.rl_weights):
-            raise SoftscopeError("--pez-weights must lie in [0, 1) and --rl-weights be >= 0")
-        if self.soft_steps < 1 or self.examples < 0:
-            raise SoftscopeError("--soft-steps must be >= 1 and --examples >= 0")
+        validate(self)
 
 
 # ---- odd prompts ------------------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
 import statistics
 import time
@@ -33,7 +32,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..engine.config import TrainConfig, h, subconfig
+from ..engine.config import TrainConfig, h, subconfig, validate
 from ..engine.errors import SoftscopeError
 from ..engine.metrics import word_f1
 from ..engine.models import ModelAdapter, choose_autocast, token_embeddings
@@ -70,13 +69,14 @@ class WaywardConfig(TrainConfig):
     targets: list[str] | None = h(None, "target files: JSON {name: text} or [texts], or .txt with one per line "
                                         "(bare names are looked up in <data-dir>/targets/)")
     target: list[str] | None = h(None, "target texts given directly (repeat --target for several)")
-    gamma: list[float] = h(PAPER_GAMMAS, "γ values of the distance term (0 = plain prompt tuning)")
-    f1_threshold: float = h(0.9, "prompt-F1 a projection must reach to count as reading as the target")
-    within: float = h(0.02, "accuracy margin to the γ = 0 prompt that counts as 'no loss' (0.02 = 2 points)")
+    gamma: list[float] = h(PAPER_GAMMAS, "γ values of the distance term (0 = plain prompt tuning)", ge=0)
+    f1_threshold: float = h(0.9, "prompt-F1 a projection must reach to count as reading as the target", gt=0, le=1)
+    within: float = h(0.02, "accuracy margin to the γ = 0 prompt that counts as 'no loss' (0.02 = 2 points)",
+                      ge=0, le=1)
     protocol: str = h("custom", "quick (CPU-sized subset), full (paper grid) or custom; a preset fixes the targets, "
                                 "γ, steps, lr, batch size, test subset, start and precision")
-    max_targets: int | None = h(None, "use only the first N targets")
-    test_examples: int = h(500, "fixed seeded test subset for accuracy (0 = whole test set)")
+    max_targets: int | None = h(None, "use only the first N targets", ge=1)
+    test_examples: int = h(500, "fixed seeded test subset for accuracy (0 = whole test set)", ge=0)
     template: str = h("wayward", "wayward (the paper's template for built-in tasks) or task (the task's default)")
     start: str = h("init", "init (every γ from --init), target (every γ from e(t)) or mixed (γ = 0 from --init, "
                            "γ > 0 from e(t))")
@@ -93,19 +93,16 @@ class WaywardConfig(TrainConfig):
             self.gamma = [float(g) for g in self.gamma]
         except ValueError:
             raise SoftscopeError(f"--gamma {self.gamma}: give numbers separated by commas, e.g. 0,1e-3,1e-2") from None
-        if not self.gamma or any(g < 0 or math.isnan(g) for g in self.gamma):
+        if not self.gamma:
             raise SoftscopeError("--gamma needs one or more values >= 0")
+        validate(self)
         if 0.0 not in self.gamma:
             raise SoftscopeError("--gamma must include 0: the accuracy drop is measured against the γ = 0 prompt")
         self.gamma = sorted(set(self.gamma))
-        if not 0 < self.f1_threshold <= 1:
-            raise SoftscopeError("--f1-threshold must be in (0, 1]")
         if self.template not in ("wayward", "task"):
             raise SoftscopeError(f"--template {self.template!r}: use wayward or task")
         if self.start not in ("init", "target", "mixed"):
             raise SoftscopeError(f"--start {self.start!r}: use init, target or mixed")
-        if self.test_examples < 0 or (self.max_targets is not None and self.max_targets < 1):
-            raise SoftscopeError("--test-examples must be >= 0 and --max-targets >= 1")
         if isinstance(self.target, str):
             self.target = [self.target]
         super().__post_init__()
