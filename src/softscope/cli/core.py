@@ -122,8 +122,9 @@ def eval_cmd(prompt_path, out, as_json, **kw):
 def project_cmd(prompt_path, metric, top_k, as_json, **kw):
     """Nearest vocabulary tokens of each virtual token, with distances, and the decoded string."""
     from ..engine.config import ModelOptions
-    from ..engine.projection import project
+    from ..engine.projection import check_options, project
 
+    check_options(metric, top_k)
     kw["model"] = kw.get("model") if kw.get("model") != ModelOptions.model else None
     prompt, adapter = _load_prompt_and_model(prompt_path, kw)
     proj = project(adapter, prompt.tensor, metric, top_k)

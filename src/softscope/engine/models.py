@@ -220,6 +220,14 @@ class ModelAdapter:
         return list(ids[: len(ids) - len(plain)]) if ids[-len(plain):] == plain else []
 
     @property
+    def context_length(self) -> int | None:
+        """Positions the model was built for (max_position_embeddings / n_positions), or None if it names none."""
+        cfg = self.model.config
+        n = next((getattr(cfg, k) for k in ("max_position_embeddings", "n_positions", "n_ctx")
+                  if isinstance(getattr(cfg, k, None), int)), None)
+        return n if n and n > 0 else None
+
+    @property
     def eos_id(self) -> int | None:
         return self.tokenizer.eos_token_id
 

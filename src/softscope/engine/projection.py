@@ -58,11 +58,19 @@ class Projection:
                 "untied_output_embeddings": self.untied_output}
 
 
+def check_options(metric: str, top_k: int) -> None:
+    """Refuse an unknown metric or a top-k below 1 (before a model is loaded, when the CLI calls it)."""
+    from .config import check_number
+
+    if metric not in METRICS:
+        raise SoftscopeError(f"unknown metric {metric!r}: use {', '.join(METRICS)}")
+    check_number("--top-k", top_k, ge=1)
+
+
 def project(adapter: ModelAdapter, P: torch.Tensor, metric: str = "l2", top_k: int = 5,
             skip_special: bool = True) -> Projection:
     """Top-k nearest vocabulary tokens per virtual token, with scores (L2 reports the distance itself)."""
-    if metric not in METRICS:
-        raise SoftscopeError(f"unknown metric {metric!r}: use {', '.join(METRICS)}")
+    check_options(metric, top_k)
     if P.shape[-1] != adapter.width:
         raise SoftscopeError(f"prompt width {P.shape[-1]} does not match model width {adapter.width}: pass the prompt's --model")
     E = token_embeddings(adapter).detach().float()

@@ -17,6 +17,32 @@ TENSOR_KEY = "prompt"
 PEFT_KEY = "prompt_embeddings"
 
 
+def checked_tensor(t, where: str) -> torch.Tensor:
+    """A prompt tensor as read from a file, refused unless it is [tokens >= 1, width >= 1] of finite floats."""
+    if not torch.is_tensor(t) or t.dim() != 2 or min(t.shape) < 1:
+        shape = list(t.shape) if torch.is_tensor(t) else type(t).__name__
+        raise SoftscopeError(f"{where} holds a prompt of shape {shape}: a prompt is [tokens >= 1, width]; "
+                             "re-export or retrain it")
+    if not t.is_floating_point():
+        raise SoftscopeError(f"{where} holds a {t.dtype} prompt: a prompt holds floats; re-export or retrain it")
+    bad = int((~torch.isfinite(t)).sum())
+    if bad:
+        raise SoftscopeError(f"{where} holds {bad} non-finite value(s) (NaN or inf) of {t.numel()}: use an earlier "
+                             "checkpoint or retrain")
+    return t
+
+
+def _json_object(text: str, where: str) -> dict:
+    """A JSON object from a file or header, or a one-line error naming where it came from."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SoftscopeError(f"{where} is not valid JSON ({e.msg} at line {e.lineno}): re-export the prompt") from None
+    if not isinstance(obj, dict):
+        raise SoftscopeError(f"{where} is not a JSON object (it is a {type(obj).__name__}): re-export the prompt")
+    return obj
+
+
 @dataclass
 class SoftPrompt:
     """n virtual tokens of width d, with where they came from and how well they did."""
@@ -84,12 +110,12 @@ class SoftPrompt:
             raise SoftscopeError(f"{path} is not a safetensors prompt file ({e})") from None
         if TENSOR_KEY not in tensors:
             if PEFT_KEY in tensors:
-                return cls(tensor=tensors[PEFT_KEY])
+                return cls(tensor=checked_tensor(tensors[PEFT_KEY], str(path)))
             raise SoftscopeError(f"{path} has no '{TENSOR_KEY}' tensor (keys: {', '.join(tensors)})")
-        meta = json.loads(header.get("softscope", "{}"))
+        meta = _json_object(header.get("softscope", "{}"), f"the softscope header of {path}")
         kw = {k: meta[k] for k in ("model", "task", "template", "label_words", "classes", "step", "accuracy", "extra")
               if k in meta}
-        return cls(tensor=tensors[TENSOR_KEY], **kw)
+        return cls(tensor=checked_tensor(tensors[TENSOR_KEY], str(path)), **kw)
 
 
 def export_peft(prompt: SoftPrompt, out_dir: str | Path, base_model: str | None = None) -> Path:
@@ -112,22 +138,33 @@ def import_peft(adapter_dir: str | Path) -> SoftPrompt:
     """Read a PEFT prompt-tuning adapter folder as a SoftPrompt."""
     d = Path(adapter_dir)
     cfg_path, w_path = d / "adapter_config.json", d / "adapter_model.safetensors"
-    if not w_path.exists():
-        if (d / "adapter_model.bin").exists():
-            w = torch.load(d / "adapter_model.bin", map_location="cpu", weights_only=True)
+    if not w_path.exists() and not (d / "adapter_model.bin").exists():
+        raise SoftscopeError(f"{d} has no adapter_model.safetensors: not a PEFT adapter folder")
+    w_file = w_path if w_path.exists() else d / "adapter_model.bin"
+    try:
+        if w_path.exists():
+            w = load_file(str(w_path))
         else:
-            raise SoftscopeError(f"{d} has no adapter_model.safetensors: not a PEFT adapter folder")
-    else:
-        w = load_file(str(w_path))
-    if PEFT_KEY not in w:
-        raise SoftscopeError(f"{d} is a PEFT adapter but not prompt tuning (no '{PEFT_KEY}' key; keys: {', '.join(list(w)[:5])})")
-    cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
+            w = torch.load(w_file, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated or not a tensor file at all: the libraries raise many types
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise SoftscopeError(f"{w_file} is not a readable adapter ({msg}): re-export it") from None
+    if not isinstance(w, dict) or PEFT_KEY not in w:
+        keys = ", ".join(list(w)[:5]) if isinstance(w, dict) else type(w).__name__
+        raise SoftscopeError(f"{d} is a PEFT adapter but not prompt tuning (no '{PEFT_KEY}' key; keys: {keys})")
+    try:
+        cfg = _json_object(cfg_path.read_text(encoding="utf-8"), str(cfg_path)) if cfg_path.exists() else {}
+    except UnicodeDecodeError:
+        raise SoftscopeError(f"{cfg_path} is not UTF-8 JSON: re-export the adapter") from None
     ptype = cfg.get("peft_type", "PROMPT_TUNING")
     if ptype not in ("PROMPT_TUNING",):
         raise SoftscopeError(f"{d} is a {ptype} adapter; softscope reads PROMPT_TUNING adapters")
-    t = w[PEFT_KEY]
+    t = checked_tensor(w[PEFT_KEY], str(w_file))
     n = cfg.get("num_virtual_tokens")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= t.shape[0]):
+        raise SoftscopeError(f"{cfg_path}: num_virtual_tokens {n!r} does not fit the {t.shape[0]}-row prompt tensor: "
+                             "re-export the adapter")
     if n and t.shape[0] != n:  # several transformer submodules stack their prompts
         t = t[:n]
-    return SoftPrompt(tensor=t.float(), model=cfg.get("base_model_name_or_path") or "",
+    return SoftPrompt(tensor=t.float(), model=str(cfg.get("base_model_name_or_path") or ""),
                       extra={"imported_from": str(d), "peft_config": cfg})

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import SoftscopeError
+from .errors import SoftscopeError, warn
 from .models import cpu_features
 
 
@@ -105,14 +105,27 @@ def append_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> None:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Rows of a JSONL file ([] if absent). A torn last line (a write cut short) is dropped with a warning;
+    an unreadable line before it is a one-line error naming the line."""
     path = Path(path)
     if not path.exists():
         return []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise SoftscopeError(f"{path} is not UTF-8 JSONL: remove or restore it") from None
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line:
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
             rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if i == last:
+                warn(f"{path} line {i + 1} is cut short (an interrupted write?): ignored")
+                break
+            raise SoftscopeError(f"{path} line {i + 1} is not valid JSON ({e.msg}): fix or remove that line") from None
     return rows
 
 

@@ -49,6 +49,28 @@ class Scorer:
         tail = task.template.split("{text}")[-1].split("{text_b}")[-1]
         self._tail = max(1, len(adapter.encode(tail))) if tail.strip() else 1
         self._cache: dict[tuple, Row] = {}
+        frame = len(self.bos) + len(adapter.encode(task.template.format(text="", text_b="")))
+        if max_length < frame + 1:  # the cut would drop the whole input text (or worse)
+            raise SoftscopeError(f"--max-length {max_length} leaves no room for the input: BOS and the template "
+                                 f"take {frame} tokens; use at least {frame + 1}")
+
+    def check_fits(self, n_tokens: int, examples, option: str | None = "--tokens") -> None:
+        """Refuse a prompt of n_tokens that, with the longest input and label, overruns the model's context.
+
+        Checked before any work starts, so a too-long prompt fails at once instead of minutes into a run; the
+        inputs are only tokenised when the cheap bound (max length + prompt + label) does not already fit.
+        """
+        ctx = self.adapter.context_length
+        label = max(len(x) for x in self.label_ids)
+        if ctx is None or n_tokens + self.max_length + label <= ctx:
+            return
+        longest = len(self.bos) + max((len(self.row(e).ids) for e in examples), default=0) + label
+        if n_tokens + longest > ctx:
+            head = f"{option} {n_tokens}" if option else f"a prompt of {n_tokens} tokens"
+            fix = (f"use {option} <= {max(ctx - longest, 0)} or a shorter --max-length" if option else
+                   "use a model with a longer context")
+            raise SoftscopeError(f"{head} + the longest input ({longest} tokens with BOS and label) exceed the "
+                                 f"model's context of {ctx} tokens: {fix}")
 
     # ---- tokenisation ------------------------------------------------------------------------------
     def row(self, ex) -> Row:

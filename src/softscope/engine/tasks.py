@@ -11,10 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import random
 import re
 import string
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -304,13 +306,21 @@ def _read_table(path: Path) -> _Table:
     columns: list[str] = []
     if suffix in (".csv", ".tsv"):
         reader = csv.DictReader(io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ",")
-        columns = [c for c in (reader.fieldnames or [])]
-        for row in reader:
-            if None in row:
-                raise SoftscopeError(f"{path} line {reader.line_num} has more fields than the header: quote fields "
-                                     "that contain the delimiter")
-            if any(v not in (None, "") for v in row.values()):
-                rows.append((reader.line_num, row))
+        limit = csv.field_size_limit()
+        csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long documents are fine; the default stops at 131,072
+        try:
+            columns = [c for c in (reader.fieldnames or [])]
+            for row in reader:
+                if None in row:
+                    raise SoftscopeError(f"{path} line {reader.line_num} has more fields than the header: quote "
+                                         "fields that contain the delimiter")
+                if any(v not in (None, "") for v in row.values()):
+                    rows.append((reader.line_num, row))
+        except csv.Error as e:
+            raise SoftscopeError(f"{path} line {reader.line_num} is not valid {suffix[1:].upper()} ({e}): fix "
+                                 "its quoting") from None
+        finally:
+            csv.field_size_limit(limit)
     elif suffix == ".json" and text.lstrip().startswith("["):
         try:
             data = json.loads(text)
@@ -408,12 +418,22 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, str) and re.fullmatch(r"\s*-?\d+\s*", v) is not None
 
 
+INTEGRAL = re.compile(r"\s*[-+]?\d+(\.0*)?\s*")  # "1", "+1", "1.0", " 1. " read as the integer 1
+
+
 def _label_str(v: Any) -> str:
+    """One spelling per label whatever the file format: 1, "1", 1.0 and "1.0" are all "1"; true/"True" are "true".
+
+    Lists, objects and non-finite numbers are refused by the caller (`_examples`), which knows the line.
+    """
     if isinstance(v, bool):
         return str(v).lower()
-    if _is_int(v):
+    if isinstance(v, int) or (isinstance(v, float) and v.is_integer()):
+        return str(int(v))
+    if isinstance(v, str) and INTEGRAL.fullmatch(v):
         return str(int(float(v)))
-    return str(v).strip()
+    s = str(v).strip()
+    return s.lower() if s.lower() in ("true", "false") else s
 
 
 def _examples(table: _Table, text: str, text_b: str | None, label: str) -> tuple[list[Example], dict[str, int]]:
@@ -424,6 +444,11 @@ def _examples(table: _Table, text: str, text_b: str | None, label: str) -> tuple
             if col and row.get(col) is None:
                 raise SoftscopeError(f"{table.where} {table.unit} {n} has no {col!r} value: fill it in or remove "
                                      f"that {table.unit}")
+        for col in (text, text_b, label):
+            v = row.get(col) if col else None
+            if isinstance(v, (list, dict)) or (isinstance(v, float) and not math.isfinite(v)):
+                raise SoftscopeError(f"{table.where} {table.unit} {n} has a {type(v).__name__} {str(v)[:40]!r} in "
+                                     f"{col!r}: give one text or label per {table.unit}")
         y = _label_str(row[label])
         if not y:
             raise SoftscopeError(f"{table.where} {table.unit} {n} has an empty label: fill it in or remove "

@@ -159,6 +159,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, adapter: M
     task = task or load_task_for(cfg)  # bad input fails here, before anything is written
     use_bf16, compute = choose_autocast(cfg.bf16_autocast, adapter.device, announce=progress)
     scorer = Scorer(adapter, task, max_length=cfg.max_length, verbalizer=cfg.verbalizer, autocast_bf16=use_bf16)
+    scorer.check_fits(cfg.tokens if init is None else init.shape[-2], task.train + task.test)
     random.seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     P0 = init if init is not None else init_prompt(adapter, cfg.tokens, cfg.init, gen, cfg.init_text)
@@ -262,6 +263,7 @@ def evaluate(prompt: SoftPrompt, cfg, adapter: ModelAdapter | None = None, task=
     prompt.check_width(adapter.width, adapter.name)
     task = task or load_task_for(cfg)
     scorer = Scorer(adapter, task, max_length=getattr(cfg, "max_length", 80))
+    scorer.check_fits(prompt.n_tokens, task.test, option=None)
     lp = scorer.predict(prompt.tensor, task.test, getattr(cfg, "eval_batch_size", 32), progress="eval" if progress else False)
     gold = torch.tensor([scorer.row(e).label for e in task.test])
     pred = lp.argmax(-1)
@@ -285,6 +287,7 @@ def train_many(cfg: TrainConfig, inits: torch.Tensor, *, adapter: ModelAdapter |
     scorer = Scorer(adapter, task, max_length=cfg.max_length, verbalizer=cfg.verbalizer, autocast_bf16=use_bf16)
     if inits.dim() != 3 or inits.shape[-1] != adapter.width:
         raise SoftscopeError(f"train_many needs initial prompts [K, n, {adapter.width}], got {list(inits.shape)}")
+    scorer.check_fits(inits.shape[1], task.train + task.test)
     K = inits.shape[0]
     P = torch.nn.Parameter(inits.detach().clone().float().to(adapter.device))
     opt = torch.optim.AdamW([P], lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -46,9 +46,26 @@ class InterpretConfig(ModelOptions, TaskOptions):
 
     def __post_init__(self) -> None:
         validate(self)
-        kind = self.reading.split(":", 1)[0]
+        kind, _, arg = self.reading.partition(":")
         if kind not in ("projection", "pez", "text", "ids"):
             raise SoftscopeError(f"--reading {self.reading!r}: use projection[:metric], pez[:RUN_DIR], text:... or ids:...")
+        if kind == "ids":
+            parse_ids(arg)  # syntax and sign now; the vocabulary bound once the model is loaded
+
+
+def parse_ids(arg: str, vocab_size: int | None = None) -> list[int]:
+    """Token ids of `--reading ids:1,2,3`: non-negative integers, below vocab_size when it is known."""
+    try:
+        ids = [int(x) for x in arg.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise SoftscopeError(f"--reading ids:{arg}: give comma-separated integers") from None
+    if not ids:
+        raise SoftscopeError("--reading ids: is empty: give token ids after 'ids:', e.g. ids:12,7")
+    bad = [i for i in ids if i < 0 or (vocab_size is not None and i >= vocab_size)]
+    if bad:
+        top = f"0..{vocab_size - 1}" if vocab_size is not None else "0 or more"
+        raise SoftscopeError(f"--reading ids:{arg}: token id {bad[0]} is outside the vocabulary ({top})")
+    return ids
 
 
 # ---- scrutability ---------------------------------------------------------------------------------------
@@ -100,7 +117,7 @@ def faithfulness(lp_prompt: torch.Tensor, lp_reading: torch.Tensor, gold: torch.
 def reading_ids(adapter: ModelAdapter, soft_prompt: SoftPrompt, reading) -> tuple[list[int], str]:
     """Token ids of a reading: ids, text, 'projection[:metric]', 'pez:RUN_DIR' / 'pez' (a PEZ run's hard prompt)."""
     if isinstance(reading, (list, tuple)) or torch.is_tensor(reading):
-        return [int(i) for i in reading], "ids"
+        return parse_ids(",".join(str(int(i)) for i in reading), adapter.vocab_size), "ids"
     kind, _, arg = str(reading).partition(":")
     if kind == "text":
         ids = adapter.encode(arg)
@@ -108,10 +125,7 @@ def reading_ids(adapter: ModelAdapter, soft_prompt: SoftPrompt, reading) -> tupl
             raise SoftscopeError("--reading text: is empty: give the text after 'text:'")
         return ids, "text"
     if kind == "ids":
-        try:
-            return [int(x) for x in arg.replace(" ", "").split(",") if x], "ids"
-        except ValueError:
-            raise SoftscopeError(f"--reading ids:{arg}: give comma-separated integers") from None
+        return parse_ids(arg, adapter.vocab_size), "ids"
     if kind == "projection":
         from ..engine.projection import project
 
@@ -145,6 +159,7 @@ def interpret_reading(adapter: ModelAdapter, task, soft_prompt: SoftPrompt | tor
         raise SoftscopeError("the reading has no tokens")
     examples = examples if examples is not None else task.subset("test", n_examples or None, seed)
     scorer = Scorer(adapter, task, max_length=max_length)
+    scorer.check_fits(max(len(ids), sp.n_tokens), examples, option=None)
     gold = torch.tensor([r.label for r in scorer.rows(examples)])
     with torch.no_grad():
         lp_soft = soft_logprobs if soft_logprobs is not None else scorer.predict(sp.tensor, examples, batch_size)

@@ -262,6 +262,7 @@ def run_rlprompt(cfg: RLPromptConfig, weight: float, out: str | Path, adapter: M
     held, held_name = holdout_task(task, cfg.holdout, cfg.seed)
     evalset = held.subset("test", cfg.eval_examples or None, cfg.seed)
     scorer = Scorer(adapter, task, max_length=cfg.max_length)
+    scorer.check_fits(cfg.tokens, task.train + task.test)
     train_rows = scorer.rows(held.train)
     fluent_k = cfg.fluent_top_k if cfg.fluent else None
     K, B = cfg.prompts_per_step, cfg.batch_size

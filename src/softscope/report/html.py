@@ -80,7 +80,7 @@ class RunView:
             return None, []
         try:
             return p, read_jsonl(p)
-        except ValueError:  # a torn or foreign file: show nothing rather than fail the whole report
+        except SoftscopeError:  # a broken or foreign file: show nothing rather than fail the whole report
             return p, []
 
     def rel(self, p: Path) -> str:
@@ -230,9 +230,9 @@ def section_run(view: RunView) -> Section | None:
     p, cfg = view.json("config.json", depth=0)
     if cfg is None:
         return None
-    c = cfg.get("config", {}) if isinstance(cfg, dict) else {}
+    c = cfg.get("config") if isinstance(cfg.get("config"), dict) else {}
     task = cfg.get("task") if isinstance(cfg.get("task"), dict) else {}
-    info = cfg.get("model_info") or {}
+    info = cfg.get("model_info") if isinstance(cfg.get("model_info"), dict) else {}
     facts = {"command": cfg.get("command"), "model": info.get("name") or c.get("model"),
              "task": task.get("name") or c.get("task"), "classes": ", ".join(task.get("classes", [])) or None,
              "template": task.get("template"), "layers": info.get("layers"), "width": info.get("width"),
@@ -603,15 +603,24 @@ def section_eval(view: RunView) -> Section | None:
     return Section("eval", "Evaluation", kv_table(s), f"accuracy {fmt(num(s.get('accuracy')))}")
 
 
+def _object(path: Path) -> dict:
+    """A sub-run's JSON object, or {} when it is missing, broken or not an object (one bad row, not a failed page)."""
+    try:
+        obj = read_json(path) if path.exists() else {}
+    except SoftscopeError:
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
 def section_subruns(view: RunView) -> Section | None:
     subs = [p.parent for p in view.files("config.json", depth=2) if p.parent != view.root]
     if not subs:
         return None
     rows = []
     for d in subs:
-        cfg = read_json(d / "config.json") if (d / "config.json").exists() else {}
+        cfg = _object(d / "config.json")
         summ_files = sorted(d.glob("*_summary.json"))
-        facts = read_json(summ_files[0]) if summ_files else {}
+        facts = _object(summ_files[0]) if summ_files else {}
         acc = pick(facts, "final_accuracy", "test_accuracy", "accuracy")
         rows.append([str(d.relative_to(view.root)), cfg.get("command", ""),
                      ", ".join(p.name for p in summ_files) or "—", num(acc)])
@@ -658,6 +667,11 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     root = Path(run_dir)
     if not root.is_dir():
         raise SoftscopeError(f"{root} is not a run directory (no such folder)")
+    if (root / "config.json").is_file():
+        cfg = read_json(root / "config.json")  # invalid JSON: a one-line error naming the file
+        if not isinstance(cfg, dict):
+            raise SoftscopeError(f"{root / 'config.json'} is a JSON {type(cfg).__name__}, not the object softscope "
+                                 "writes: restore it or move it out of the folder")
     view = RunView(root)
     sections = [s for s in (f(view) for f in SECTIONS) if s is not None]
     if not sections:
