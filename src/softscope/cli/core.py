@@ -85,8 +85,10 @@ def train_cmd(out, resume, **kw):
 @config_options(__import__("softscope.engine.config", fromlist=["TaskOptions"]).TaskOptions)
 @config_options(__import__("softscope.engine.config", fromlist=["ModelOptions"]).ModelOptions)
 @click.option("--out", default=None, help="also write eval_summary.json and eval.jsonl into this folder")
+@click.option("--allow-other-task", is_flag=True,
+              help="score the prompt even on a task whose classes or label words differ from its own")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def eval_cmd(prompt_path, out, as_json, **kw):
+def eval_cmd(prompt_path, out, allow_other_task, as_json, **kw):
     """Evaluate a saved prompt (file, run dir or PEFT adapter dir) on a task's test set."""
     from ..engine.config import ModelOptions, TaskOptions
     from ..engine.runs import write_config, write_json, write_jsonl
@@ -96,7 +98,7 @@ def eval_cmd(prompt_path, out, as_json, **kw):
     prompt, adapter = _load_prompt_and_model(prompt_path, kw)
     topts = build(TaskOptions, kw)
     task = load_task_for(topts)
-    res = evaluate(prompt, topts, adapter=adapter, task=task)
+    res = evaluate(prompt, topts, adapter=adapter, task=task, allow_other_task=allow_other_task)
     summary = {"prompt": str(prompt_path), "task": task.name, "model": adapter.name, "accuracy": res["accuracy"],
                "examples": res["examples"], "per_class_recall": res["per_class_recall"]}
     if out:

@@ -78,6 +78,18 @@ class SoftPrompt:
                 f"{model_name or 'the model'} has width {width}: pass --model {self.model or '<the training model>'}"
             )
 
+    def check_task(self, task, allow_other_task: bool = False) -> None:
+        """Refuse to score this prompt on a task whose classes or label words differ from the ones it was trained
+        with (the numbers would mean nothing), unless the caller asks for it explicitly."""
+        if allow_other_task:
+            return
+        for what, mine, theirs, fix in (
+                ("classes", self.classes, task.classes, f"--task {self.task}" if self.task else "the prompt's --task"),
+                ("label words", self.label_words, task.label_words, f"--label-words {','.join(self.label_words)}")):
+            if mine and list(mine) != list(theirs):
+                raise SoftscopeError(f"the prompt was trained with {what} {', '.join(mine)} but {task.name} has "
+                                     f"{', '.join(theirs)}: pass {fix}, or --allow-other-task to score it anyway")
+
     # --- safetensors file: tensor + JSON metadata next to it in the header and in a .json sidecar -------
     def save(self, path: str | Path) -> Path:
         path = Path(path)

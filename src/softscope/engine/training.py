@@ -257,11 +257,16 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     return sorted(Path(run_dir, "checkpoints").glob("step-*.safetensors"))
 
 
-def evaluate(prompt: SoftPrompt, cfg, adapter: ModelAdapter | None = None, task=None, progress: bool = True) -> dict:
-    """Accuracy of a saved prompt on a task's test set (config carries ModelOptions + TaskOptions)."""
+def evaluate(prompt: SoftPrompt, cfg, adapter: ModelAdapter | None = None, task=None, progress: bool = True,
+             allow_other_task: bool = False) -> dict:
+    """Accuracy of a saved prompt on a task's test set (config carries ModelOptions + TaskOptions).
+
+    A task with other classes or label words than the prompt's is refused unless `allow_other_task`.
+    """
     adapter = adapter or load_model_for(cfg)
     prompt.check_width(adapter.width, adapter.name)
     task = task or load_task_for(cfg)
+    prompt.check_task(task, allow_other_task)
     scorer = Scorer(adapter, task, max_length=getattr(cfg, "max_length", 80))
     scorer.check_fits(prompt.n_tokens, task.test, option=None)
     lp = scorer.predict(prompt.tensor, task.test, getattr(cfg, "eval_batch_size", 32), progress="eval" if progress else False)

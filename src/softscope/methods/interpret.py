@@ -43,6 +43,7 @@ class InterpretConfig(ModelOptions, TaskOptions):
     max_length: int = h(80, "truncate formatted inputs to this many tokens", ge=1)
     eval_batch_size: int = h(32, "batch size for evaluation", ge=1)
     seed: int = h(0, "seed of the example subset", **SEED)
+    allow_other_task: bool = h(False, "read the prompt on a task whose classes or label words differ from its own")
 
     def __post_init__(self) -> None:
         validate(self)
@@ -199,9 +200,7 @@ def interpret(cfg: InterpretConfig, prompt_path: str | Path, out: str | Path | N
 
         own = sp.task if cfg.task == TaskOptions.task and sp.task in BUILTIN else cfg.task
         task = load_task_for(subconfig(TaskOptions, cfg, task=own))
-    if sp.classes and list(sp.classes) != list(task.classes):
-        raise SoftscopeError(f"the prompt was trained on classes {sp.classes}, the task has {task.classes}: "
-                             f"pass the prompt's --task {sp.task or ''}".rstrip())
+    sp.check_task(task, cfg.allow_other_task)
     reading = cfg.reading
     if reading == "pez" and not (Path(sp.extra.get("run", "")) / "prompt_continuous.safetensors").exists():
         reading = _pez_fit(cfg, sp, adapter, task, Path(out) if out else None)
