@@ -157,9 +157,10 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, adapter: M
         raise SoftscopeError(f"nothing to resume in {run} (no state.json): run without --resume")
     adapter = adapter or load_model_for(cfg)
     task = task or load_task_for(cfg)  # bad input fails here, before anything is written
-    use_bf16, compute = choose_autocast(cfg.bf16_autocast, adapter.device, announce=progress)
-    scorer = Scorer(adapter, task, max_length=cfg.max_length, verbalizer=cfg.verbalizer, autocast_bf16=use_bf16)
+    scorer = Scorer(adapter, task, max_length=cfg.max_length, verbalizer=cfg.verbalizer)  # bad lengths fail here
     scorer.check_fits(cfg.tokens if init is None else init.shape[-2], task.train + task.test)
+    use_bf16, compute = choose_autocast(cfg.bf16_autocast, adapter.device, announce=progress)  # prints: after checks
+    scorer.autocast_bf16 = use_bf16
     random.seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     P0 = init if init is not None else init_prompt(adapter, cfg.tokens, cfg.init, gen, cfg.init_text)
