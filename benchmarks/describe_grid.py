@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/describe_grid.py --memory         # + peak memory, 1 vs 10 checkpoints
     .venv/bin/python benchmarks/describe_grid.py --full-grid      # + the full 27 x 27 grid with the engine
 
-Reference = what the public InSPEcT code does: one layer pair at a time, no KV cache, the whole sequence re-run
+Reference = the slow no-cache oracle (the InSPEcT authors' target side decodes this way; their source pass differs,
+see docs/inspect.md): one layer pair at a time, no KV cache, the whole sequence re-run
 with the patch applied at every new token. Engine = `softscope.engine.patching.patch_generate_ids`: all pairs in one
 batched, KV-cached generate, patched during prefill only. Both decode greedily for up to 60 new tokens and stop
 at the tokenizer's EOS. The engine is timed before and after the reference (the machine is shared, so load

@@ -138,3 +138,56 @@ def test_cli_describe_prompt_file(tiny, tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as e:
         cli.main(["describe", str(tmp_path / "missing.safetensors")])
     assert e.value.code == 2
+
+
+def test_paper_cut_rule():
+    from softscope.methods.describe import cut_paper
+
+    assert cut_paper("  the sentiment of a review. It was") == "the sentiment of a review"
+    # marks before the 20% mark move the start past them, and nothing is stripped after the cut
+    assert cut_paper(".. is this positive | or negative") == " is this positive "
+    assert cut(".. is this positive | or negative") == ".. is this positive"
+    # no mark at or past 20%: the whole (stripped) text, its early part kept
+    assert cut_paper("ab|cdefghijklmnop ") == "ab|cdefghijklmnop"
+    # a mark exactly at 20% of the length cuts for the authors (>=), not for softscope (>)
+    assert cut_paper("abcd.fghijklmnopqrst") == "abcd" and cut("abcd.fghijklmnopqrst") == "abcd.fghijklmnopqrst"
+
+
+def test_protocol_paper_settings():
+    p = DescribeConfig(protocol="paper")
+    assert (p.source_pass, p.stop, p.cut, p.layers, p.max_new_tokens, p.n_targets) == \
+        ("after-block-0", "paper", "paper", "all", 60, 1)
+    mine = DescribeConfig(protocol="paper", layers="4:4,8:4", max_new_tokens=30)  # explicit choices are kept
+    assert (mine.layers, mine.max_new_tokens, mine.source_pass) == ("4:4,8:4", 30, "after-block-0")
+    d = DescribeConfig()
+    assert (d.source_pass, d.stop, d.cut, d.layers, d.n_targets) == ("embeddings", "eos", "softscope", "every:3", 3)
+    for bad in (dict(protocol="authors"), dict(source_pass="x"), dict(stop="dollar"), dict(cut="mine"),
+                dict(control_text=" ")):
+        with pytest.raises(SoftscopeError):
+            DescribeConfig(**bad)
+
+
+def test_describe_control_and_paper_protocol(tiny, tmp_path, monkeypatch):
+    """--control describes e(description) on the same grid; --protocol paper runs end to end and records itself."""
+    from softscope.engine.prompts import SoftPrompt
+
+    f = tmp_path / "p.safetensors"
+    SoftPrompt(tensor=torch.randn(2, tiny.width), model="tiny", classes=["negative", "positive"], step=5).save(f)
+    text = "is the movie positive or negative"
+    cfg = DescribeConfig(layers="band:1-2", n_targets=2, max_new_tokens=3, classes=["negative", "positive"],
+                         references=["what is the sentiment of the review", text], control=True, control_text=text)
+    res = describe(f, cfg, adapter=tiny, progress=False)
+    c = res.summary["control"]
+    assert c["text"] == text and c["tokens"] == len(tiny.encode(text)) and c["pairs"] == 4 and c["target_prompts"] == 2
+    rows = [json.loads(l) for l in (tmp_path / "p-describe" / "descriptions.jsonl").read_text().splitlines()]
+    assert sum(r["checkpoint"] == "control" for r in rows) == 8 and len(res.rows) == 8  # control rows kept apart
+    import softscope.methods.describe as d
+
+    monkeypatch.setattr(d, "describe_prompt", lambda *a, **k: pytest.fail("regenerated"))
+    assert describe(f, cfg, adapter=tiny, progress=False).summary["control"] == c
+    monkeypatch.undo()
+    paper = describe(f, DescribeConfig(protocol="paper", max_new_tokens=3, classes=["negative", "positive"],
+                                       references=[text]), out=tmp_path / "paper", adapter=tiny, progress=False)
+    assert paper.summary["pairs"] == 16 and paper.summary["target_prompts"] == 1  # 4-layer model: 0..3 squared
+    assert (paper.summary["source_pass"], paper.summary["stop"], paper.summary["cut"]) == ("after-block-0", "paper",
+                                                                                           "paper")

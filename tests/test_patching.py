@@ -45,9 +45,9 @@ def _grid(adapter, n=3, seed=0):
 def test_batched_equals_one_at_a_time(lively):
     ids, pos = _target(lively)
     src, layers = _grid(lively)
-    batched = patch_generate_ids(lively, ids, pos, src, layers, max_new_tokens=8, stop_at_eos=False, batch_size=16)
+    batched = patch_generate_ids(lively, ids, pos, src, layers, max_new_tokens=8, stop="none", batch_size=16)
     single = [patch_generate_ids(lively, ids, pos, src[r:r + 1], layers[r:r + 1], max_new_tokens=8,
-                                 stop_at_eos=False)[0] for r in range(len(layers))]
+                                 stop="none")[0] for r in range(len(layers))]
     assert len(batched) == len(layers) and all(len(b) == 8 for b in batched)
     assert batched == single
     # the patch matters: different source states give different continuations somewhere in the grid
@@ -59,8 +59,8 @@ def test_kv_cached_equals_full_reforward(lively):
     src, layers = _grid(lively, seed=1)
     rows = list(range(0, len(layers), 3))
     fast = patch_generate_ids(lively, ids, pos, src[rows], [layers[r] for r in rows], max_new_tokens=8,
-                              stop_at_eos=False)
-    slow = [reference_generate_ids(lively, ids, pos, src[r], layers[r], max_new_tokens=8, stop_at_eos=False)
+                              stop="none")
+    slow = [reference_generate_ids(lively, ids, pos, src[r], layers[r], max_new_tokens=8, stop="none")
             for r in rows]
     assert fast == slow
 
@@ -69,8 +69,8 @@ def test_self_patch_reproduces_unpatched(lively):
     ids, pos = _target(lively)
     L = lively.n_layers
     own = capture(lively, lively.embed(torch.tensor([ids])), list(range(L)))[:, 0][:, pos]  # [L, n, d]
-    patched = patch_generate_ids(lively, ids, pos, own, list(range(L)), max_new_tokens=8, stop_at_eos=False)
-    plain = reference_generate_ids(lively, ids, pos, None, None, max_new_tokens=8, stop_at_eos=False)
+    patched = patch_generate_ids(lively, ids, pos, own, list(range(L)), max_new_tokens=8, stop="none")
+    plain = reference_generate_ids(lively, ids, pos, None, None, max_new_tokens=8, stop="none")
     assert all(p == plain for p in patched)
     # and the model's own cached greedy decoding agrees with it
     hf = lively.model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
@@ -134,3 +134,58 @@ def test_default_model_batched_equals_reference():
     fast = patch_generate_ids(a, ids, pos, src, lay, max_new_tokens=6)
     slow = [reference_generate_ids(a, ids, pos, src[r], lay[r], max_new_tokens=6) for r in range(len(pairs))]
     assert fast == slow
+
+
+def test_source_pass_after_block_0_matches_hand_written_reference(tiny_any):
+    """The InSPEcT authors' source pass: tokens ' x' x n go in, block 0's output at those positions is overwritten
+    with the prompt, and layer s is read from block s's output; written here with a plain hook and
+    output_hidden_states, the way their code reads it."""
+    from softscope.engine.target_prompts import placeholder_id
+
+    a = tiny_any
+    g = torch.Generator().manual_seed(3)
+    P = torch.randn(3, a.width, generator=g)
+    nb, n = len(a.bos_ids), 3
+    ids = torch.tensor([a.bos_ids + [placeholder_id(a)] * n])
+
+    def overwrite(module, args, out):
+        h = (out[0] if isinstance(out, tuple) else out).clone()
+        h[0, nb:nb + n] = P
+        return (h,) + tuple(out[1:]) if isinstance(out, tuple) else h
+
+    hd = a.blocks[0].register_forward_hook(overwrite)
+    try:
+        hs = a.model.base_model(input_ids=ids, output_hidden_states=True, use_cache=False).hidden_states
+    finally:
+        hd.remove()
+    S = source_states(a, P, source_pass="after-block-0")
+    torch.testing.assert_close(S[0], P)  # block 0 never processes the prompt
+    for s in range(a.n_layers - 1):  # the last entry of hidden_states may come after the final norm
+        torch.testing.assert_close(S[s], hs[s + 1][0, nb:].float())
+    assert not torch.allclose(S[1], source_states(a, P, [1])[0])  # a different pass than the embeddings one
+    both = source_states(a, torch.stack([P, 2 * P]), [0, 2], source_pass="after-block-0")
+    torch.testing.assert_close(both[:, 0], S[[0, 2]])
+    torch.testing.assert_close(both[0, 1], 2 * P)
+    with pytest.raises(SoftscopeError, match="source-pass"):
+        source_states(a, P, source_pass="block-0")
+
+
+def test_stop_rules(tiny, monkeypatch):
+    import softscope.engine.patching as patching
+
+    ids, pos = _target(tiny)
+    src, layers = _grid(tiny)
+    free = patch_generate_ids(tiny, ids, pos, src[:3], layers[:3], max_new_tokens=6, stop="none")
+    assert all(len(r) == 6 for r in free)
+    t = free[0][2]  # a token row 0 does emit: make it the stop token
+    first = free[0].index(t)
+    monkeypatch.setattr(patching, "stop_rule", lambda a, stop: (t, stop == "paper"))
+    kept = patch_generate_ids(tiny, ids, pos, src[:3], layers[:3], max_new_tokens=6, stop="paper")
+    dropped = patch_generate_ids(tiny, ids, pos, src[:3], layers[:3], max_new_tokens=6, stop="eos")
+    assert kept[0] == free[0][:first + 1] and dropped[0] == free[0][:first]
+    assert kept[0] == reference_generate_ids(tiny, ids, pos, src[0], layers[0], max_new_tokens=6, stop="paper")
+    monkeypatch.undo()
+    assert patching.stop_rule(tiny, "none") == (None, False)
+    assert patching.stop_rule(tiny, "eos") == (tiny.eos_id, False)
+    with pytest.raises(SoftscopeError, match="--stop"):
+        patching.stop_rule(tiny, "dollar")

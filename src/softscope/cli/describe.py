@@ -63,7 +63,8 @@ def show_summary(res) -> None:
     """The per-checkpoint table, correlations and (elaborated) unexpected words of a describe result."""
     s = res.summary
     click.echo(f"{s['task']} ({', '.join(s['classes'])}) · {s['model']} · {s['pairs']} layer pairs x "
-               f"{s['target_prompts']} target prompts · {s['max_new_tokens']} new tokens")
+               f"{s['target_prompts']} target prompts · {s['max_new_tokens']} new tokens · source pass "
+               f"{s.get('source_pass', 'embeddings')}, stop {s.get('stop', 'eos')}, cut {s.get('cut', 'softscope')}")
     click.echo(f"{'step':>6} {'acc':>5} | {'max':>5} {'mean':>5} {'all':>5} | {'max':>5} {'top-k':>5} | {'max':>5}"
                f" | best description (by similarity; source→target layer)")
     click.echo(f"{'':>6} {'':>5} | {'class rate':^17} | {'similarity':^11} | {'R-1':>5} |")
@@ -73,6 +74,13 @@ def show_summary(res) -> None:
                    f"{_f(c['class_rate_mean'])} {_f(c['naming_share'])} | {_f(score_of(c, 'best.similarity'))} "
                    f"{_f(c['similarity_topk'])} | {_f(score_of(c, 'best.rouge1'))} | "
                    f"{b['source_layer']}→{b['target_layer']}: {b['cut'][:70]!r}")
+    c = s.get("control")
+    if c is not None:  # --control: the prompt e(true description) on the same grid
+        b = c["best"]["similarity"]
+        click.echo(f"{'ctrl':>6} {'':>5} | {_f(score_of(c, 'best.class_rate'))} {_f(c['class_rate_mean'])} "
+                   f"{_f(c['naming_share'])} | {_f(score_of(c, 'best.similarity'))} {_f(c['similarity_topk'])} | "
+                   f"{_f(score_of(c, 'best.rouge1'))} | {b['source_layer']}→{b['target_layer']}: {b['cut'][:70]!r}")
+        click.echo(f"  positive control = e({c['text']!r}), {c['tokens']} tokens")
     if s["correlation"]:
         click.echo("Spearman ρ of checkpoint accuracy with:")
         for key in ("best.class_rate", "class_rate_mean", "naming_share", "best.similarity", "similarity_topk",

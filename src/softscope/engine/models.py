@@ -365,6 +365,14 @@ def token_embeddings(adapter: ModelAdapter) -> torch.Tensor:
     return W if s == 1.0 else W * torch.tensor(s, dtype=W.dtype)
 
 
+def text_embeddings(adapter: ModelAdapter, text: str) -> tuple[list[int], torch.Tensor]:
+    """Token ids of a text (no special tokens) and their input vectors e(text) [n, d] (embedding scale applied)."""
+    ids = adapter.encode(text)
+    if not ids:
+        raise SoftscopeError(f"{text!r} tokenises to nothing: give a non-empty text")
+    return ids, token_embeddings(adapter).detach().float()[ids].to(adapter.device)
+
+
 def special_ids(adapter: ModelAdapter) -> list[int]:
     """Ids of the tokenizer's special tokens (BOS, EOS, chat markers, ...): never a prompt's reading or start,
     since they do not survive as typed text."""

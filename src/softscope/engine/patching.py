@@ -4,11 +4,13 @@ Patchscopes (Ghandeharioun et al. 2024): a source representation h (the output o
 positions of a source input) is written over the output of block ℓ* at the placeholder positions of a target
 prompt T, and the model continues T greedily. For soft prompts the source input is the prompt itself
 (`inputs_embeds`, after BOS when the tokenizer adds one) and all n virtual-token states are patched together.
+`source_pass="after-block-0"` is the InSPEcT authors' variant instead: the tokens " x" × n go in and the output of
+block 0 at their positions is overwritten with the prompt, so block 0 never processes it (docs/inspect.md).
 
 Why this engine is fast (METHODS §2):
 - the patch is needed during the prefill pass only: later tokens see the patched states through the KV cache,
   so cached greedy decoding gives the same text as re-running the whole sequence with the patch at every step
-  (`reference_generate`, the procedure of the public InSPEcT code, kept here as the test oracle);
+  (`reference_generate_ids`, the slow no-cache procedure, kept here as the test oracle);
 - the target tokens before the first placeholder are identical in every row and untouched by any patch
   (causal attention), so they are run once and their KV cache is shared by all rows of a batch;
 - a layer-pair sweep is embarrassingly parallel: every row of one batch carries its own source states and its
@@ -96,45 +98,90 @@ def _check(adapter: ModelAdapter, target_ids: Sequence[int], positions: Sequence
 
 
 # ---- source side ---------------------------------------------------------------------------------------------
+SOURCE_PASSES = ("embeddings", "after-block-0")
+
+
 @torch.no_grad()
-def capture(adapter: ModelAdapter, inputs_embeds: torch.Tensor, layers: Sequence[int]) -> torch.Tensor:
-    """Outputs of blocks `layers` for a batch of input embeddings [B, T, d] → [L, B, T, d] (float32, on the model device)."""
+def capture(adapter: ModelAdapter, inputs_embeds: torch.Tensor | None, layers: Sequence[int],
+            input_ids: torch.Tensor | None = None, overwrite: tuple | None = None) -> torch.Tensor:
+    """Outputs of blocks `layers` for a batch of input embeddings [B, T, d] (or token ids [B, T]) → [L, B, T, d]
+    (float32, on the model device). `overwrite=(positions, states [B, n, d])` writes states over block 0's output
+    at those positions first (the InSPEcT authors' source pass)."""
     got: dict[int, torch.Tensor] = {}
-    handles = []
-    for l in sorted(set(layers)):
-        handles.append(adapter.blocks[l].register_forward_hook(
-            lambda m, a, out, l=l: got.__setitem__(l, _hidden(out).detach().float())))
-    try:
-        emb = inputs_embeds.to(device=adapter.device, dtype=adapter.dtype)
-        mask = torch.ones(emb.shape[:2], dtype=torch.long, device=adapter.device)
-        adapter.model.base_model(inputs_embeds=emb, attention_mask=mask, use_cache=False)
-    finally:
-        for hd in handles:
-            hd.remove()
+    ctx = contextlib.nullcontext()
+    if overwrite is not None:  # installed first, so the capture hook of block 0 sees the overwritten output
+        pos, states = overwrite
+        ctx = _patched(adapter, [0] * states.shape[0], pos, states)
+    with ctx:
+        handles = [adapter.blocks[l].register_forward_hook(
+            lambda m, a, out, l=l: got.__setitem__(l, _hidden(out).detach().float())) for l in sorted(set(layers))]
+        try:
+            if input_ids is not None:
+                ids = input_ids.to(adapter.device)
+                mask = torch.ones(ids.shape, dtype=torch.long, device=adapter.device)
+                adapter.model.base_model(input_ids=ids, attention_mask=mask, use_cache=False)
+            else:
+                emb = inputs_embeds.to(device=adapter.device, dtype=adapter.dtype)
+                mask = torch.ones(emb.shape[:2], dtype=torch.long, device=adapter.device)
+                adapter.model.base_model(inputs_embeds=emb, attention_mask=mask, use_cache=False)
+        finally:
+            for hd in handles:
+                hd.remove()
     return torch.stack([got[l] for l in layers])
 
 
-def source_states(adapter: ModelAdapter, prompt: torch.Tensor, layers: Sequence[int] | None = None) -> torch.Tensor:
+def source_states(adapter: ModelAdapter, prompt: torch.Tensor, layers: Sequence[int] | None = None,
+                  source_pass: str = "embeddings") -> torch.Tensor:
     """Block outputs at the virtual-token positions of a soft prompt run alone (after BOS if the model adds one).
 
     prompt [n, d] → [L, n, d]; prompt [K, n, d] (several prompts, e.g. checkpoints) → [L, K, n, d].
-    `layers` defaults to every layer.
+    `layers` defaults to every layer. `source_pass`: "embeddings" feeds the prompt as input embeddings (as it is
+    trained); "after-block-0" feeds the tokens " x" × n and overwrites block 0's output at those positions with
+    the prompt (the InSPEcT authors' code), so layer 0 returns the prompt itself.
     """
+    if source_pass not in SOURCE_PASSES:
+        raise SoftscopeError(f"--source-pass {source_pass!r}: use {' or '.join(SOURCE_PASSES)}")
     layers = list(range(adapter.n_layers)) if layers is None else list(layers)
     single = prompt.dim() == 2
     P = prompt[None] if single else prompt
     if P.shape[-1] != adapter.width:
         raise SoftscopeError(f"prompt width {P.shape[-1]} != model width {adapter.width}")
     nb = len(adapter.bos_ids)
+    K, n = P.shape[0], P.shape[1]
+    if source_pass == "after-block-0":
+        from .target_prompts import placeholder_id
+
+        ids = torch.tensor([list(adapter.bos_ids) + [placeholder_id(adapter)] * n] * K)
+        states = capture(adapter, None, layers, input_ids=ids, overwrite=(range(nb, nb + n), P))[:, :, nb:]
+        return states[:, 0] if single else states
     parts = [P.to(device=adapter.device, dtype=adapter.dtype)]
     if nb:
         bos = adapter.embed(torch.tensor([adapter.bos_ids], device=adapter.device))
-        parts.insert(0, bos.expand(P.shape[0], -1, -1))
+        parts.insert(0, bos.expand(K, -1, -1))
     states = capture(adapter, torch.cat(parts, dim=1), layers)[:, :, nb:]
     return states[:, 0] if single else states
 
 
 # ---- target side: batched, KV-cached, patched greedy generation -------------------------------------------------
+STOPS = ("eos", "none", "paper")
+
+
+def stop_rule(adapter: ModelAdapter, stop: str) -> tuple[int | None, bool]:
+    """(token that ends generation, whether it stays in the output) for a --stop value.
+
+    eos: the tokenizer's EOS, dropped; none: never stop before max_new_tokens; paper: the InSPEcT authors' rule,
+    the first id of the tokenizer's encoding of "$" with special tokens, kept (BOS for tokenizers that add one, so
+    in effect never; the "$" token itself for SmolLM2, GPT-2 and other tokenizers without BOS).
+    """
+    if stop == "eos":
+        return adapter.eos_id, False
+    if stop == "none":
+        return None, False
+    if stop == "paper":
+        return int(adapter.tokenizer("$", add_special_tokens=True).input_ids[0]), True
+    raise SoftscopeError(f"--stop {stop!r}: use {', '.join(STOPS)}")
+
+
 def _step(adapter: ModelAdapter, ids: torch.Tensor, past, kw: str):
     """One forward over `ids` (with the cache so far) → (last-position logits [B, V], cache)."""
     out = adapter.model.base_model(input_ids=ids, use_cache=True, **{kw: past})
@@ -144,15 +191,15 @@ def _step(adapter: ModelAdapter, ids: torch.Tensor, past, kw: str):
 @torch.no_grad()
 def patch_generate_ids(adapter: ModelAdapter, target_ids: Sequence[int], placeholder_positions: Sequence[int],
                        sources: torch.Tensor, target_layers: Sequence[int], max_new_tokens: int = 60,
-                       stop_at_eos: bool = True, batch_size: int = 64) -> list[list[int]]:
-    """Greedy continuation token ids of the target prompt for every row (EOS itself not included).
+                       stop: str = "eos", batch_size: int = 64) -> list[list[int]]:
+    """Greedy continuation token ids of the target prompt for every row, ended by `stop` (`stop_rule`).
 
     Row r has `sources[r]` ([n, d]) written over the output of block `target_layers[r]` at the n placeholder
     positions during the prefill pass; decoding then reuses the KV cache. Rows are processed `batch_size` at a
     time; the result does not depend on the batch size (up to float rounding of batched matmuls).
     """
     _check(adapter, target_ids, placeholder_positions, sources, target_layers)
-    eos = adapter.eos_id if stop_at_eos else None
+    eos, keep = stop_rule(adapter, stop)
     kw = cache_kwarg(adapter.model.base_model)
     results: list[list[int]] = []
     for b0 in range(0, sources.shape[0], batch_size):
@@ -187,30 +234,30 @@ def patch_generate_ids(adapter: ModelAdapter, target_ids: Sequence[int], placeho
                     logits, past = _step(adapter, nxt[:, None], past, kw)
         del past
         for row in out.tolist():
-            results.append(row[: row.index(eos)] if eos is not None and eos in row else row)
+            results.append(row[: row.index(eos) + keep] if eos is not None and eos in row else row)
     return results
 
 
 def patch_generate(adapter: ModelAdapter, target_ids: Sequence[int], placeholder_positions: Sequence[int],
                    sources: torch.Tensor, target_layers: Sequence[int], max_new_tokens: int = 60,
-                   stop_at_eos: bool = True, batch_size: int = 64) -> list[str]:
-    """`patch_generate_ids`, decoded to text (one string per row)."""
+                   stop: str = "eos", batch_size: int = 64) -> list[str]:
+    """`patch_generate_ids`, decoded to text (one string per row; special tokens dropped)."""
     ids = patch_generate_ids(adapter, target_ids, placeholder_positions, sources, target_layers, max_new_tokens,
-                             stop_at_eos, batch_size)
+                             stop, batch_size)
     return [adapter.tokenizer.decode(r, skip_special_tokens=True) for r in ids]
 
 
 @torch.no_grad()
 def reference_generate_ids(adapter: ModelAdapter, target_ids: Sequence[int], placeholder_positions: Sequence[int],
                            source: torch.Tensor | None, target_layer: int | None, max_new_tokens: int = 60,
-                           stop_at_eos: bool = True) -> list[int]:
+                           stop: str = "eos") -> list[int]:
     """The slow oracle: one row, no cache, the whole sequence re-run with the patch applied at every new token.
 
-    `source=None` generates without any patch. This is what the public InSPEcT code does; tests and the
-    benchmark compare the engine against it.
+    `source=None` generates without any patch. The InSPEcT authors' target side decodes this way too (their
+    source pass differs: `source_states`); tests and the benchmark compare the engine against it.
     """
     seq = list(target_ids)
-    eos = adapter.eos_id if stop_at_eos else None
+    eos, keep = stop_rule(adapter, stop)
     if source is not None:
         _check(adapter, target_ids, placeholder_positions, source[None], [target_layer])
     ctx = (_patched(adapter, [target_layer], placeholder_positions, source[None]) if source is not None
@@ -222,6 +269,7 @@ def reference_generate_ids(adapter: ModelAdapter, target_ids: Sequence[int], pla
             out = adapter.model.base_model(input_ids=ids, use_cache=False)
             nxt = int(lm_logits(adapter, last_hidden(out)[:, -1]).float().argmax(-1))
             if eos is not None and nxt == eos:
+                new += [nxt] if keep else []
                 break
             new.append(nxt)
             seq.append(nxt)

@@ -17,6 +17,9 @@ Reference: Ramati et al., "Eliciting Textual Descriptions from Representations o
 
 Defaults differ from the paper where a 135M model on a CPU needs it: an every-3rd-layer grid (`--layers all` is
 the paper's 2..L-2 square) and 3 target prompts per checkpoint, because at this size a single max is noise.
+`--protocol paper` switches to the authors' released procedure (source pass after block 0, their stop token and
+cut rule, the full grid, one target prompt); docs/inspect.md lists every difference. `--control` adds a positive
+control: the same grid on the embeddings of a true task description, which should name the classes.
 """
 
 from __future__ import annotations
@@ -31,14 +34,22 @@ from tqdm.auto import tqdm
 from ..engine.config import SEED, h, validate
 from ..engine.errors import SoftscopeError
 from ..engine.metrics import class_rate, correlation, rouge_scores, semantic_similarity
-from ..engine.models import DEFAULT_MODEL, ModelAdapter, load_model
-from ..engine.patching import layer_pairs, patch_generate, source_states
+from ..engine.models import DEFAULT_MODEL, ModelAdapter, load_model, text_embeddings
+from ..engine.patching import SOURCE_PASSES, STOPS, layer_pairs, patch_generate, source_states
 from ..engine.prompts import SoftPrompt
 from ..engine.runs import append_jsonl, read_json, read_jsonl, save_figure, write_config, write_json
 from ..engine.target_prompts import MARKER, POOLS, build as build_target
 
 METRICS = ("class_rate", "rouge1", "rouge2", "rougeL", "similarity")
 CUT_CHARS = "\n$.|"
+CUTS = ("softscope", "paper")
+PROTOCOLS = ("softscope", "paper")
+# what --protocol paper sets (fields still at their softscope default only): the authors' released code
+PAPER = {"source_pass": "after-block-0", "stop": "paper", "cut": "paper", "layers": "all", "max_new_tokens": 60,
+         "n_targets": 1}
+# fields added after runs were written: an old config.json without them means these values
+LATER_FIELDS = {"elaborated": False, "source_pass": "embeddings", "stop": "eos", "cut": "softscope",
+                "protocol": "softscope", "control": False, "control_text": None}
 
 
 @dataclass
@@ -64,9 +75,35 @@ class DescribeConfig:
     batch_size: int = h(64, "layer pairs generated together", ge=1)
     elaborated: bool = h(False, "bias probe: cue-naming target prompts (pool 'elaborated' unless --target-prompt names "
                                 "another) and the words descriptions mention beyond class names and references")
+    source_pass: str = h("embeddings", "source states: embeddings (the prompt as input embeddings, as trained) or "
+                                       "after-block-0 (tokens ' x' x n, block 0's output overwritten: the authors' code)")
+    stop: str = h("eos", "end a description at: eos, none (always max-new-tokens), or paper (the authors' stop token, "
+                         "the first id of encode('$'))")
+    cut: str = h("softscope", "description cut: softscope (first \\n $ . | past 20%) or paper (the authors' rule)")
+    protocol: str = h("softscope", "paper: the authors' procedure (after-block-0, --stop paper, --cut paper, --layers "
+                                   "all, 60 tokens, one target prompt) for every setting left at its default")
+    control: bool = h(False, "positive control: also describe a prompt set to e(true task description)")
+    control_text: str | None = h(None, "the control's description (default: the task's first reference description)")
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.protocol not in PROTOCOLS:
+            raise SoftscopeError(f"--protocol {self.protocol!r}: use {' or '.join(PROTOCOLS)}")
+        if self.protocol == "paper":
+            import dataclasses
+
+            defaults = {f.name: f.default for f in dataclasses.fields(self)}
+            for k, v in PAPER.items():
+                if getattr(self, k) == defaults[k]:
+                    setattr(self, k, v)
+        if self.source_pass not in SOURCE_PASSES:
+            raise SoftscopeError(f"--source-pass {self.source_pass!r}: use {' or '.join(SOURCE_PASSES)}")
+        if self.stop not in STOPS:
+            raise SoftscopeError(f"--stop {self.stop!r}: use {', '.join(STOPS)}")
+        if self.cut not in CUTS:
+            raise SoftscopeError(f"--cut {self.cut!r}: use {' or '.join(CUTS)}")
+        if self.control_text is not None and not self.control_text.strip():
+            raise SoftscopeError("--control-text must not be empty")
         if self.elaborated and self.target_prompt == "plain":
             self.target_prompt = "elaborated"
         if self.target_prompt not in POOLS and MARKER not in self.target_prompt:
@@ -135,11 +172,27 @@ def _scoring_target(prompt: SoftPrompt, cfg: DescribeConfig) -> tuple[str, list[
 
 # ---- one description ---------------------------------------------------------------------------------------
 def cut(text: str) -> str:
-    """InSPEcT's cut: end at the first newline, '$', '.' or '|' that lies past 20% of the text's length."""
+    """softscope's cut: end at the first newline, '$', '.' or '|' that lies past 20% of the text's length."""
     for i, ch in enumerate(text):
         if ch in CUT_CHARS and i > 0.2 * len(text):
             return text[:i].strip()
     return text.strip()
+
+
+def cut_paper(text: str) -> str:
+    """The InSPEcT authors' cut (their scoring script): strip, then end at the first mark at or past 20% of the
+    length, dropping everything up to the last mark before it; with no such mark the whole stripped text."""
+    text = text.strip()
+    start = 0
+    for i, ch in enumerate(text):
+        if ch in CUT_CHARS:
+            if i >= 0.2 * len(text):
+                return text[start:i]
+            start = i + 1
+    return text
+
+
+CUTTERS = {"softscope": cut, "paper": cut_paper}
 
 
 def score_rows(rows: list[dict], classes: list[str], references: list[str]) -> None:
@@ -152,18 +205,20 @@ def score_rows(rows: list[dict], classes: list[str], references: list[str]) -> N
 
 
 def describe_prompt(adapter: ModelAdapter, prompt: torch.Tensor, pairs: list[tuple[int, int]], targets: list,
-                    max_new_tokens: int = 60, batch_size: int = 64) -> list[dict]:
+                    max_new_tokens: int = 60, batch_size: int = 64, source_pass: str = "embeddings",
+                    stop: str = "eos", cut_rule: str = "softscope") -> list[dict]:
     """Generated and cut descriptions of one prompt [n, d] for every (target prompt, layer pair) — unscored."""
     sources = sorted({s for s, _ in pairs})
-    S = source_states(adapter, prompt, sources)  # [L', n, d]
+    S = source_states(adapter, prompt, sources, source_pass)  # [L', n, d]
     at = {l: i for i, l in enumerate(sources)}
     stacked = torch.stack([S[at[s]] for s, _ in pairs])
     rows = []
     for tp in targets:
         texts = patch_generate(adapter, tp.ids, tp.placeholder_positions, stacked, [t for _, t in pairs],
-                               max_new_tokens=max_new_tokens, batch_size=batch_size)
+                               max_new_tokens=max_new_tokens, stop=stop, batch_size=batch_size)
         for (s, t), text in zip(pairs, texts):
-            rows.append({"target_seed": tp.seed, "source_layer": s, "target_layer": t, "text": text, "cut": cut(text)})
+            rows.append({"target_seed": tp.seed, "source_layer": s, "target_layer": t, "text": text,
+                         "cut": CUTTERS[cut_rule](text)})
     return rows
 
 
@@ -267,6 +322,32 @@ def _plots(out: Path, rows: list[dict], summary: dict) -> list[Path]:
     return paths
 
 
+# ---- the positive control ------------------------------------------------------------------------------------
+CONTROL = "control"  # its checkpoint name in descriptions.jsonl
+
+
+def _control(adapter: ModelAdapter, cfg: DescribeConfig, rows: list[dict], out: Path, classes: list[str],
+             refs: list[str]) -> dict:
+    """The same grid and target-prompt seeds on P = e(true task description) (its own length): if this prompt does
+    not get its classes named, no trained prompt can be expected to. Scored against the references other than
+    the control text itself, so its ROUGE and similarity are not a copy's. Appends its rows to `rows`."""
+    text = cfg.control_text or refs[0]
+    _, P = text_embeddings(adapter, text)
+    others = [r for r in refs if r != text] or refs
+    done = [r for r in rows if r["checkpoint"] == CONTROL]
+    if not done:
+        targets = [build_target(adapter, cfg.target_prompt, P.shape[0], cfg.seed + i, cfg.demos)
+                   for i in range(cfg.n_targets)]
+        pairs = layer_pairs(cfg.layers, adapter.n_layers)
+        done = describe_prompt(adapter, P, pairs, targets, cfg.max_new_tokens, cfg.batch_size, cfg.source_pass,
+                               cfg.stop, cfg.cut)
+        score_rows(done, classes, others)
+        done = [{"checkpoint": CONTROL, "step": None, "accuracy": None, **r} for r in done]
+        append_jsonl(out / "descriptions.jsonl", done)
+        rows += done
+    return {"text": text, "tokens": int(P.shape[0]), **summarize_checkpoint(done, cfg.top_k)}
+
+
 # ---- the method --------------------------------------------------------------------------------------------
 def default_out(source: str | Path) -> Path:
     """Where results go by default: RUN_DIR/describe, or <prompt file stem>-describe beside a file."""
@@ -303,9 +384,9 @@ def describe(source: str | Path, cfg: DescribeConfig | None = None, out: str | P
     cfg_dict = asdict(cfg)
     if (out / "config.json").exists():
         old = read_json(out / "config.json")
-        # runs written before --elaborated existed lack the field: read them as elaborated=False
+        # runs written before a field existed lack it: read them with its default
         same_source = Path(str(old.get("source", ""))).resolve() == source.resolve()
-        if {"elaborated": False, **(old.get("config") or {})} != cfg_dict or not same_source:
+        if {**LATER_FIELDS, **(old.get("config") or {})} != cfg_dict or not same_source:
             raise SoftscopeError(f"{out} holds a describe run with other settings: pass another --out or delete it")
     else:
         write_config(out, command, cfg, source=str(source), model=adapter.name, task=task_name, classes=classes,
@@ -316,12 +397,16 @@ def describe(source: str | Path, cfg: DescribeConfig | None = None, out: str | P
     bar = tqdm(todo, desc="describe", disable=not progress, unit="checkpoint")
     for name, p in bar:
         bar.set_postfix(step=p.step)
-        new = describe_prompt(adapter, p.tensor, pairs, targets, cfg.max_new_tokens, cfg.batch_size)
+        new = describe_prompt(adapter, p.tensor, pairs, targets, cfg.max_new_tokens, cfg.batch_size,
+                              cfg.source_pass, cfg.stop, cfg.cut)
         score_rows(new, classes, refs)
         new = [{"checkpoint": name, "step": p.step, "accuracy": p.accuracy, **r} for r in new]
         append_jsonl(out / "descriptions.jsonl", new)  # a finished checkpoint survives an interruption
         rows += new
     bar.close()
+    control = None
+    if cfg.control:
+        control = _control(adapter, cfg, rows, out, classes, refs)
 
     keep = [name for name, _ in items]
     rows = [r for r in rows if r["checkpoint"] in keep]
@@ -338,7 +423,10 @@ def describe(source: str | Path, cfg: DescribeConfig | None = None, out: str | P
                "layers": cfg.layers, "pairs": len(pairs), "target_prompts": len(targets),
                "max_new_tokens": cfg.max_new_tokens, "checkpoints": cks,
                "correlation": correlations(cks) if len(cks) >= 3 else {},
+               "source_pass": cfg.source_pass, "stop": cfg.stop, "cut": cfg.cut, "protocol": cfg.protocol,
                "seconds": time.time() - t0}
+    if control is not None:
+        summary["control"] = control
     write_json(out / "describe_summary.json", summary)
     plots = _plots(out, rows, summary)
     return DescribeResult(out_dir=out, rows=rows, summary=summary, seconds=time.time() - t0, plots=plots)

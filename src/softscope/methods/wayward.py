@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from ..engine.config import TrainConfig, h, subconfig, validate
 from ..engine.errors import SoftscopeError
 from ..engine.metrics import word_f1
-from ..engine.models import ModelAdapter, choose_autocast, token_embeddings
+from ..engine.models import ModelAdapter, choose_autocast, text_embeddings, token_embeddings
 from ..engine.projection import project
 from ..engine.prompts import SoftPrompt
 from ..engine.runs import append_jsonl, read_json, read_jsonl, save_figure, write_config, write_json
@@ -177,10 +177,7 @@ def load_targets(cfg: WaywardConfig, task_name: str) -> list[tuple[str, str]]:
 # ---- the objective and the readings -----------------------------------------------------------------------
 def target_embeddings(adapter: ModelAdapter, text: str) -> tuple[list[int], torch.Tensor]:
     """Token ids of t (no special tokens) and their input embeddings e(t) [n, d] (with any embedding scale)."""
-    ids = adapter.encode(text)
-    if not ids:
-        raise SoftscopeError(f"target {text!r} tokenises to nothing: give a non-empty text")
-    return ids, token_embeddings(adapter).detach().float()[ids].to(adapter.device)
+    return text_embeddings(adapter, text)
 
 
 def distance(P: torch.Tensor, e_t: torch.Tensor) -> torch.Tensor:
