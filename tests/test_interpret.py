@@ -9,7 +9,6 @@ from conftest import needs_default_model, tiny_task
 from softscope.engine.errors import SoftscopeError
 from softscope.methods.interpret import (InterpretConfig, dictionary_share, faithfulness, interpret, interpret_reading,
                                  scrutability)
-from softscope.engine.metrics import start_token
 from softscope.engine.prompts import SoftPrompt
 from softscope.methods.tradeoff import oddness
 
@@ -40,7 +39,7 @@ def test_faithfulness_hand_computed():
 
 def test_perplexity_against_a_direct_computation(tiny_any):
     ids = tiny_any.encode("the movie was great fun")
-    seq = torch.tensor([[start_token(tiny_any)] + ids])
+    seq = torch.tensor([[tiny_any.doc_start_id] + ids])
     with torch.no_grad():
         logits = tiny_any.model(input_ids=seq).logits[0, :-1].float()  # the full model, head and all
     nll = torch.nn.functional.cross_entropy(logits, seq[0, 1:])

@@ -160,6 +160,17 @@ def choose_autocast(request: str, device: torch.device, announce: bool = False) 
     return use, record
 
 
+DOC_SEPARATOR = "<|endoftext|>"
+# pieces of chat-template tokens (turn openers/closers of ChatML, Gemma, Llama-3, Phi, Mistral, Zephyr)
+CHAT_MARKERS = ("im_start", "im_end", "start_of_turn", "end_of_turn", "eot_id", "start_header_id",
+                "end_header_id", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>", "[INST]", "[/INST]")
+
+
+def is_chat_token(token: str | None) -> bool:
+    """Whether a token string is a chat-template marker (never a document start)."""
+    return bool(token) and any(m in token for m in CHAT_MARKERS)
+
+
 @dataclass
 class ModelAdapter:
     """A frozen causal LM with the standard view every method needs.
@@ -230,6 +241,26 @@ class ModelAdapter:
     @property
     def eos_id(self) -> int | None:
         return self.tokenizer.eos_token_id
+
+    @property
+    def doc_start_id(self) -> int:
+        """The token a free-standing text is scored or sampled after: the model's real document start.
+
+        1. the BOS the tokenizer itself puts before text (Llama-2/3, Gemma: `<s>`, `<|begin_of_text|>`, `<bos>`);
+        2. else the pretraining document separator `<|endoftext|>` (GPT-2, Qwen-2, SmolLM2);
+        3. else EOS, when it is not a chat-turn marker.
+        `tokenizer.bos_token_id` is not used as such: for SmolLM2-Instruct it is `<|im_start|>`, a chat-turn opener
+        the tokenizer never adds (docs/inspect.md, "Document start": why, per family). Perplexity, PEZ fluency and RLPrompt use this.
+        """
+        tok = self.tokenizer
+        candidates = [self.bos_ids[0]] if self.bos_ids else []
+        sep = tok.convert_tokens_to_ids(DOC_SEPARATOR) if DOC_SEPARATOR in tok.get_vocab() else None
+        candidates += [sep, tok.eos_token_id]
+        for i in candidates:
+            if i is not None and not is_chat_token(tok.convert_ids_to_tokens(int(i))):
+                return int(i)
+        raise SoftscopeError(f"{self.name}: no document-start token (no BOS added, no {DOC_SEPARATOR}, and EOS "
+                             f"{tok.eos_token!r} is a chat marker): softscope cannot score text after a real start")
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """Input embeddings of token ids, exactly as the model's forward would compute them."""

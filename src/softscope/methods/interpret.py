@@ -5,7 +5,7 @@ nearest-token projection, a PEZ hard prompt, an InSPEcT description, any text) i
 - **faithful** when it behaves like P: fed to the same frozen model in P's place (its token embeddings become
   the prompt tensor, so the same Scorer scores both), it makes the same predictions on held-out inputs. We report
   prediction agreement, the accuracy gap, and the mean KL(p_P ‖ p_D) between the class distributions;
-- **scrutable** when a person can read it. Proxies: perplexity under the LM (after the start token) and the
+- **scrutable** when a person can read it. Proxies: perplexity under the LM (after the document start) and the
   share of its words found in a dictionary (the 50,000 most frequent English words of `wordfreq`).
 A reading is interpretable when it passes both thresholds (defaults: agreement ≥ 0.9, perplexity ≤ 1000,
 dictionary share ≥ 0.7; all configurable).

@@ -10,7 +10,7 @@ lr 0.3, batch 16, the checkpoint with the best *held-out* accuracy is selected (
 train when the task has none: the test set is never used for selection).
 
 Fluency: L = w · NLL_LM(P') + (1 − w) · L_task, where NLL_LM is the mean next-token NLL of the projected
-tokens read as text after the start token. It is differentiable through the straight-through projection on
+tokens read as text after the document start. It is differentiable through the straight-through projection on
 both sides: the projected embeddings are the LM's inputs, and (tied embeddings) the target logit of token t_i
 is h_{i-1} · P'_i, so the gradient also says which token would be likelier. The training loop adds loss terms
 to the task loss, so we minimise L / (1 − w) = L_task + w/(1 − w) · NLL: AdamW is invariant to a constant loss
@@ -28,7 +28,7 @@ import torch
 
 from ..engine.config import TrainConfig, h, subconfig
 from ..engine.errors import SoftscopeError
-from ..engine.metrics import perplexity, start_token
+from ..engine.metrics import perplexity
 from ..engine.models import ModelAdapter, final_hidden, lm_logits, special_ids, token_embeddings
 from ..engine.projection import nearest_ids, project_straight_through
 from ..engine.prompts import SoftPrompt
@@ -77,13 +77,13 @@ def hard_ids(adapter: ModelAdapter, P: torch.Tensor) -> list[int]:
 
 
 def fluency_nll(adapter: ModelAdapter, seen: torch.Tensor, ids: list[int] | torch.Tensor) -> torch.Tensor:
-    """Mean NLL of the tokens `ids` (whose embeddings are `seen` [n, d]) after the start token, differentiable.
+    """Mean NLL of the tokens `ids` (whose embeddings are `seen` [n, d]) after the document start, differentiable.
 
     In the forward pass this equals `metrics.token_nll` of the ids; gradients reach `seen` as LM inputs and,
     with tied embeddings, through each target token's logit.
     """
     ids = torch.as_tensor(ids, device=adapter.device)
-    start = adapter.embed(torch.tensor([start_token(adapter)], device=adapter.device))
+    start = adapter.embed(torch.tensor([adapter.doc_start_id], device=adapter.device))
     x = torch.cat([start.to(seen.dtype), seen.to(adapter.device)], 0)[None]
     hid = final_hidden(adapter, x, torch.ones(1, x.shape[1], dtype=torch.long, device=adapter.device))[0, :-1]
     logits = lm_logits(adapter, hid).float()

@@ -5,12 +5,12 @@ interpretability reward and the "fluent" sampling mode follow Patel et al. 2025,
 Prompts" (METHODS §5).
 
 - Policy: the frozen LM plus a trainable MLP (d → 2048 → d, ReLU, tiny init) between its last hidden state and
-  its head. Its logits are the Q-values. It samples L-token prompts from the start token (top-k 256), or, in
+  its head. Its logits are the Q-values. It samples L-token prompts from the document start (top-k 256), or, in
   fluent mode, only among the frozen LM's own top-k next tokens.
 - Reward on the task LM (the same frozen model, the prompt's token embeddings before the text, scored by the
   shared Scorer): per input, gap = p(correct label) − max p(other label) over the label words; ×200 when
   correct, ×180 when not; averaged over the step's inputs. Interpretability: − λ · NLL_LM(prompt) (mean token
-  NLL after the start token). Per step the rewards of the K prompts are z-scored, then mapped linearly from
+  NLL after the document start). Per step the rewards of the K prompts are z-scored, then mapped linearly from
   [0, 1] to [0, 5] (RLPrompt's classification shaping).
 - Soft Q-learning, on-policy, sparse terminal reward: the mean of the single-step (v2) and multi-step (v3)
   path-consistency losses of the RLPrompt code, with a target network updated by Polyak averaging (0.001).
@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from ..engine.config import SEED, ModelOptions, TaskOptions, h, validate
 from ..engine.errors import SoftscopeError
-from ..engine.metrics import perplexity, start_token
+from ..engine.metrics import perplexity
 from ..engine.models import ModelAdapter, cache_kwarg, last_hidden, lm_logits, returned_cache
 from ..engine.prompts import SoftPrompt
 from ..engine.runs import save_figure, save_tensors, write_config, write_json, write_jsonl
@@ -103,8 +103,8 @@ def shape_rewards(r: torch.Tensor, zscore: bool = True, old=(0.0, 1.0), new=(0.0
 
 @torch.no_grad()
 def prompt_nll(adapter: ModelAdapter, ids: torch.Tensor) -> torch.Tensor:
-    """Mean token NLL [K] of each prompt row of ids [K, L] after the start token (batched metrics.token_nll)."""
-    seq = torch.cat([torch.full((ids.shape[0], 1), start_token(adapter)), ids.cpu()], 1).to(adapter.device)
+    """Mean token NLL [K] of each prompt row of ids [K, L] after the document start (batched metrics.token_nll)."""
+    seq = torch.cat([torch.full((ids.shape[0], 1), adapter.doc_start_id), ids.cpu()], 1).to(adapter.device)
     out = adapter.model.base_model(input_ids=seq, use_cache=False)
     lp = lm_logits(adapter, last_hidden(out)[:, :-1]).float().log_softmax(-1)
     return -lp.gather(2, seq[:, 1:, None])[..., 0].mean(-1).cpu()
@@ -137,13 +137,13 @@ class PromptPolicy(torch.nn.Module):
     @torch.no_grad()
     def rollout(self, K: int, L: int, gen: torch.Generator | None, top_k: int = 256, fluent_top_k: int | None = None,
                 greedy: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sample K prompts of L tokens from the start token. Returns (ids [K, L], LM states [K, L, d]).
+        """Sample K prompts of L tokens from the document start. Returns (ids [K, L], LM states [K, L, d]).
 
         The LM is frozen, so its states depend on the sampled tokens only: training recomputes Q from them."""
         a = self.adapter
         base = a.model.base_model
         kw = cache_kwarg(base)
-        seq = torch.full((K, 1), start_token(a), device=a.device)
+        seq = torch.full((K, 1), a.doc_start_id, device=a.device)
         out = base(input_ids=seq, use_cache=True)
         states, ids = [], []
         for t in range(L):
