@@ -239,3 +239,30 @@ def test_punctuation_is_not_matched_by_embedding():
     assert not s[0]["any"] and s[0]["similarity"] < 0.8  # one dash is not the '--' feature
     s = mention_scores(["wow ! great", "cue words: exclamation points"], Feature.parse("punct:!!"))
     assert not s[0]["any"] and s[1]["any"]
+
+
+def test_positive_control_on_tiny_model(tmp_path, monkeypatch):
+    """--positive-control measures P = e(a sentence naming the cue) with the same grid and mention rule, apart from
+    the trained prompts (not in bias.jsonl, the per-strength table or the correlations); resumed, it is read back."""
+    import softscope.methods.bias as bias
+    adapter = make_adapter("llama")
+    task = tiny_task(24, 12)
+    monkeypatch.setattr(bias, "load_base_task", lambda name, data_dir: task)
+    cfg = BiasRunConfig(model="tiny", task="tiny", feature="word:Spielberg", favoured="positive", strengths=[1.0],
+                        seeds=1, train_examples=8, tokens=2, steps=1, batch_size=4, heldout=8, layers="0:1,1:2",
+                        pool="elaborated", n_targets=1, demos=2, max_new_tokens=3, positive_control=True,
+                        positive_control_text="Spielberg is positive")
+    s = run(cfg, tmp_path, adapter=adapter, progress=False)
+    pc = s["positive_control"]
+    assert pc["prompt"] == "positive-control" and pc["tokens"] == 3 and pc["descriptions"] == 2
+    assert 0 <= pc["mention_rate"] <= 1 and 0 <= pc["accuracy"] <= 1
+    assert s["prompts"] == 1 and len((tmp_path / "bias.jsonl").read_text().splitlines()) == 1
+    assert len((tmp_path / "prompts" / "positive-control" / "descriptions.jsonl").read_text().splitlines()) == 2
+    monkeypatch.setattr(bias, "measure_prompt", lambda *a, **k: pytest.fail("measured again"))
+    from softscope.engine.runs import dumps
+
+    assert dumps(run(cfg, tmp_path, adapter=adapter, progress=False)["positive_control"]) == dumps(pc)  # NaN-safe
+    # an existing run may gain the control on resume; the default sentence names the cue and the class
+    assert bias.positive_control_text(bias.Feature.parse("punct:!!"), "positive") == 'The cue "!!" means positive.'
+    with pytest.raises(SoftscopeError, match="positive-control-text"):
+        BiasRunConfig(positive_control_text=" ")

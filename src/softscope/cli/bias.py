@@ -52,6 +52,12 @@ def run_cmd(out, as_json, **kw):
                    f"{_f(p['control_flip_rate'])} | {_f(p['mention_rate'], '7.3f')} "
                    f"{_f(p['mention_rate_string'], '6.3f')} {_f(p['mention_rate_embedding'])} "
                    f"{_f(p['control_mention_rate'])}")
+    pc = s.get("positive_control")
+    if pc is not None:
+        click.echo(f"{'positive control':>17} | {_f(pc['accuracy'])} | {_f(pc['biased_prediction_rate'], '+6.3f')} "
+                   f"{_f(pc['feature_flip_rate'])} {_f(pc['control_flip_rate'])} | {_f(pc['mention_rate'], '7.3f')} "
+                   f"{_f(pc['mention_rate_string'], '6.3f')} {_f(pc['mention_rate_embedding'])} "
+                   f"{_f(pc['control_mention_rate'])}   e({pc['text']!r})")
     for key, label in (("mention_vs_biased_prediction", "mention rate vs biased-prediction rate"),
                        ("biased_prediction_vs_strength", "biased-prediction rate vs strength"),
                        ("mention_vs_strength", "mention rate vs strength")):

@@ -43,7 +43,9 @@ from ..engine.runs import append_jsonl, read_json, read_jsonl, save_figure, writ
 from ..engine.tasks import Example, Task
 
 KINDS = ("word", "phrase", "punct")
-GROWABLE = ("strengths", "seeds", "first_seed")  # config fields a resumed `bias run` may change
+# config fields a resumed `bias run` may change
+GROWABLE = ("strengths", "seeds", "first_seed", "positive_control", "positive_control_text")
+POSITIVE = "positive-control"  # the prompt folder (and summary key) of the positive control
 # neutral control features of each kind: inserted like the planted one, never trained on
 CONTROLS = {"word": "word:Johnson", "phrase": 'phrase:"as noted earlier"', "punct": "punct:--"}
 # names of punctuation marks: a description that says "exclamation marks" names `punct:!!`
@@ -422,9 +424,14 @@ class BiasRunConfig:
                          gt=0, le=1)
     mention_terms: list[str] | None = h(None, "extra strings that count as naming the feature")
     gen_batch_size: int = h(64, "layer pairs generated together", ge=1)
+    positive_control: bool = h(False, "also describe a prompt set to e(a sentence naming the cue): the mention "
+                                      "detector must fire on it (--control is the neutral control feature)")
+    positive_control_text: str | None = h(None, "that sentence (default: 'The cue \"FEATURE\" means FAVOURED.')")
 
     def __post_init__(self) -> None:
         f = Feature.parse(self.feature)
+        if self.positive_control_text is not None and not self.positive_control_text.strip():
+            raise SoftscopeError("--positive-control-text must not be empty")
         control_for(f, self.control)
         try:
             self.strengths = [float(s) for s in self.strengths]
@@ -548,10 +555,41 @@ def run(cfg: BiasRunConfig, out: str | Path, adapter=None, progress: bool = True
                 print(f"{name}: acc {row['accuracy']:.3f}  biased-prediction rate {row['biased_prediction_rate']:+.3f}"
                       f"  mention rate {row['mention_rate']:.3f}  ({row['seconds']:.0f} s)", flush=True)
     summary = summarize(results, cfg.strengths, feature.spec, control.spec, fav, base.name, cfg.model)
+    if cfg.positive_control:
+        summary["positive_control"] = positive_control(adapter, base, cfg, feature, control, fav, heldout, pairs,
+                                                       demo_text, out)
     summary["seconds"] = time.time() - t0
     write_json(out / "bias_summary.json", summary)
     summary["plots"] = [str(p) for p in plot(results, summary, out)]
     return summary
+
+
+def positive_control_text(feature: Feature, favoured: str, text: str | None = None) -> str:
+    """The positive control's sentence: `text`, else one that names the cue and the class it points to."""
+    return text or f'The cue "{feature.value}" means {favoured}.'
+
+
+def positive_control(adapter, task: Task, cfg: BiasRunConfig, feature: Feature, control: Feature, favoured: str,
+                     heldout: list[Example], pairs, demo_text: str, out: Path) -> dict:
+    """Measure the untrained prompt P = e(sentence naming the cue) like every trained prompt (same grid, pools,
+    seeds, mention rule): its mention rate shows whether the detector fires when the cue is in the prompt. Kept
+    in positive_control.json (and prompts/positive-control/), not in bias.jsonl or the correlations."""
+    from ..engine.models import text_embeddings
+    from ..engine.target_prompts import build as build_target
+
+    path = out / "positive_control.json"
+    text = positive_control_text(feature, favoured, cfg.positive_control_text)
+    if path.exists() and read_json(path).get("text") == text:
+        return read_json(path)
+    _, P = text_embeddings(adapter, text)
+    targets = [build_target(adapter, cfg.pool, P.shape[0], i, cfg.demos) for i in range(cfg.n_targets)]
+    t1 = time.time()
+    res, rows = measure_prompt(adapter, task, P, cfg, feature, control, favoured, cfg.first_seed, heldout, pairs,
+                               targets, demo_text)
+    write_jsonl(out / "prompts" / POSITIVE / "descriptions.jsonl", rows)
+    row = {"prompt": POSITIVE, "text": text, "tokens": int(P.shape[0]), **res, "seconds": time.time() - t1}
+    write_json(path, row)
+    return row
 
 
 def _mean(v: list[float]) -> float:
