@@ -172,12 +172,11 @@ def test_fluency_weight_changes_reward_and_update(tiny):
 
 
 def test_rollout_states_are_the_lm_states_of_the_sampled_prefix(tiny):
-    from softscope.engine.metrics import start_token
     from softscope.engine.models import last_hidden
 
     pol = PromptPolicy(tiny, hidden=16)
     ids, states = pol.rollout(3, 4, torch.Generator().manual_seed(2), top_k=7)
-    seq = torch.cat([torch.full((3, 1), start_token(tiny)), ids], 1)
+    seq = torch.cat([torch.full((3, 1), tiny.doc_start_id), ids], 1)
     want = last_hidden(tiny.model.base_model(input_ids=seq[:, :-1], use_cache=False))
     assert torch.allclose(states, want, atol=1e-5)
 
