@@ -230,13 +230,20 @@ def test_report_refuses_a_config_that_is_not_an_object(tmp_path, capsys):
                     "or move it out of the folder")
 
 
-def test_report_drops_a_torn_last_line(tmp_path, capsys):
-    (tmp_path / "config.json").write_text(json.dumps({"command": "train", "config": {"seed": 0}}))
-    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "event": "train", "loss": 0.5}\n{"step": 2, "ev')
+@pytest.mark.parametrize("name, files", [
+    ("metrics.jsonl", {"config.json": json.dumps({"command": "train", "config": {"seed": 0}}),
+                       "metrics.jsonl": '{"step": 1, "event": "train", "loss": 0.5}\n{"step": 2, "ev'}),
+    ("descriptions.jsonl", {"describe_summary.json": json.dumps({"task": "t", "classes": ["a", "b"],
+                                                                 "checkpoints": [], "correlation": {}}),
+                            "descriptions.jsonl": '{"step": 0, "similarity": 0.5, "text": "x"}\n{"step": 0, "sim'}),
+])
+def test_report_drops_a_torn_last_line(tmp_path, capsys, name, files):
+    for f, text in files.items():
+        (tmp_path / f).write_text(text)
     before = snapshot(tmp_path)
     main(["report", str(tmp_path)])
     err = capsys.readouterr().err
-    assert err == f"warning: {tmp_path / 'metrics.jsonl'} line 2 is cut short (an interrupted write?): ignored\n"
+    assert err == f"warning: {tmp_path / name} line 2 is cut short (an interrupted write?): ignored\n"
     after = snapshot(tmp_path)
     assert {k: v for k, v in after.items() if not k.endswith("report.html")} == before
 

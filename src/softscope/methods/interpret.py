@@ -54,8 +54,10 @@ class InterpretConfig(ModelOptions, TaskOptions):
             parse_ids(arg)  # syntax and sign now; the vocabulary bound once the model is loaded
 
 
-def parse_ids(arg: str, vocab_size: int | None = None) -> list[int]:
-    """Token ids of `--reading ids:1,2,3`: non-negative integers, below vocab_size when it is known."""
+def parse_ids(arg, vocab_size: int | None = None) -> list[int]:
+    """Token ids of `--reading ids:1,2,3` (or a list of ids): non-negative integers, below vocab_size when known."""
+    if not isinstance(arg, str):
+        arg = ",".join(str(int(i)) for i in arg)
     try:
         ids = [int(x) for x in arg.replace(" ", "").split(",") if x]
     except ValueError:
@@ -118,7 +120,7 @@ def faithfulness(lp_prompt: torch.Tensor, lp_reading: torch.Tensor, gold: torch.
 def reading_ids(adapter: ModelAdapter, soft_prompt: SoftPrompt, reading) -> tuple[list[int], str]:
     """Token ids of a reading: ids, text, 'projection[:metric]', 'pez:RUN_DIR' / 'pez' (a PEZ run's hard prompt)."""
     if isinstance(reading, (list, tuple)) or torch.is_tensor(reading):
-        return parse_ids(",".join(str(int(i)) for i in reading), adapter.vocab_size), "ids"
+        return parse_ids(reading, adapter.vocab_size), "ids"
     kind, _, arg = str(reading).partition(":")
     if kind == "text":
         ids = adapter.encode(arg)
