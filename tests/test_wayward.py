@@ -215,7 +215,7 @@ def test_cli_wayward_and_compare(tiny, tmp_path, monkeypatch, capsys):
             "--test-examples", "6", "--out", str(tmp_path / "w"), "--device", "cpu"]
     cli.main(args + ["--target", "a bad film", "--max-targets", "1"])
     out = capsys.readouterr().out
-    assert "F1 ≥ 0.9 reached" in out and "text/000" in out
+    assert "F1 over 0.9 reached" in out and "text/000" in out
     assert len(read_jsonl(tmp_path / "w" / "wayward.jsonl")) == 2
     cli.main(["wayward", "--out", str(tmp_path / "w"), "--resume", "--max-targets", "2"])  # grow the killed sweep
     assert len(read_jsonl(tmp_path / "w" / "wayward.jsonl")) == 4

@@ -23,7 +23,8 @@ def wayward_cmd(out, resume, as_json, **kw):
     \b
     For every target t: prompts of len(tokens(t)) virtual tokens on CE + γ·Σ‖p_i − e(t_i)‖²/n, one per γ,
     projected by Euclidean nearest neighbour; records accuracy, prompt-F1 vs t and the distance.
-      softscope wayward --task sst2 --protocol quick --out runs/wayward-sst2
+      softscope wayward --task sst2 --protocol cpu --out runs/wayward-cpu-sst2     # early-stopped, with intervals
+      softscope wayward --task sst2 --protocol paper --out runs/wayward-paper-sst2 # the authors' settings (GPU)
       softscope wayward --task sst2 --target "Answer the question." --gamma 0,1e-3,1e-2 --steps 50 --out runs/w
     """
     from ..engine.runs import read_json
@@ -41,22 +42,34 @@ def wayward_cmd(out, resume, as_json, **kw):
     s = run_wayward(cfg, out, resume=resume, adapter=adapter)
     if as_json:
         return echo_json(s)
+    stop = f"≤ {s['steps']} steps, early-stopped on {s['dev_examples']} dev examples" if cfg.patience else \
+        f"{s['steps']} steps"
+    seeds = f" · seeds {','.join(map(str, s['train_seeds']))} averaged" if len(s["train_seeds"]) > 1 else ""
     click.echo(f"\n{s['model']} · {s['task']} · {s['targets']} targets · γ {', '.join(f'{g:g}' for g in cfg.gamma)}"
-               f" · {s['steps']} steps · accuracy on {s['test_examples']} test examples")
+               f" · {stop}{seeds} · accuracy on {s['test_examples']} test examples · selection {s['selection']}")
     click.echo(f"{'γ':>8} {'accuracy':>9} {'F1':>6} {'F1≥thr':>7} {'distance':>9}")
     for g, b in s["by_gamma"].items():
         click.echo(f"{g:>8} {b['mean_accuracy']:>9.3f} {b['mean_f1']:>6.2f} {100 * b['share_f1_at_threshold']:>6.0f}%"
                    f" {b['mean_distance']:>9.3f}")
-    click.echo(f"\n{'target':<44} {'n':>3} {'acc γ=0':>8} {'best γ':>7} {'F1':>5} {'acc':>6} {'drop':>6}")
+    click.echo(f"\n{'target':<40} {'n':>3} {'e(t)':>6} {'acc γ=0':>8} {'best γ':>7} {'F1':>5} {'acc':>6} {'drop':>6}"
+               f"  {'95% CI':<17} within")
     for t in s["per_target"]:
         best = (f"{t['best_gamma']:>7g} {t['best_f1']:>5.2f} {t['best_accuracy']:>6.3f} {t['drop']:>+6.3f}"
                 if t["drop"] is not None else f"{'–':>7} {t['max_f1']:>5.2f} {'–':>6} {'–':>6}")
-        click.echo(f"{t['target'][:44]:<44} {t['n_tokens']:>3} {t['acc_gamma0']:>8.3f} {best}")
+        ci = f"[{t['drop_ci95'][0]:+.3f}, {t['drop_ci95'][1]:+.3f}]" if t["drop_ci95"] else "–"
+        start = "–" if t["acc_start"] is None else f"{t['acc_start']:.3f}"
+        click.echo(f"{t['target'][:40]:<40} {t['n_tokens']:>3} {start:>6} {t['acc_gamma0']:>8.3f} {best}  {ci:<17} "
+                   + ("yes" if t["within"] else "no") + ("" if t["reached"] else " (F1 not reached)")
+                   + ("" if t["baseline_ok"] else " (γ = 0 below baseline)"))
     pct = (lambda x: "–" if x is None else f"{100 * x:.0f}%")
-    click.echo(f"\nF1 ≥ {s['f1_threshold']:g} reached for {pct(s['share_reached'])} of targets; within "
-               f"{100 * s['within']:g} points of γ = 0: {pct(s['share_within'])}; mean drop "
-               + ("–" if s["mean_drop"] is None else f"{s['mean_drop']:+.3f}")
-               + f"; compute {s['compute_seconds']:.0f} s")
+    ref = "the best accuracy" if s["selection"] == "paper" else "γ = 0"
+    click.echo(f"\nF1 over {s['f1_threshold']:g} reached for {pct(s['share_reached'])} of targets; within "
+               f"{100 * s['within']:g} points of {ref}: {pct(s['share_within'])}"
+               + (" (whole 95% interval)" if any(t["within_basis"] == "ci95" for t in s["per_target"]) else "")
+               + "; mean drop " + ("–" if s["mean_drop"] is None else f"{s['mean_drop']:+.3f}")
+               + f"; significant drops: {s['significant_drops']}; compute {s['compute_seconds']:.0f} s")
+    if s["below_baseline"]:
+        click.echo(f"γ = 0 below --baseline-min {s['baseline_min']:g} (not counted): {', '.join(s['below_baseline'])}")
     click.echo(f"run directory: {out}")
 
 

@@ -188,7 +188,13 @@ class Scorer:
             out[idx] = self.class_logprobs(prompt, [rows[i] for i in idx]).cpu()
         return out
 
-    def accuracy(self, prompt: torch.Tensor, examples, batch_size: int = 32, progress: bool | str = False) -> float:
+    def correct(self, prompt: torch.Tensor, examples, batch_size: int = 32, progress: bool | str = False
+                ) -> torch.Tensor:
+        """Per-example 0/1 correctness [N] (bool), in the examples' order: what paired tests between prompts need."""
         lp = self.predict(prompt, examples, batch_size, progress)
-        gold = torch.tensor([r.label for r in self.rows(examples)])
-        return float((lp.argmax(-1) == gold).float().mean()) if len(examples) else float("nan")
+        return lp.argmax(-1) == torch.tensor([r.label for r in self.rows(examples)], dtype=torch.long)
+
+    def accuracy(self, prompt: torch.Tensor, examples, batch_size: int = 32, progress: bool | str = False) -> float:
+        if not len(examples):
+            return float("nan")
+        return float(self.correct(prompt, examples, batch_size, progress).float().mean())

@@ -280,12 +280,15 @@ def evaluate(prompt: SoftPrompt, cfg, adapter: ModelAdapter | None = None, task=
 
 
 def train_many(cfg: TrainConfig, inits: torch.Tensor, *, adapter: ModelAdapter | None = None, task=None,
-               loss_terms: list[LossTerm] = (), progress: bool = True) -> tuple[torch.Tensor, list[dict]]:
+               loss_terms: list[LossTerm] = (), progress: bool = True,
+               on_step: Callable[[int, torch.Tensor], bool] | None = None) -> tuple[torch.Tensor, list[dict]]:
     """Train K equal-length prompts [K, n, d] in one batched pass per step; no checkpoints or run dir.
 
     Every prompt sees the same batch stream, schedule and AdamW settings as `train`, with the gradient clipped
     per prompt, so prompt k ends where a separate `train(cfg, init=inits[k])` would (up to float rounding).
-    Loss terms map [K, n, d] to [K] (one value per prompt) or to a scalar. Returns (prompts, per-step metrics).
+    Loss terms map [K, n, d] to [K] (one value per prompt) or to a scalar. `on_step(step, prompts)` is called
+    before the first step (step 0) and after every step; returning True ends training there (early stopping).
+    Returns (prompts, per-step metrics).
     """
     adapter = adapter or load_model_for(cfg)
     task = task or load_task_for(cfg)
@@ -300,6 +303,8 @@ def train_many(cfg: TrainConfig, inits: torch.Tensor, *, adapter: ModelAdapter |
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
     stream = BatchStream(scorer, task.train, cfg.batch_size, cfg.seed, cfg.bucket)
     metrics: list[dict] = []
+    if on_step is not None and on_step(0, P.detach()):
+        return P.detach().float().cpu(), metrics
     for step in tqdm(range(cfg.steps), desc=f"train {K} prompts", disable=not progress):
         rows = scorer.rows([task.train[i] for i in stream(step)])
         B = len(rows)
@@ -322,4 +327,6 @@ def train_many(cfg: TrainConfig, inits: torch.Tensor, *, adapter: ModelAdapter |
         opt.step()
         sched.step()
         metrics.append(logged)
+        if on_step is not None and on_step(step + 1, P.detach()):
+            break
     return P.detach().float().cpu(), metrics
