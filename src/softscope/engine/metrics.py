@@ -13,6 +13,7 @@ import string
 import torch
 
 from .models import ModelAdapter, last_hidden, lm_logits
+from .stats import correlation  # noqa: F401  (one copy in stats; callers import it from here too)
 
 
 # ---- SQuAD-style word F1 (waywardness prompt-F1) ----------------------------------------------------------
@@ -54,26 +55,6 @@ def perplexity(adapter: ModelAdapter, text_or_ids: str | list[int]) -> float:
     ids = adapter.encode(text_or_ids) if isinstance(text_or_ids, str) else list(text_or_ids)
     nll = token_nll(adapter, ids)
     return math.exp(sum(nll) / len(nll)) if nll else float("nan")
-
-
-# ---- correlations -------------------------------------------------------------------------------------------
-def correlation(x: list[float], y: list[float]) -> dict:
-    """Spearman and Pearson with p-values; NaN where undefined (constant input or < 3 points)."""
-    from scipy import stats
-
-    pairs = [(a, b) for a, b in zip(x, y) if a is not None and b is not None and not (math.isnan(a) or math.isnan(b))]
-    out = {"n": len(pairs), "spearman": float("nan"), "spearman_p": float("nan"), "pearson": float("nan"),
-           "pearson_p": float("nan")}
-    if len(pairs) < 3:
-        return out
-    a, b = zip(*pairs)
-    if len(set(a)) < 2 or len(set(b)) < 2:
-        return out
-    s = stats.spearmanr(a, b)
-    p = stats.pearsonr(a, b)
-    out.update(spearman=float(s.statistic), spearman_p=float(s.pvalue), pearson=float(p.statistic),
-               pearson_p=float(p.pvalue))
-    return out
 
 
 # ---- description scores (InSPEcT, bias probe) -------------------------------------------------------------
