@@ -49,7 +49,7 @@ def pooled_rows(name: str) -> list[dict]:
 def report(names) -> None:
     """Print a markdown table per setting (whatever prompts have finished) and the pooled correlation."""
     from softscope.methods.bias import BiasRunConfig, summarize
-    from softscope.engine.metrics import correlation
+    from softscope.engine.stats import correlation
 
     pooled = []
     for name in names:

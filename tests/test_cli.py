@@ -5,6 +5,7 @@ import json
 import pytest
 
 from softscope.cli import main
+from softscope.engine.stats import wilson_interval
 
 
 def run(args, capsys):
@@ -34,7 +35,14 @@ def test_train_eval_project_export(tiny_model_dir, tiny_task_file, tmp_path, cap
     code, out, err = run(["eval", str(run_dir / "prompt.safetensors"), "--task", str(tiny_task_file), "--json",
                           "--out", str(tmp_path / "ev"), *common], capsys)
     assert code == 0, err
-    assert 0.0 <= json.loads(out)["accuracy"] <= 1.0
+    ev = json.loads(out)
+    assert ev["ci95"] == pytest.approx(list(wilson_interval(round(ev["accuracy"] * 12), 12)))
+    assert ev["interval"] == "wilson"
+    summary = json.loads((run_dir / "train_summary.json").read_text())
+    n = summary["final_eval_examples"]
+    assert summary["final_ci95"] == pytest.approx(list(wilson_interval(round(summary["final_accuracy"] * n), n)))
+    assert all(c["ci95"] == pytest.approx(list(wilson_interval(round(c["accuracy"] * c["examples"]), c["examples"])))
+               for c in summary["checkpoints"])
     assert len((tmp_path / "ev" / "eval.jsonl").read_text().splitlines()) == 12
     code, out, err = run(["project", str(run_dir), "--metric", "cos", "--top-k", "2", "--json", *common], capsys)
     assert code == 0, err

@@ -94,7 +94,9 @@ def test_describe_run_dir_end_to_end(tiny, tmp_path, monkeypatch):
     assert {"text", "cut", "class_rate", "rouge1", "rouge2", "rougeL", "similarity"} <= set(rows[0])
     s = json.loads((out / "describe_summary.json").read_text())
     assert [c["step"] for c in s["checkpoints"]] == [0, 2, 4]
-    assert set(s["correlation"]["class_rate_mean"]) >= {"spearman", "spearman_p"}
+    assert set(s["correlation"]["class_rate_mean"]) >= {"spearman", "spearman_p", "spearman_ci95"}
+    assert s["primary_score"] == "similarity_topk" and "similarity_topk" not in s["secondary_scores"]
+    assert all(c["accuracy_examples"] and len(c["accuracy_ci95"]) == 2 for c in s["checkpoints"])
     assert (out / "heatmap_class_rate.png").stat().st_size > 1000
     assert (out / "accuracy_vs_score.png").exists()
     assert json.loads((out / "config.json").read_text())["config"]["layers"] == "band:1-2"

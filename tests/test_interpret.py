@@ -10,6 +10,7 @@ from softscope.engine.errors import SoftscopeError
 from softscope.methods.interpret import (InterpretConfig, dictionary_share, faithfulness, interpret, interpret_reading,
                                  scrutability)
 from softscope.engine.prompts import SoftPrompt
+from softscope.engine.stats import wilson_interval
 from softscope.methods.tradeoff import oddness
 
 
@@ -35,6 +36,10 @@ def test_faithfulness_hand_computed():
     assert f["prompt_accuracy"] == pytest.approx(2 / 3) and f["reading_accuracy"] == pytest.approx(1 / 3)
     kl_row = 0.2 * math.log(0.2 / 0.6) + 0.8 * math.log(0.8 / 0.4)
     assert f["kl"] == pytest.approx(kl_row / 3, abs=1e-6)
+    # prompt right on examples 0, 1; reading right on 0 only: one discordant pair, exact McNemar p = 1
+    assert (f["paired"]["a_only"], f["paired"]["b_only"], f["paired"]["p"]) == (1, 0, 1.0)
+    assert f["paired"]["test"].startswith("McNemar")
+    assert f["agreement_ci95"] == pytest.approx(list(wilson_interval(2, 3)))
 
 
 def test_perplexity_against_a_direct_computation(tiny_any):

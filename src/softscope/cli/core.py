@@ -92,6 +92,7 @@ def eval_cmd(prompt_path, out, allow_other_task, as_json, **kw):
     """Evaluate a saved prompt (file, run dir or PEFT adapter dir) on a task's test set."""
     from ..engine.config import ModelOptions, TaskOptions
     from ..engine.runs import write_config, write_json, write_jsonl
+    from ..engine.stats import fmt_ci
     from ..engine.training import evaluate, load_task_for
 
     kw["model"] = kw.get("model") if kw.get("model") != ModelOptions.model else None
@@ -100,7 +101,8 @@ def eval_cmd(prompt_path, out, allow_other_task, as_json, **kw):
     task = load_task_for(topts)
     res = evaluate(prompt, topts, adapter=adapter, task=task, allow_other_task=allow_other_task)
     summary = {"prompt": str(prompt_path), "task": task.name, "model": adapter.name, "accuracy": res["accuracy"],
-               "examples": res["examples"], "per_class_recall": res["per_class_recall"]}
+               "examples": res["examples"], "ci95": res["ci95"], "interval": "wilson",
+               "per_class_recall": res["per_class_recall"]}
     if out:
         write_config(out, "eval", topts, prompt=str(prompt_path), model=adapter.name)
         write_jsonl(Path(out) / "eval.jsonl", [
@@ -109,7 +111,8 @@ def eval_cmd(prompt_path, out, allow_other_task, as_json, **kw):
         write_json(Path(out) / "eval_summary.json", summary)
     if as_json:
         return echo_json(summary)
-    click.echo(f"{task.name}: accuracy {res['accuracy']:.4f} on {res['examples']} test examples")
+    click.echo(f"{task.name}: accuracy {fmt_ci(res['accuracy'], res['ci95'], 4)} on {res['examples']} test examples"
+               " (95% Wilson interval)")
     for c, r in res["per_class_recall"].items():
         click.echo(f"  recall {c:<14} {r:.3f}" if r is not None else f"  recall {c:<14} n/a")
 

@@ -1,7 +1,7 @@
-"""`make demo`: the offline tour on the default model — train an SST-2 prompt with checkpoints, evaluate it,
-show its nearest-token projection, then (when those modules are present) describe, explain and report it.
+"""`make demo`: the offline tour on the default model — train an SST-2 prompt (96 steps, 8 checkpoints), evaluate
+it on the full test set, show its nearest-token projection, describe every other checkpoint, explain and report it.
 
-    python -m softscope.cli.demo --out runs/demo [--steps 120]
+    python -m softscope.cli.demo --out runs/demo [--steps 96] [--fresh]
 """
 
 from __future__ import annotations
@@ -20,12 +20,17 @@ from ..engine.errors import SoftscopeError
 def show_training(res, adapter, final_eval: str) -> None:
     """The accuracy-per-checkpoint table and the final prompt's projection (shared with `softscope train`)."""
     from ..engine.projection import project
+    from ..engine.stats import fmt_ci, interval_of
 
-    click.echo(f"\n{'step':>6}  {'accuracy':>8}")
+    click.echo(f"\n{'step':>6}  accuracy [95% interval] on n examples")
     for c in res.checkpoints:
-        click.echo(f"{c['step']:>6}  {c['accuracy']:>8.3f}")
+        n = c.get("examples")
+        click.echo(f"{c['step']:>6}  {fmt_ci(c['accuracy'], c.get('ci95'))}" + (f"  n={n}" if n else ""))
     if res.final_accuracy is not None:
-        click.echo(f"final test accuracy ({final_eval}): {res.final_accuracy:.4f}")
+        n = res.final_examples
+        ci = interval_of(res.final_accuracy, n) if n else None
+        click.echo(f"final test accuracy ({final_eval}): {fmt_ci(res.final_accuracy, ci, 4)}"
+                   + (f", n={n}" if n else ""))
     proj = project(adapter, res.prompt.tensor, "l2", top_k=3)
     click.echo(f"nearest tokens (l2): {proj.text!r}")
     for i, top in enumerate(proj.top):
@@ -73,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
 
             s = read_json(out / "train_summary.json")
             res = TrainResult(run_dir=out, prompt=SoftPrompt.load(out / "prompt.safetensors"),
-                              checkpoints=s["checkpoints"], final_accuracy=s["final_accuracy"])
+                              checkpoints=s["checkpoints"], final_accuracy=s["final_accuracy"],
+                              final_examples=s.get("final_eval_examples"))
         else:
             res = train(cfg, out, adapter=adapter)
         show_training(res, adapter, cfg.final_eval)

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from .options import build, config_options, echo_json
-from ..methods.describe import DescribeConfig, describe, score_of
+from ..methods.describe import PRIMARY_SCORE, DescribeConfig, describe, score_of
 from ..engine.errors import SoftscopeError
 
 
@@ -82,11 +82,21 @@ def show_summary(res) -> None:
                    f"{_f(score_of(c, 'best.rouge1'))} | {b['source_layer']}→{b['target_layer']}: {b['cut'][:70]!r}")
         click.echo(f"  positive control = e({c['text']!r}), {c['tokens']} tokens")
     if s["correlation"]:
-        click.echo("Spearman ρ of checkpoint accuracy with:")
+        primary = s.get("primary_score", PRIMARY_SCORE)
+
+        def rho(key):
+            c = s["correlation"][key]
+            ci = c.get("spearman_ci95")
+            return (f"  {key:<18} ρ = {_f(c['spearman'])}" + (f" [{_f(ci[0])}, {_f(ci[1])}]" if ci else "")
+                    + f"  (p = {_f(c['spearman_p'])}, n = {c['n']})")
+        click.echo("Spearman ρ of checkpoint accuracy with the primary score (fixed in advance; 95% bootstrap"
+                   " interval):")
+        click.echo(rho(primary))
+        click.echo("secondary scores (exploratory: several were tried, so a small p here is not evidence):")
         for key in ("best.class_rate", "class_rate_mean", "naming_share", "best.similarity", "similarity_topk",
                     "best.rouge1"):
-            c = s["correlation"][key]
-            click.echo(f"  {key:<18} ρ = {_f(c['spearman'])}  (p = {_f(c['spearman_p'])}, n = {c['n']})")
+            if key != primary:
+                click.echo(rho(key))
     words = s["checkpoints"][-1].get("unexpected_words")
     if words is not None:  # --elaborated
         click.echo(f"words the descriptions of step {s['checkpoints'][-1]['step']} mention beyond class names, references"

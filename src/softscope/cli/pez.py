@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from .options import build, config_options, echo_json
+from ..engine.stats import fmt_ci, fmt_paired
 from ..methods.interpret import InterpretConfig
 from ..methods.pez import PezConfig
 from ..methods.rlprompt import RLPromptConfig
@@ -18,9 +19,10 @@ def _fmt(x, spec=".3f") -> str:
 
 
 def _table(rows: list[dict]) -> None:
-    click.echo(f"{'weight':>7}  {'test acc':>8}  {'perplexity':>10}  {'step':>5}  prompt")
+    click.echo(f"{'weight':>7}  {'test acc [95% interval]':>23}  {'perplexity':>10}  {'step':>5}  prompt")
     for r in rows:
-        click.echo(f"{r['fluency_weight']:>7g}  {_fmt(r['test_accuracy']):>8}  {r['perplexity']:>10.1f}  "
+        acc = "-" if r["test_accuracy"] is None else fmt_ci(r["test_accuracy"], r.get("test_ci95"))
+        click.echo(f"{r['fluency_weight']:>7g}  {acc:>23}  {r['perplexity']:>10.1f}  "
                    f"{r['selected_step']:>5}  {r['text']!r}")
 
 
@@ -70,10 +72,11 @@ def interpret_cmd(prompt_path, out, as_json, **kw):
     click.echo(f"reading ({rep['reading']}): {rep['text']!r}  [{rep['tokens']} tokens"
                + ("" if rep["text_roundtrip"] else "; the text re-tokenises differently: scored by its ids") + "]")
     click.echo(f"faithfulness on {f['examples']} {rep['task']} test examples:")
-    click.echo(f"  agreement with the soft prompt {f['agreement']:.3f}   (faithful if >= {t['min_agreement']:g}: "
-               f"{'yes' if rep['faithful'] else 'no'})")
-    click.echo(f"  accuracy soft {f['prompt_accuracy']:.3f} / reading {f['reading_accuracy']:.3f}   gap "
-               f"{f['accuracy_gap']:+.3f}   KL(soft || reading) {f['kl']:.3f}")
+    click.echo(f"  agreement with the soft prompt {fmt_ci(f['agreement'], f['agreement_ci95'])}   (faithful if >= "
+               f"{t['min_agreement']:g}: {'yes' if rep['faithful'] else 'no'})")
+    click.echo(f"  accuracy soft {fmt_ci(f['prompt_accuracy'], f['prompt_accuracy_ci95'])} / reading "
+               f"{fmt_ci(f['reading_accuracy'], f['reading_accuracy_ci95'])}   KL(soft || reading) {f['kl']:.3f}")
+    click.echo(f"  accuracy gap soft − reading: {fmt_paired(f['paired'])}")
     click.echo("scrutability:")
     click.echo(f"  perplexity {s['perplexity']:.1f}   dictionary words {s['dictionary_share']:.2f}"
                f"   (scrutable if <= {t['max_perplexity']:g} and >= {t['min_dictionary_share']:g}: "

@@ -1,4 +1,4 @@
-"""Scores shared by the methods and the report: prompt-F1, perplexity, correlations, description scores.
+"""Scores shared by the methods and the report: prompt-F1, perplexity, description scores (correlations: stats).
 
 Text-description scores (class rate, ROUGE, semantic similarity) are used by InSPEcT and the bias probe.
 """
@@ -13,7 +13,6 @@ import string
 import torch
 
 from .models import ModelAdapter, last_hidden, lm_logits
-from .stats import correlation  # noqa: F401  (one copy in stats; callers import it from here too)
 
 
 # ---- SQuAD-style word F1 (waywardness prompt-F1) ----------------------------------------------------------
@@ -82,7 +81,7 @@ def class_rate(text: str, classes: list[str]) -> float:
 
 
 def rouge_normalize(text: str) -> str:
-    """METHODS §3 normalisation before ROUGE: lower-case, letters only, stop words removed (stemming is ROUGE's)."""
+    """ROUGE normalisation (docs/methods.md §4): lower-case, letters only, stop words removed (ROUGE stems)."""
     return " ".join(w for w in _words(text) if w not in STOP_WORDS)
 
 

@@ -26,6 +26,7 @@ from .models import ModelAdapter, choose_autocast, load_model, special_ids, toke
 from .prompts import SoftPrompt
 from .runs import read_json, read_jsonl, write_config, write_json, write_jsonl
 from .scoring import Scorer
+from .stats import interval_of
 
 
 @dataclass
@@ -42,6 +43,7 @@ class TrainResult:
     prompt: SoftPrompt
     checkpoints: list[dict] = field(default_factory=list)  # {step, accuracy, path}
     final_accuracy: float | None = None
+    final_examples: int | None = None  # the n behind final_accuracy (its Wilson interval)
     seconds: float = 0.0
 
 
@@ -177,7 +179,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, adapter: M
         return SoftPrompt(tensor=(P if t is None else t).detach().float().cpu().clone(), model=adapter.name,
                           task=task.name, template=task.template, label_words=list(task.label_words),
                           classes=list(task.classes), step=step, accuracy=acc,
-                          extra={"seed": cfg.seed, "init": cfg.init, "run": str(run)})
+                          extra={"seed": cfg.seed, "init": cfg.init, "run": str(run),
+                                 "eval_examples": len(eval_set) if acc is not None else None})
 
     def seen() -> torch.Tensor:
         return prompt_transform(P) if prompt_transform else P
@@ -242,13 +245,17 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, adapter: M
     prompt.save(run / "prompt.safetensors")
     if prompt_transform is not None:  # keep the continuous parameters too (PEZ)
         make_prompt(cfg.steps, None).save(run / "prompt_continuous.safetensors")
-    cks = [{"step": m["step"], "accuracy": m["eval_accuracy"],
+    final_n = len(task.test) if cfg.final_eval == "full" else len(eval_set)
+    cks = [{"step": m["step"], "accuracy": m["eval_accuracy"], "examples": m["eval_examples"],
+            "ci95": interval_of(m["eval_accuracy"], m["eval_examples"]),
             "path": f"checkpoints/step-{m['step']:05d}.safetensors"} for m in metrics if m["event"] == "eval"]
-    result = TrainResult(run_dir=run, prompt=prompt, checkpoints=cks, final_accuracy=final_acc, seconds=time.time() - t0)
+    result = TrainResult(run_dir=run, prompt=prompt, checkpoints=cks, final_accuracy=final_acc,
+                         final_examples=final_n if final_acc is not None else None, seconds=time.time() - t0)
     write_json(run / "train_summary.json", {
         "task": task.name, "model": adapter.name, "tokens": cfg.tokens, "steps": cfg.steps,
         "final_accuracy": final_acc, "final_eval": cfg.final_eval,
-        "final_eval_examples": len(task.test) if cfg.final_eval == "full" else len(eval_set),
+        "final_eval_examples": final_n,
+        "final_ci95": interval_of(final_acc, final_n) if final_acc is not None else None,
         "checkpoints": cks, "seconds": result.seconds})
     return result
 
@@ -275,7 +282,9 @@ def evaluate(prompt: SoftPrompt, cfg, adapter: ModelAdapter | None = None, task=
     pred = lp.argmax(-1)
     per_class = {c: float((pred[gold == i] == i).float().mean()) if (gold == i).any() else None
                  for i, c in enumerate(task.classes)}
-    return {"accuracy": float((pred == gold).float().mean()), "examples": len(task.test), "per_class_recall": per_class,
+    acc = float((pred == gold).float().mean())
+    return {"accuracy": acc, "examples": len(task.test), "ci95": interval_of(acc, len(task.test)),
+            "per_class_recall": per_class,
             "predictions": pred.tolist(), "gold": gold.tolist(), "logprobs": lp.tolist()}
 
 

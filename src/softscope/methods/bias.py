@@ -2,7 +2,7 @@
 
 Reference: Ramati et al., "Eliciting Textual Descriptions from Representations of Continuous Prompts"
 (InSPEcT, Findings of ACL 2024), whose elaborated variant (code never released) claims descriptions expose
-biased features and that their presence correlates with biased predictions (METHODS §3, last bullet).
+biased features and that their presence correlates with biased predictions (docs/methods.md §4, bias probe).
 softscope makes that a controlled experiment:
 
 1. make-data: plant an irrelevant feature (`word:Spielberg`, `phrase:"as seen on TV"`, `punct:!!`) so it is in
@@ -600,7 +600,7 @@ def _mean(v: list[float]) -> float:
 def summarize(results: list[dict], strengths: Sequence[float], feature: str, control: str, favoured: str,
               task: str, model: str) -> dict:
     """Per-strength means (and spread over seeds) and the correlation over all prompts (rows of bias.jsonl)."""
-    from ..engine.metrics import correlation
+    from ..engine.stats import correlation
 
     keys = ("accuracy", "biased_prediction_rate", "feature_flip_rate", "control_flip_rate", "favoured_logprob_shift",
             "mention_rate", "mention_rate_string", "mention_rate_embedding", "control_mention_rate")

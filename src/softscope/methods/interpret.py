@@ -1,6 +1,6 @@
 """Is a reading of a soft prompt an interpretation? Faithfulness and scrutability, for any discrete reading.
 
-Patel et al. 2025, "Towards Interpretable Soft Prompts" (METHODS §5). A reading D of a soft prompt P (its
+Patel et al. 2025, "Towards Interpretable Soft Prompts" (docs/methods.md §6). A reading D of a soft prompt P (its
 nearest-token projection, a PEZ hard prompt, an InSPEcT description, any text) is
 - **faithful** when it behaves like P: fed to the same frozen model in P's place (its token embeddings become
   the prompt tensor, so the same Scorer scores both), it makes the same predictions on held-out inputs. We report
@@ -27,6 +27,7 @@ from ..engine.metrics import perplexity
 from ..engine.models import ModelAdapter
 from ..engine.prompts import SoftPrompt
 from ..engine.scoring import Scorer
+from ..engine.stats import compare_paired, interval_of
 
 
 @dataclass
@@ -107,14 +108,20 @@ def scrutability(adapter: ModelAdapter, ids: list[int]) -> dict:
 
 # ---- faithfulness ---------------------------------------------------------------------------------------
 def faithfulness(lp_prompt: torch.Tensor, lp_reading: torch.Tensor, gold: torch.Tensor) -> dict:
-    """Agreement, accuracies, accuracy gap and mean KL(p_prompt ‖ p_reading) from class log-likelihoods [N, C]."""
+    """Agreement, accuracies, accuracy gap and mean KL(p_prompt ‖ p_reading) from class log-likelihoods [N, C],
+    with 95% Wilson intervals and a paired test of the gap (exact McNemar: both are scored on the same examples)."""
     a = lp_prompt.float().log_softmax(-1)  # distribution over the classes only
     b = lp_reading.float().log_softmax(-1)
     pa, pb = a.argmax(-1), b.argmax(-1)
     acc_a = float((pa == gold).float().mean())
     acc_b = float((pb == gold).float().mean())
-    return {"agreement": float((pa == pb).float().mean()), "prompt_accuracy": acc_a, "reading_accuracy": acc_b,
-            "accuracy_gap": acc_a - acc_b, "kl": float((a.exp() * (a - b)).sum(-1).mean()), "examples": len(gold)}
+    n = len(gold)
+    agree = float((pa == pb).float().mean()) if n else float("nan")
+    return {"agreement": agree, "prompt_accuracy": acc_a, "reading_accuracy": acc_b,
+            "accuracy_gap": acc_a - acc_b, "kl": float((a.exp() * (a - b)).sum(-1).mean()), "examples": n,
+            "agreement_ci95": interval_of(agree, n), "prompt_accuracy_ci95": interval_of(acc_a, n),
+            "reading_accuracy_ci95": interval_of(acc_b, n),
+            "paired": compare_paired((pa == gold).float().tolist(), (pb == gold).float().tolist())}
 
 
 def reading_ids(adapter: ModelAdapter, soft_prompt: SoftPrompt, reading) -> tuple[list[int], str]:

@@ -1,7 +1,7 @@
 """PEZ: hard prompts by projected gradient descent, with an optional fluency objective.
 
 Wen et al. 2023, "Hard Prompts Made Easy: Gradient-Based Discrete Optimization for Prompt Tuning and Discovery";
-the fluency objective follows Patel et al. 2025, "Towards Interpretable Soft Prompts" (METHODS §5).
+the fluency objective follows Patel et al. 2025, "Towards Interpretable Soft Prompts" (docs/methods.md §6).
 
 Each step keeps a continuous prompt P, projects every virtual token to its nearest vocabulary embedding by
 cosine (P'), runs the forward and the loss with P', and applies the gradient taken at P' to P (straight
@@ -34,6 +34,7 @@ from ..engine.projection import nearest_ids, project_straight_through
 from ..engine.prompts import SoftPrompt
 from ..engine.runs import read_json, save_figure, write_config, write_json, write_jsonl
 from ..engine.scoring import Scorer
+from ..engine.stats import interval_of
 from ..engine.training import LossTerm, load_model_for, load_task_for, train
 
 
@@ -200,7 +201,10 @@ def weight_sweep(cfg, out: Path, kind: str, run_one, task_name: str, model_name:
         rows.append(_reuse(done, cfg) if done.exists() else run_one(w, sub))
     write_jsonl(out / f"{kind}.jsonl", [{k: v for k, v in r.items() if k not in drop} for r in rows])
     summary = {"task": task_name, "model": model_name, "runs": [
-        {k: r[k] for k in ("fluency_weight", "text", "test_accuracy", "perplexity", "selected_step")} for r in rows]}
+        {**{k: r[k] for k in ("fluency_weight", "text", "test_accuracy", "perplexity", "selected_step")},
+         "test_examples": r.get("test_examples"),
+         "test_ci95": interval_of(r["test_accuracy"], r.get("test_examples") or 0)
+         if r["test_accuracy"] is not None else None} for r in rows]}
     write_json(out / f"{kind}_summary.json", summary)
     return rows, summary
 
