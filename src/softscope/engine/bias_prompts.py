@@ -1,4 +1,4 @@
-"""Elaborated, cue-naming target-prompt pools for the bias probe (METHODS §3, last bullet).
+"""Elaborated, cue-naming target-prompt pools for the bias probe (docs/methods.md §4, bias probe).
 
 InSPEcT's plain demonstrations name a task and its classes; these also name the *cues* a classifier relies
 on — words, names, stock phrases and punctuation patterns — so a patched description can say which surface

@@ -7,7 +7,7 @@ prompt T, and the model continues T greedily. For soft prompts the source input 
 `source_pass="after-block-0"` is the InSPEcT authors' variant instead: the tokens " x" × n go in and the output of
 block 0 at their positions is overwritten with the prompt, so block 0 never processes it (docs/inspect.md).
 
-Why this engine is fast (METHODS §2):
+Why this engine is fast (docs/methods.md §3):
 - the patch is needed during the prefill pass only: later tokens see the patched states through the KV cache,
   so cached greedy decoding gives the same text as re-running the whole sequence with the patch at every step
   (`reference_generate_ids`, the slow no-cache procedure, kept here as the test oracle);

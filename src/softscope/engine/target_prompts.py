@@ -2,7 +2,7 @@
 
 A target prompt is k demonstrations sampled from a pool with a seed, joined with " | ", then " | " and n
 placeholder tokens (" x" × n) whose hidden states the Patchscopes engine overwrites with the soft prompt's
-(METHODS §3). Every demonstration describes a task *unlike* the built-in ones (no sentiment, emotion, topic,
+(docs/methods.md §4). Every demonstration describes a task *unlike* the built-in ones (no sentiment, emotion, topic,
 news, question-type or subjectivity demos), so the description cannot be copied from the target prompt.
 
 Pools are plain data: `plain` (description, then classes), `classes-first`, and `elaborated` (description,

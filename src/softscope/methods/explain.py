@@ -1,6 +1,6 @@
 """`softscope explain PROMPT`: one soft prompt read three ways, side by side, each reading put to the test.
 
-The readings (METHODS §1, §3, §5):
+The readings (docs/methods.md §2, §4, §6):
 - **projection**: the nearest vocabulary token of every virtual token (cosine by default; `projection.project`);
 - **InSPEcT**: the best description the model writes of the prompt (highest semantic similarity to the task's
   reference descriptions over the layer grid). Taken from the run's `describe/` results when they exist for

@@ -2,7 +2,7 @@
 
 Deng et al. 2022, "RLPrompt: Optimizing Discrete Text Prompts with Reinforcement Learning"; the
 interpretability reward and the "fluent" sampling mode follow Patel et al. 2025, "Towards Interpretable Soft
-Prompts" (METHODS §5).
+Prompts" (docs/methods.md §6).
 
 - Policy: the frozen LM plus a trainable MLP (d → 2048 → d, ReLU, tiny init) between its last hidden state and
   its head. Its logits are the Q-values. It samples L-token prompts from the document start (top-k 256), or, in
