@@ -26,8 +26,10 @@ demo: install  ## train an SST-2 prompt offline on the default model, evaluate i
 test: install  ## run the test suite (offline)
 	$(PY) -m pytest -q
 
-bench: install  ## the benchmark scripts (minutes each; figures go to benchmarks/RESULTS.md)
-	$(PY) benchmarks/train_step.py --examples 160
+bench: install  ## the paired benchmarks (minutes each; JSON to benchmarks/results/, then the README table)
+	$(PY) benchmarks/train_step.py --examples 32 --rounds 5 --threads 2 --json benchmarks/results/train_step.json
+	$(PY) benchmarks/describe_grid.py --pairs 8 --max-new-tokens 24 --rounds 5 --threads 2 --json benchmarks/results/describe_grid.json
+	$(PY) benchmarks/readme_table.py --write
 
 clean:
 	rm -rf $(VENV) runs

@@ -1,183 +1,174 @@
-"""Patchscopes engine vs the reference procedure on one SST-2 checkpoint of the default model.
+"""Patchscopes generation, three ways on the same layer pairs: the authors' procedure, per-pair cached generation,
+and softscope's batched engine — same text required, paired ratios reported.
 
-    .venv/bin/python benchmarks/describe_grid.py                  # 32 pairs: engine vs reference, same run
-    .venv/bin/python benchmarks/describe_grid.py --memory         # + peak memory, 1 vs 10 checkpoints
-    .venv/bin/python benchmarks/describe_grid.py --full-grid      # + the full 27 x 27 grid with the engine
+    python benchmarks/describe_grid.py --pairs 8 --max-new-tokens 24 --rounds 5 --threads 2 \\
+        --json benchmarks/results/describe_grid.json
 
-Reference = the slow no-cache oracle (the InSPEcT authors' target side decodes this way; their source pass differs,
-see docs/inspect.md): one layer pair at a time, no KV cache, the whole sequence re-run
-with the patch applied at every new token. Engine = `softscope.engine.patching.patch_generate_ids`: all pairs in one
-batched, KV-cached generate, patched during prefill only. Both decode greedily for up to 60 new tokens and stop
-at the tokenizer's EOS. The engine is timed before and after the reference (the machine is shared, so load
-drifts); the ratio uses the mean of the two. Results go to benchmarks/runs/describe_grid.json.
+1. reference: the no-cache oracle — one pair at a time, no KV cache, the whole sequence re-run with the patch
+   applied at every new token (`engine.patching.reference_generate_ids`; the InSPEcT authors' target side decodes
+   this way, their source pass differs: docs/inspect.md).
+2. cached: what a user would write today (the Patchscopes reference code does this) — one pair at a time,
+   Hugging Face `generate` with the KV cache, a forward hook writing the source states during the prefill only.
+   Written here independently of the engine.
+3. engine: `engine.patching.patch_generate_ids` — all pairs in one batched, KV-cached generate, the shared target
+   prefix run once, patched during the prefill only.
+All decode greedily and stop at EOS. A round runs the three in a rotating order on every pair; ratios are taken
+inside a round (per pair for reference / cached, per round for the per-pair means vs the engine), and the report
+gives their median and min–max. The prompt is a checkpoint (--checkpoint) or a vocabulary-sampled 7-token prompt
+(seed 0): speed and equality do not depend on what the prompt encodes.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import random
-import resource
-import subprocess
-import sys
+import statistics
 import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-RUN = ROOT / "benchmarks" / "runs" / "inspect" / "sst2"
-OUT = ROOT / "benchmarks" / "runs" / "describe_grid.json"
+
+def summarize(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def _setup(checkpoint: str | None, threads: int):
-    from softscope.engine.models import load_model
-    from softscope.engine.prompts import SoftPrompt
-    from softscope.engine.target_prompts import build
-    from softscope.engine.training import list_checkpoints
+def cached_generate_ids(adapter, target_ids, positions, source, layer, max_new_tokens):
+    """Per-pair baseline: HF generate with the KV cache; a hook patches block `layer` in the prefill only."""
+    pos = torch.as_tensor(list(positions))
+    n = len(target_ids)
 
-    torch.set_num_threads(threads)
-    path = Path(checkpoint).resolve() if checkpoint else list_checkpoints(RUN)[-1]
-    adapter = load_model("smollm2-135m", device="cpu")
-    prompt = SoftPrompt.load(path)
-    target = build(adapter, "plain", prompt.n_tokens, seed=0)
-    return adapter, prompt, target, path
+    def hook(module, args, out):
+        h = out[0] if isinstance(out, tuple) else out
+        if h.shape[1] != n:  # decode steps: the cache already carries the patched states
+            return None
+        h = h.clone()
+        h[0, pos] = source.to(h.dtype)
+        return (h,) + tuple(out[1:]) if isinstance(out, tuple) else h
 
-
-def _engine(adapter, prompt, target, pairs, tokens, batch_size=64):
-    from softscope.engine.patching import patch_generate_ids, source_states
-
-    t = time.perf_counter()
-    S = source_states(adapter, prompt.tensor)
-    src = torch.stack([S[s] for s, _ in pairs])
-    ids = patch_generate_ids(adapter, target.ids, target.placeholder_positions, src, [t_ for _, t_ in pairs],
-                             max_new_tokens=tokens, batch_size=batch_size)
-    return ids, time.perf_counter() - t
-
-
-def _save(res: dict) -> None:
-    from softscope.engine.runs import write_json
-
-    write_json(OUT, res)
-
-
-def compare(args, res: dict) -> None:
-    from softscope.engine.patching import layer_pairs, reference_generate_ids, source_states
-
-    adapter, prompt, target, path = _setup(args.checkpoint, args.threads)
-    grid = layer_pairs("all", adapter.n_layers)
-    pairs = sorted(random.Random(0).sample(grid, args.pairs))
-    res.update(checkpoint=str(path.relative_to(ROOT)), checkpoint_step=prompt.step,
-               checkpoint_accuracy=prompt.accuracy, pairs=args.pairs, max_new_tokens=args.max_new_tokens,
-               target_prompt=target.text, target_tokens=len(target.ids), threads=args.threads)
-    ids_a, t_a = _engine(adapter, prompt, target, pairs, args.max_new_tokens)
-    print(f"engine: {args.pairs} pairs in {t_a:.1f} s", flush=True)
-    S = source_states(adapter, prompt.tensor)
-    ref, t_ref = [], []
-    for k, (s, t) in enumerate(pairs):
-        if args.reference_budget and sum(t_ref) > args.reference_budget:
-            print(f"reference: time budget spent after {k} pairs", flush=True)
-            break
-        t0 = time.perf_counter()
-        ref.append(reference_generate_ids(adapter, target.ids, target.placeholder_positions, S[s], t,
-                                          max_new_tokens=args.max_new_tokens))
-        t_ref.append(time.perf_counter() - t0)
-        print(f"reference pair {k + 1}/{len(pairs)} ({s}->{t}): {t_ref[-1]:.1f} s", flush=True)
-        res["reference_done"] = k + 1
-        res["reference_seconds_so_far"] = sum(t_ref)
-        _save(res)
-    res.update(engine_seconds_first=t_a, reference_seconds=t_ref,
-               reference_equal=[ids_a[i] == r for i, r in enumerate(ref)])
-    _save(res)
-    print(f"reference == engine for each compared pair: {res['reference_equal']}", flush=True)
-    ids_b, t_b = _engine(adapter, prompt, target, pairs, args.max_new_tokens)
-    print(f"engine again: {t_b:.1f} s", flush=True)
-    differ = [i for i, (a, b) in enumerate(zip(ids_a, ref)) if a != b]
-    engine_pp = (t_a + t_b) / 2 / len(pairs)
-    ref_pp = sum(t_ref) / len(ref)
-    res.update(engine_seconds=[t_a, t_b], engine_seconds_per_pair=engine_pp, reference_seconds_per_pair=ref_pp,
-               speedup=ref_pp / engine_pp, differing_pairs=len(differ), reference_pairs=len(ref),
-               differing_examples=[{"pair": pairs[i], "engine": adapter.decode(ids_a[i]),
-                                    "reference": adapter.decode(ref[i])} for i in differ[:3]],
-               engine_runs_agree=ids_a == ids_b,
-               generated_tokens_mean=sum(map(len, ref)) / len(ref),
-               examples=[{"pair": pairs[i], "text": adapter.decode(ref[i])} for i in range(0, len(ref), 8)])
-    _save(res)
-    print(f"seconds per pair: engine {engine_pp:.3f}, reference {ref_pp:.2f}; speedup {ref_pp / engine_pp:.1f}x; "
-          f"pairs whose greedy text differs: {len(differ)}/{len(ref)} compared", flush=True)
-
-
-def full_grid(args, res: dict) -> None:
-    from softscope.engine.patching import layer_pairs
-
-    adapter, prompt, target, _ = _setup(args.checkpoint, args.threads)
-    pairs = layer_pairs("all", adapter.n_layers)
-    timed = pairs[: 64 * args.full_grid_batches] if args.full_grid_batches else pairs
-    _, t = _engine(adapter, prompt, target, timed, args.max_new_tokens)
-    full = t * len(pairs) / len(timed)
-    res["full_grid"] = {"pairs": len(pairs), "timed_pairs": len(timed), "seconds_timed": t,
-                        "seconds_full_grid": full, "extrapolated": len(timed) < len(pairs),
-                        "seconds_per_pair": t / len(timed), "max_new_tokens": args.max_new_tokens}
-    _save(res)
-    print(f"full grid: {len(pairs)} pairs, {'extrapolated from ' + str(len(timed)) + ' timed: ' if len(timed) < len(pairs) else ''}"
-          f"{full:.0f} s ({t / len(timed):.3f} s per pair)", flush=True)
-
-
-def _memory_child(k: int, threads: int) -> None:
-    """One process: describe k checkpoints one after another; print peak RSS before and after."""
-    from softscope.methods.describe import describe_prompt
-    from softscope.engine.patching import layer_pairs
-    from softscope.engine.prompts import SoftPrompt
-    from softscope.engine.training import list_checkpoints
-
-    adapter, prompt, target, _ = _setup(None, threads)
-    files = (list_checkpoints(RUN) * 10)[:k]
-    pairs = layer_pairs("every:8", adapter.n_layers)  # 16 pairs, 10 tokens: memory, not speed
-    describe_prompt(adapter, prompt.tensor, pairs[:2], [target], max_new_tokens=2)  # warm-up allocations
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t = time.perf_counter()
-    for f in files:
-        describe_prompt(adapter, SoftPrompt.load(f).tensor, pairs, [target], max_new_tokens=10)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"checkpoints": k, "peak_rss_mb": peak / 1024, "after_load_rss_mb": base / 1024,
-                      "seconds": time.perf_counter() - t, "pairs": len(pairs)}))
-
-
-def memory(args, res: dict) -> None:
-    out = []
-    for k in (1, 10):
-        p = subprocess.run([sys.executable, __file__, "--memory-child", str(k), "--threads", str(args.threads)],
-                           capture_output=True, text=True, check=True)
-        out.append(json.loads(p.stdout.strip().splitlines()[-1]))
-        print(f"memory: {out[-1]}", flush=True)
-    res["memory"] = out
-    _save(res)
+    handle = adapter.blocks[layer].register_forward_hook(hook)
+    try:
+        ids = torch.tensor([list(target_ids)], device=adapter.device)
+        with torch.no_grad():
+            out = adapter.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                         max_new_tokens=max_new_tokens, use_cache=True, eos_token_id=adapter.eos_id,
+                                         pad_token_id=adapter.tokenizer.pad_token_id or adapter.eos_id,
+                                         temperature=None, top_p=None, top_k=None)
+    finally:
+        handle.remove()
+    new = out[0, n:].tolist()
+    return new[: new.index(adapter.eos_id)] if adapter.eos_id in new else new
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default=None, help="prompt file (default: the last SST-2 experiment checkpoint)")
-    ap.add_argument("--pairs", type=int, default=32)
-    ap.add_argument("--max-new-tokens", type=int, default=60)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (the 2-core machine is shared)")
-    ap.add_argument("--memory", action="store_true", help="also peak memory for 1 and 10 checkpoints")
-    ap.add_argument("--full-grid", action="store_true", help="also time the full grid with the engine")
-    ap.add_argument("--reference-budget", type=float, default=0,
-                    help="stop the reference after this many seconds (0 = all pairs); the report says how many ran")
-    ap.add_argument("--full-grid-batches", type=int, default=0,
-                    help="time only this many 64-pair batches of the full grid and extrapolate (0 = all)")
-    ap.add_argument("--skip-compare", action="store_true", help="keep the comparison already in the JSON")
-    ap.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--checkpoint", default=None, help="prompt file (default: a vocabulary-sampled 7-token prompt)")
+    ap.add_argument("--pairs", type=int, default=8)
+    ap.add_argument("--max-new-tokens", type=int, default=24)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads, pinned")
+    ap.add_argument("--json", default=None, help="write the figures here too")
     args = ap.parse_args(argv)
-    if args.memory_child:
-        return _memory_child(args.memory_child, args.threads)
-    res = json.loads(OUT.read_text()) if OUT.exists() and args.skip_compare else {}
-    if not args.skip_compare:
-        compare(args, res)
-    if args.memory:
-        memory(args, res)
-    if args.full_grid:
-        full_grid(args, res)
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+
+    from softscope.engine.models import cpu_features, load_model
+    from softscope.engine.patching import layer_pairs, patch_generate_ids, reference_generate_ids, source_states
+    from softscope.engine.prompts import SoftPrompt
+    from softscope.engine.target_prompts import build
+    from softscope.engine.training import init_prompt
+
+    machine = cpu_features()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
+          f"{torch.backends.cpu.get_cpu_capability()}", flush=True)
+    adapter = load_model(args.model, device="cpu", dtype="float32")
+    if args.checkpoint:
+        prompt = SoftPrompt.load(args.checkpoint).tensor
+    else:
+        prompt = init_prompt(adapter, 7, "vocab", torch.Generator().manual_seed(0))
+    target = build(adapter, "plain", prompt.shape[0], seed=0)
+    pairs = sorted(random.Random(0).sample(layer_pairs("all", adapter.n_layers), args.pairs))
+    S = source_states(adapter, prompt)
+    T = args.max_new_tokens
+    pos = target.placeholder_positions
+
+    def engine():
+        src = torch.stack([S[s] for s, _ in pairs])
+        return patch_generate_ids(adapter, target.ids, pos, src, [t for _, t in pairs], max_new_tokens=T)
+
+    def timed_per_pair(fn_one):
+        ids, secs = [], []
+        for s, t in pairs:
+            t0 = time.perf_counter()
+            ids.append(fn_one(s, t))
+            secs.append(time.perf_counter() - t0)
+        return ids, secs
+
+    def run_engine():
+        t0 = time.perf_counter()
+        ids = engine()
+        return ids, [(time.perf_counter() - t0) / len(pairs)] * len(pairs)
+
+    ways = {
+        "reference": lambda: timed_per_pair(
+            lambda s, t: reference_generate_ids(adapter, target.ids, pos, S[s], t, max_new_tokens=T)),
+        "cached": lambda: timed_per_pair(lambda s, t: cached_generate_ids(adapter, target.ids, pos, S[s], t, T)),
+        "engine": run_engine,
+    }
+
+    engine()  # warm-up (allocations), not timed
+    cached_generate_ids(adapter, target.ids, pos, S[pairs[0][0]], pairs[0][1], 2)
+    names = list(ways)
+    secs = {k: [] for k in names}  # per round: per-pair seconds
+    texts = {k: None for k in names}
+    stable = True
+    for r in range(args.rounds):
+        for k in names[r % 3:] + names[: r % 3]:
+            ids, s = ways[k]()
+            if texts[k] is not None and ids != texts[k]:
+                stable = False
+            texts[k] = ids
+            secs[k].append(s)
+        print(f"round {r + 1}: " + "  ".join(f"{k} {sum(secs[k][-1]):.1f}s" for k in names), flush=True)
+
+    equal = {f"{a} == {b}": [x == y for x, y in zip(texts[a], texts[b])]
+             for a, b in (("reference", "cached"), ("reference", "engine"), ("cached", "engine"))}
+    per_pair = {k: [sum(v) / len(v) for v in secs[k]] for k in names}  # per round: mean seconds per pair
+    ratios = {
+        "reference / engine (per round)": summarize([a / b for a, b in zip(per_pair["reference"], per_pair["engine"])]),
+        "cached / engine (per round)": summarize([a / b for a, b in zip(per_pair["cached"], per_pair["engine"])]),
+        "reference / cached (per round)": summarize([a / b for a, b in zip(per_pair["reference"], per_pair["cached"])]),
+        "reference / cached (per pair and round)": summarize(
+            [a / b for ra, rb in zip(secs["reference"], secs["cached"]) for a, b in zip(ra, rb)]),
+    }
+    gen = sum(map(len, texts["reference"])) / len(pairs)
+    print(f"\n{len(pairs)} layer pairs, {T} new tokens max ({gen:.1f} generated on average), target prompt "
+          f"{len(target.ids)} tokens, {args.rounds} rounds")
+    print(f"{'way':<10} {'s per pair: median':>19} {'min–max':>15}")
+    for k in names:
+        s = summarize(per_pair[k])
+        print(f"{k:<10} {s['median']:>19.3f} {s['min']:>7.3f}–{s['max']:.3f}")
+    print(f"\n{'paired ratio':<42} {'median':>8} {'min–max':>15}")
+    for k, s in ratios.items():
+        print(f"{k:<42} {s['median']:>7.1f}x {s['min']:>6.1f}–{s['max']:.1f}x")
+    for k, v in equal.items():
+        print(f"same greedy text, {k}: {sum(v)}/{len(v)} pairs")
+    print(f"each way gave the same ids in every round: {stable}")
+
+    if args.json:
+        import sys
+
+        from softscope.engine.runs import write_json
+
+        write_json(args.json, {
+            "command": "python benchmarks/describe_grid.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "model": adapter.name, "checkpoint": args.checkpoint, "pairs": [list(p) for p in pairs], "n_pairs": len(pairs),
+            "max_new_tokens": T, "generated_tokens_mean": gen, "target_tokens": len(target.ids),
+            "rounds": args.rounds, "threads": torch.get_num_threads(), "machine": machine,
+            "seconds_per_pair": secs, "per_pair_mean_by_round": per_pair,
+            "ratios": ratios, "equal": equal, "equal_counts": {k: sum(v) for k, v in equal.items()},
+            "stable_across_rounds": stable,
+            "examples": [{"pair": list(pairs[i]), "text": adapter.decode(texts["engine"][i])} for i in range(0, len(pairs), 4)]})
 
 
 if __name__ == "__main__":

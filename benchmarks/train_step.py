@@ -1,64 +1,97 @@
-"""Training-step throughput: softscope's prompt-tuning step vs the reference PEFT loop, in one run.
+"""Training-step throughput: softscope's prompt-tuning step vs PEFT prompt tuning, paired by round.
 
-Reference (what the InSPEcT code does): PEFT `get_peft_model` + `PromptTuningConfig`, the text and label word
-tokenised together, right-padded to the longest row of a random batch, LM loss on the label tokens computed from
-full-vocabulary logits at every position. softscope: the same objective, logits only at the label positions,
-batches formed from examples of similar length.
+    python benchmarks/train_step.py --examples 48 --rounds 5 --threads 2 --json benchmarks/results/train_step.json
 
-    python benchmarks/train_step.py --examples 160 --batch-size 8
+Baseline (what the InSPEcT code does): PEFT `get_peft_model` + `PromptTuningConfig`, text and label word
+tokenised together, right-padded to the longest row of the batch, the LM loss on the label tokens from
+full-vocabulary logits at every position. softscope: the same objective, logits only at the label positions, the
+positions every row shares computed once. Every loop trains the same initial prompt on the same batches.
 
-1. On one identical batch of 8 both losses must agree to 1e-4 (same objective).
-2. Throughput over the same examples (forward + backward + AdamW step), examples/s and the ratio.
-3. A bf16-autocast row with its loss difference on the identical batch.
-The loops alternate for --rounds rounds and each reports its best round.
+Loops (forward + backward + AdamW, each over the same `steps` batches):
+  peft/random, softscope/random   random batches (what PEFT users get): softscope's step alone
+  peft/bucket, softscope/bucket   length-bucketed batches (softscope's default): bucketing's share for both
+  peft/bf16,   softscope/bf16     bucketed batches, both under bf16 autocast
+One round runs every loop once, in an order that rotates each round; a ratio is computed inside a round (load
+drifts between rounds on a shared machine) and the report gives the median and the min–max of the per-round
+ratios. The torch profiler then splits two bucketed steps of each into forward (head, attention, MLP), backward
+and optimizer; padding and the shared prefix are counted on the batches themselves.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import statistics
 import time
 
 import torch
 
+LOOPS = ["peft/random", "softscope/random", "peft/bucket", "softscope/bucket", "peft/bf16", "softscope/bf16"]
+# (numerator, denominator, what the ratio says): numerator seconds / denominator seconds = speed-up
+RATIOS = [
+    ("peft/random", "softscope/random", "softscope step vs PEFT, same random batches (float32)"),
+    ("peft/bucket", "softscope/bucket", "softscope step vs PEFT, same bucketed batches (float32)"),
+    ("peft/random", "peft/bucket", "what bucketing adds to PEFT (float32)"),
+    ("softscope/random", "softscope/bucket", "what bucketing adds to softscope (float32)"),
+    ("peft/random", "softscope/bucket", "softscope default vs PEFT as usually run (float32)"),
+    ("peft/bf16", "softscope/bf16", "softscope vs PEFT, both bf16 autocast, bucketed"),
+    ("peft/bucket", "peft/bf16", "what bf16 autocast adds to PEFT"),
+    ("softscope/bucket", "softscope/bf16", "what bf16 autocast adds to softscope"),
+]
 
-def main() -> None:
+
+def summarize(values: list[float]) -> dict:
+    """Median and min–max of paired per-round values."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "rounds": values}
+
+
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--task", default="sst2")
-    ap.add_argument("--examples", type=int, default=160)
+    ap.add_argument("--examples", type=int, default=48)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--tokens", type=int, default=7)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
-    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds; the best of each loop is reported")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads, pinned for every loop")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--no-profile", action="store_true", help="skip the torch-profiler breakdown")
     ap.add_argument("--json", default=None, help="write the figures here too")
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
 
     from peft import PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
 
-    from softscope.engine.models import load_model
+    from softscope.engine.models import choose_autocast, load_model
     from softscope.engine.scoring import Scorer
     from softscope.engine.tasks import load_task
     from softscope.engine.training import BatchStream, init_prompt
 
+    auto_bf16, machine = choose_autocast("auto", torch.device("cpu"))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
+          f"{torch.backends.cpu.get_cpu_capability()}, native bf16 {'yes' if machine['cpu_bf16'] else 'no'} "
+          f"(softscope's auto compute dtype here: {machine['compute_dtype']})", flush=True)
     adapter = load_model(args.model, device="cpu", dtype="float32")
     task = load_task(args.task)
     tok = adapter.tokenizer
-    g = torch.Generator().manual_seed(0)
-    P0 = init_prompt(adapter, args.tokens, "vocab", g)
+    P0 = init_prompt(adapter, args.tokens, "vocab", torch.Generator().manual_seed(0))
     examples = task.subset("train", args.examples, seed=0)
     B = args.batch_size
+    scorer = Scorer(adapter, task, max_length=10_000)
+    scorer_bf16 = Scorer(adapter, task, max_length=10_000, autocast_bf16=True)
     steps = len(examples) // B
+    batches = {kind: [BatchStream(scorer, examples, B, seed=1, bucket=kind == "bucket")(s) for s in range(steps)]
+               for kind in ("random", "bucket")}
 
-    # ---- reference: PEFT prompt tuning with full-vocabulary logits -------------------------------------
     peft_model = get_peft_model(adapter.model, PromptTuningConfig(
         task_type=TaskType.CAUSAL_LM, num_virtual_tokens=args.tokens, prompt_tuning_init=PromptTuningInit.RANDOM,
         token_dim=adapter.width, num_transformer_submodules=1))
     emb = peft_model.prompt_encoder["default"].embedding
+    for p in peft_model.prompt_encoder.parameters():
+        p.requires_grad_(True)
     tok.padding_side = "right"
 
-    def ref_batch(exs):
+    def peft_batch(exs):
         texts, labels = [], []
         for ex in exs:
             prefix = tok(task.format(ex), add_special_tokens=True).input_ids
@@ -75,74 +108,145 @@ def main() -> None:
             lab[i, :len(l)] = torch.tensor(l)
         return ids, att, lab
 
-    def ref_loss(exs):
-        ids, att, lab = ref_batch(exs)
-        return peft_model(input_ids=ids, attention_mask=att, labels=lab).loss
+    def peft_loss(exs, bf16=False):
+        ids, att, lab = peft_batch(exs)
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with ctx:
+            return peft_model(input_ids=ids, attention_mask=att, labels=lab).loss.float()
 
-    scorer = Scorer(adapter, task, max_length=10_000)
-    scorer_bf16 = Scorer(adapter, task, max_length=10_000, autocast_bf16=True)
-
-    # ---- 1. identical batch, identical prompt → identical loss -----------------------------------------
+    # ---- the same objective on one identical batch ------------------------------------------------------
     batch = examples[:B]
     with torch.no_grad():
         emb.weight.copy_(P0)
-        l_ref = float(ref_loss(batch))
-        l_ours = float(scorer.label_loss(P0, scorer.rows(batch)))
-        l_bf16 = float(scorer_bf16.label_loss(P0, scorer_bf16.rows(batch)))
-    diff = abs(l_ref - l_ours)
-    print(f"identical batch of {B}: reference loss {l_ref:.6f}  softscope {l_ours:.6f}  |diff| {diff:.2e}"
-          f"  ({'OK' if diff < 1e-4 else 'MISMATCH'})   bf16-autocast {l_bf16:.6f} (|diff| {abs(l_bf16 - l_ref):.2e})")
+        losses = {"peft": float(peft_loss(batch)), "softscope": float(scorer.label_loss(P0, scorer.rows(batch))),
+                  "peft_bf16": float(peft_loss(batch, True)),
+                  "softscope_bf16": float(scorer_bf16.label_loss(P0, scorer_bf16.rows(batch)))}
+    diff = abs(losses["peft"] - losses["softscope"])
+    print(f"identical batch of {B}: PEFT loss {losses['peft']:.6f}  softscope {losses['softscope']:.6f}  "
+          f"|diff| {diff:.2e} ({'OK' if diff < 1e-4 else 'MISMATCH'}); bf16: PEFT {losses['peft_bf16']:.6f}, "
+          f"softscope {losses['softscope_bf16']:.6f}", flush=True)
 
-    # ---- 2. throughput over the same examples ------------------------------------------------------------
-    def run_reference() -> float:
-        with torch.no_grad():
-            emb.weight.copy_(P0)
-        opt = torch.optim.AdamW([emb.weight], lr=1e-2)
-        perm = torch.randperm(len(examples), generator=torch.Generator().manual_seed(1)).tolist()
-        t = time.perf_counter()
-        for s in range(steps):
-            loss = ref_loss([examples[i] for i in perm[s * B:(s + 1) * B]])
-            opt.zero_grad()
+    # ---- padding and shared prefix, counted on the batches the loops use ---------------------------------
+    real = sum(len(scorer.row(e).ids) + args.tokens for e in examples[:steps * B])
+    layout = {}
+    for kind, bs in batches.items():
+        padded = sum(len(b) * max(len(scorer.row(examples[i]).ids) for i in b) for b in bs) + steps * B * args.tokens
+        shared = [scorer.shared_positions(P0, scorer.rows([examples[i] for i in b])) for b in bs]
+        layout[kind] = {"positions": padded, "real_positions": real, "padding_share": 1 - real / padded,
+                        "shared_prefix_mean": sum(shared) / len(shared)}
+        print(f"{kind} batches: {padded / (steps * B):.1f} positions per row ({100 * (1 - real / padded):.0f}% "
+              f"padding); softscope computes {layout[kind]['shared_prefix_mean']:.1f} shared positions once per "
+              f"batch", flush=True)
+
+    # ---- timed loops ------------------------------------------------------------------------------------------
+    from torch.profiler import record_function  # named ranges: free when no profiler is running
+
+    def step(loss_fn, opt):
+        with record_function("forward + loss"):
+            loss = loss_fn()
+        opt.zero_grad()
+        with record_function("backward"):
             loss.backward()
+        with record_function("optimizer"):
             opt.step()
+
+    def run(loop: str, n_steps: int | None = None, profile=None) -> float:
+        who, kind = loop.split("/")
+        bf16 = kind == "bf16"
+        bs = batches["random" if kind == "random" else "bucket"][: n_steps or steps]
+        if who == "peft":
+            with torch.no_grad():
+                emb.weight.copy_(P0)
+            opt = torch.optim.AdamW([emb.weight], lr=1e-2)
+            one = lambda b: step(lambda: peft_loss([examples[i] for i in b], bf16), opt)  # noqa: E731
+        else:
+            P = torch.nn.Parameter(P0.clone())
+            opt = torch.optim.AdamW([P], lr=1e-2)
+            sc = scorer_bf16 if bf16 else scorer
+            one = lambda b: step(lambda: sc.label_loss(P, sc.rows([examples[i] for i in b])), opt)  # noqa: E731
+        t = time.perf_counter()
+        for b in bs:
+            one(b)
         return time.perf_counter() - t
 
-    def run_ours(sc: Scorer) -> float:
-        P = torch.nn.Parameter(P0.clone())
-        opt = torch.optim.AdamW([P], lr=1e-2)
-        stream = BatchStream(sc, examples, B, seed=1, bucket=True)
-        t = time.perf_counter()
-        for s in range(steps):
-            loss = sc.label_loss(P, sc.rows([examples[i] for i in stream(s)]))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        return time.perf_counter() - t
+    run("peft/random", 1)  # warm-up: first-call allocations and lazy init, not timed
+    run("softscope/random", 1)
+    times: dict[str, list[float]] = {k: [] for k in LOOPS}
+    for r in range(args.rounds):
+        order = LOOPS[r % len(LOOPS):] + LOOPS[: r % len(LOOPS)]
+        for loop in order:
+            times[loop].append(run(loop))
+        print(f"round {r + 1}: " + "  ".join(f"{k} {times[k][-1]:.1f}s" for k in LOOPS), flush=True)
 
-    for p in peft_model.prompt_encoder.parameters():
-        p.requires_grad_(True)
     n = steps * B
-    # alternate the loops and keep each one's best round: a shared machine's load then biases none of them
-    times = {"ref": [], "ours": [], "bf16": []}
-    for _ in range(args.rounds):
-        times["ref"].append(run_reference())
-        times["ours"].append(run_ours(scorer))
-        times["bf16"].append(run_ours(scorer_bf16))
-        print("round: " + "  ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()), flush=True)
-    t_ref, t_ours, t_bf16 = (min(times[k]) for k in ("ref", "ours", "bf16"))
-    rows = [("reference (PEFT, full logits, random batches)", t_ref), ("softscope float32", t_ours),
-            ("softscope bf16 autocast", t_bf16)]
-    print(f"\n{n} examples ({steps} steps of batch {B}), {torch.get_num_threads()} threads")
-    print(f"{'loop':<48} {'seconds':>8} {'examples/s':>11} {'speed-up':>9}")
-    for name, t in rows:
-        print(f"{name:<48} {t:>8.1f} {n / t:>11.2f} {t_ref / t:>8.2f}x")
+    print(f"\n{n} examples ({steps} steps of batch {B}), {args.rounds} rounds, {torch.get_num_threads()} threads")
+    print(f"{'loop':<18} {'median s':>9} {'min–max s':>14} {'examples/s':>11}")
+    for k in LOOPS:
+        s = summarize(times[k])
+        print(f"{k:<18} {s['median']:>9.2f} {s['min']:>6.2f}–{s['max']:<7.2f} {n / s['median']:>11.2f}")
+    print(f"\n{'paired speed-up (ratio within each round)':<58} {'median':>7} {'min–max':>13}")
+    ratios = {}
+    for a, b, what in RATIOS:
+        s = summarize([x / y for x, y in zip(times[a], times[b])])
+        ratios[f"{a} / {b}"] = {"what": what, **s}
+        print(f"{what:<58} {s['median']:>6.2f}x {s['min']:>5.2f}–{s['max']:.2f}x")
+
+    # ---- where the time goes: torch profiler on one bucketed step of each -----------------------------------
+    profile = {}
+    if not args.no_profile:
+        profile = {loop: where_time_goes(adapter, lambda loop=loop: run(loop, 2)) for loop in
+                   ("peft/bucket", "softscope/bucket")}
+        print("\nprofile of 2 bucketed float32 steps (self CPU ms; forward parts from module ranges):")
+        keys = list(next(iter(profile.values())).keys())
+        print(f"{'part':<22}" + "".join(f"{k:>18}" for k in profile))
+        for part in keys:
+            print(f"{part:<22}" + "".join(f"{profile[k][part]:>18.0f}" for k in profile))
+
     if args.json:
         from softscope.engine.runs import write_json
 
-        write_json(args.json, {"loss_reference": l_ref, "loss_softscope": l_ours, "loss_bf16": l_bf16,
-                               "loss_abs_diff": diff, "examples": n, "steps": steps, "batch_size": B,
-                               "seconds": {k: v for k, v in rows}, "speedup_fp32": t_ref / t_ours,
-                               "speedup_bf16": t_ref / t_bf16})
+        write_json(args.json, {
+            "command": "python benchmarks/train_step.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
+            "model": adapter.name, "task": task.name, "examples": n, "steps": steps, "batch_size": B,
+            "tokens": args.tokens, "rounds": args.rounds, "threads": torch.get_num_threads(), "machine": machine,
+            "losses": losses, "loss_abs_diff": diff, "layout": layout, "seconds": times,
+            "ratios": ratios, "profile_ms": profile})
+
+
+def where_time_goes(adapter, fn) -> dict:
+    """Run fn under the torch profiler with ranges on forward, backward and optimizer (set in the step) and on the
+    head, attention and MLP modules' forwards; inclusive CPU milliseconds per range."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    model = adapter.model
+    head = model.get_output_embeddings()
+    parts = [("forward: LM head", [head])]
+    attn = [m for n, m in model.named_modules() if n.endswith("self_attn")]
+    mlp = [m for n, m in model.named_modules() if n.endswith(".mlp")]
+    parts += [("forward: attention", attn), ("forward: MLP", mlp)]
+    handles, open_ranges = [], {}
+    for label, mods in parts:
+        for m in mods:
+            def pre(mod, a, label=label):
+                r = record_function(label)
+                r.__enter__()
+                open_ranges[id(mod)] = r
+
+            def post(mod, a, out):
+                r = open_ranges.pop(id(mod), None)
+                if r is not None:
+                    r.__exit__(None, None, None)
+            handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
+    try:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            with record_function("whole"):
+                fn()
+    finally:
+        for h in handles:
+            h.remove()
+    total = {e.key: e.cpu_time_total / 1000 for e in prof.key_averages()}
+    keys = ["forward + loss"] + [label for label, _ in parts] + ["backward", "optimizer", "whole"]
+    return {k: total.get(k, 0.0) for k in keys}
 
 
 if __name__ == "__main__":
