@@ -150,7 +150,7 @@ def main(argv=None) -> None:
         with record_function("optimizer"):
             opt.step()
 
-    def run(loop: str, n_steps: int | None = None, profile=None) -> float:
+    def run(loop: str, n_steps: int | None = None) -> float:
         who, kind = loop.split("/")
         bf16 = kind == "bf16"
         bs = batches["random" if kind == "random" else "bucket"][: n_steps or steps]
