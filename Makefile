@@ -27,8 +27,8 @@ test: install  ## run the test suite (offline)
 	$(PY) -m pytest -q
 
 bench: install  ## the paired benchmarks (minutes each; JSON to benchmarks/results/, then the README table)
-	$(PY) benchmarks/train_step.py --examples 32 --rounds 5 --threads 2 --json benchmarks/results/train_step.json
-	$(PY) benchmarks/describe_grid.py --pairs 8 --max-new-tokens 24 --rounds 5 --threads 2 --json benchmarks/results/describe_grid.json
+	$(PY) benchmarks/train_step.py --examples 16 --rounds 5 --threads 2 --json benchmarks/results/train_step.json
+	$(PY) benchmarks/describe_grid.py --pairs 4 --max-new-tokens 8 --rounds 5 --threads 2 --json benchmarks/results/describe_grid.json
 	$(PY) benchmarks/readme_table.py --write
 
 clean:

@@ -1,7 +1,7 @@
 """Patchscopes generation, three ways on the same layer pairs: the authors' procedure, per-pair cached generation,
 and softscope's batched engine — same text required, paired ratios reported.
 
-    python benchmarks/describe_grid.py --pairs 8 --max-new-tokens 24 --rounds 5 --threads 2 \\
+    python benchmarks/describe_grid.py --pairs 4 --max-new-tokens 8 --rounds 5 --threads 2 \\
         --json benchmarks/results/describe_grid.json
 
 1. reference: the no-cache oracle — one pair at a time, no KV cache, the whole sequence re-run with the patch

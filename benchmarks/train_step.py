@@ -1,6 +1,6 @@
 """Training-step throughput: softscope's prompt-tuning step vs PEFT prompt tuning, paired by round.
 
-    python benchmarks/train_step.py --examples 48 --rounds 5 --threads 2 --json benchmarks/results/train_step.json
+    python benchmarks/train_step.py --examples 16 --rounds 5 --threads 2 --json benchmarks/results/train_step.json
 
 Baseline (what the InSPEcT code does): PEFT `get_peft_model` + `PromptTuningConfig`, text and label word
 tokenised together, right-padded to the longest row of the batch, the LM loss on the label tokens from
