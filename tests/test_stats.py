@@ -86,14 +86,3 @@ def test_formatting():
     line = stats.fmt_paired({"diff": 0.2, "ci95": [0.05, 0.35], "test": "McNemar exact (paired)", "p": 0.21875,
                              "n": 20})
     assert line == "Δ = +0.200 [+0.050, +0.350], McNemar exact (paired), p = 0.219, n = 20"
-
-
-def test_mcnemar_hand_cases_from_counts():
-    def counts(b, c):  # b examples only A gets right, c only B, plus two both right
-        return [1] * b + [0] * c + [1, 1], [0] * b + [1] * c + [1, 1]
-    assert stats.mcnemar(*counts(0, 5))["p"] == pytest.approx(2 / 32)
-    assert stats.mcnemar(*counts(2, 8))["p"] == pytest.approx(2 * (1 + 10 + 45) / 1024)
-    assert stats.mcnemar(*counts(3, 3))["p"] == 1.0
-    d = stats.compare_paired([True, True, False, False], [True, False, False, False])
-    assert d["diff"] == 0.25 and (d["a_only"], d["b_only"], d["p"]) == (1, 0, 1.0)
-    assert 0.0 <= d["ci95"][0] <= 0.25 <= d["ci95"][1]  # no resample can make the difference negative
