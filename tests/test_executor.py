@@ -115,3 +115,36 @@ def test_a_killed_worker_is_retried_and_recorded_once(ray_cluster, tmp_path):
     assert sorted(res) == sorted(u.key for u in units)
     started = [f.name.split("-", 1)[1] for f in tmp_path.iterdir()]
     assert len(started) > len(units)  # the killed unit really ran twice, and was still recorded once
+
+
+def _rows(path):
+    import json
+
+    return sorted((json.loads(line) for line in path.read_text().splitlines()),
+                  key=lambda r: (r["checkpoint"], r["target_seed"], r["source_layer"], r["target_layer"]))
+
+
+def test_describe_over_checkpoints_on_ray_equals_local(ray_cluster, tiny_model_dir, tiny_task_file, tmp_path):
+    from dataclasses import replace
+
+    from softscope.engine.config import TrainConfig
+    from softscope.engine.training import train
+    from softscope.methods.describe import DescribeConfig, describe
+
+    run = tmp_path / "run"
+    train(TrainConfig(model=str(tiny_model_dir), task=str(tiny_task_file), tokens=3, steps=4, checkpoint_every=2,
+                      eval_examples=0, final_eval="none", device="cpu", lr=0.05), run, progress=False)
+    dcfg = DescribeConfig(model=str(tiny_model_dir), device="cpu", layers="band:1-2", n_targets=2, max_new_tokens=4,
+                          references=["is the movie review positive or negative"])
+    describe(run, dcfg, out=tmp_path / "local", progress=False)
+    describe(run, replace(dcfg, executor="ray", ray_address=ray_cluster), out=tmp_path / "ray", progress=False)
+    local, remote = _rows(tmp_path / "local" / "descriptions.jsonl"), _rows(tmp_path / "ray" / "descriptions.jsonl")
+    assert len(local) == 3 * 4 * 2  # checkpoints x layer pairs (band 1-2: 4) x target prompts
+    for a, b in zip(local, remote, strict=True):
+        assert a["text"] == b["text"] and a["cut"] == b["cut"]
+        assert a.keys() == b.keys()
+        for k in a:
+            if isinstance(a[k], float):
+                assert b[k] == pytest.approx(a[k], abs=1e-6), k
+            else:
+                assert a[k] == b[k], k

@@ -30,10 +30,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from ..engine.config import SEED, h, validate
 from ..engine.errors import SoftscopeError
+from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, run_units
 from ..engine.metrics import class_rate, rouge_scores, semantic_similarity
 from ..engine.models import DEFAULT_MODEL, ModelAdapter, load_model, text_embeddings
 from ..engine.patching import SOURCE_PASSES, STOPS, layer_pairs, patch_generate, source_states
@@ -55,7 +55,7 @@ LATER_FIELDS = {"elaborated": False, "source_pass": "embeddings", "stop": "eos",
 
 
 @dataclass
-class DescribeConfig:
+class DescribeConfig(ExecutorOptions):
     """Describe the soft prompt(s) of a run dir, a prompt file or a PEFT adapter dir over a layer grid."""
 
     model: str | None = h(None, f"model (default: the one the prompt was trained on, else {DEFAULT_MODEL})")
@@ -354,6 +354,19 @@ def _control(adapter: ModelAdapter, cfg: DescribeConfig, rows: list[dict], out: 
     return {"text": text, "tokens": int(P.shape[0]), **summarize_checkpoint(done, cfg.top_k)}
 
 
+def describe_unit(adapter: ModelAdapter, unit: Unit) -> list[dict]:
+    """One checkpoint of a describe sweep (runs here or on a Ray worker): its scored descriptions over the grid."""
+    a = unit.args
+    rows = describe_prompt(adapter, a["prompt"], a["pairs"], a["targets"], a["max_new_tokens"], a["batch_size"],
+                           a["source_pass"], a["stop"], a["cut"])
+    score_rows(rows, a["classes"], a["refs"])
+    return rows
+
+
+def _quiet(line: str) -> None:
+    """Local runs keep today's single progress bar; per-unit lines are for Ray runs."""
+
+
 # ---- the method --------------------------------------------------------------------------------------------
 def default_out(source: str | Path) -> Path:
     """Where results go by default: RUN_DIR/describe, or <prompt file stem>-describe beside a file."""
@@ -377,8 +390,9 @@ def describe(source: str | Path, cfg: DescribeConfig | None = None, out: str | P
     out = Path(out) if out else default_out(source)
     items = _checkpoints(source, cfg.checkpoints)
     first = items[-1][1]
+    model_spec = cfg.model or first.model or DEFAULT_MODEL  # what a Ray worker loads for itself
     if adapter is None:
-        adapter = load_model(cfg.model or first.model or DEFAULT_MODEL, device=cfg.device, dtype=cfg.dtype)
+        adapter = load_model(model_spec, device=cfg.device, dtype=cfg.dtype)
     for _, p in items:
         p.check_width(adapter.width, adapter.name)
     task_name, classes, refs = _scoring_target(first, cfg)
@@ -392,24 +406,27 @@ def describe(source: str | Path, cfg: DescribeConfig | None = None, out: str | P
         old = read_json(out / "config.json")
         # runs written before a field existed lack it: read them with its default
         same_source = Path(str(old.get("source", ""))).resolve() == source.resolve()
-        if {**LATER_FIELDS, **(old.get("config") or {})} != cfg_dict or not same_source:
+        old_cfg = {k: v for k, v in {**LATER_FIELDS, **(old.get("config") or {})}.items() if k not in PLACEMENT_FIELDS}
+        if old_cfg != {k: v for k, v in cfg_dict.items() if k not in PLACEMENT_FIELDS} or not same_source:
             raise SoftscopeError(f"{out} holds a describe run with other settings: pass another --out or delete it")
     else:
         write_config(out, command, cfg, source=str(source), model=adapter.name, task=task_name, classes=classes,
                      references=refs, pairs=pairs, target_prompts=[t.to_dict() for t in targets])
     rows = read_jsonl(out / "descriptions.jsonl")
     done = {r["checkpoint"] for r in rows}
-    todo = [(name, p) for name, p in items if name not in done]
-    bar = tqdm(todo, desc="describe", disable=not progress, unit="checkpoint")
-    for name, p in bar:
-        bar.set_postfix(step=p.step)
-        new = describe_prompt(adapter, p.tensor, pairs, targets, cfg.max_new_tokens, cfg.batch_size,
-                              cfg.source_pass, cfg.stop, cfg.cut)
-        score_rows(new, classes, refs)
-        new = [{"checkpoint": name, "step": p.step, "accuracy": p.accuracy, **r} for r in new]
+    meta = {name: (p.step, p.accuracy) for name, p in items}
+    shared = {"pairs": pairs, "targets": targets, "max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size,
+              "source_pass": cfg.source_pass, "stop": cfg.stop, "cut": cfg.cut, "classes": classes, "refs": refs}
+    units = [Unit(name, {"prompt": p.tensor, **shared}) for name, p in items if name not in done]
+
+    def record(unit: Unit, new: list[dict]) -> None:
+        step, acc = meta[unit.key]
+        new = [{"checkpoint": unit.key, "step": step, "accuracy": acc, **r} for r in new]
         append_jsonl(out / "descriptions.jsonl", new)  # a finished checkpoint survives an interruption
-        rows += new
-    bar.close()
+        rows.extend(new)
+
+    run_units(units, describe_unit, setup=load_model, setup_args=(model_spec, cfg.device, cfg.dtype), ctx=adapter,
+              options=cfg, on_result=record, progress=progress, log=None if cfg.executor == "ray" else _quiet)
     control = None
     if cfg.control:
         control = _control(adapter, cfg, rows, out, classes, refs)
