@@ -54,8 +54,10 @@ def test_duplicate_keys_are_refused():
 def test_bad_options_are_one_line_errors():
     with pytest.raises(SoftscopeError, match="--executor 'spark': use local or ray"):
         ExecutorOptions(executor="spark")
-    with pytest.raises(SoftscopeError, match="must be finite"):
-        ExecutorOptions(cpus_per_unit=float("nan"))
+    with pytest.raises(SoftscopeError, match="--cpus-per-unit inf: give a finite number"):
+        ExecutorOptions(cpus_per_unit=float("inf"))
+    with pytest.raises(SoftscopeError, match="--gpus-per-unit -1"):
+        ExecutorOptions(gpus_per_unit=-1.0)
 
 
 def test_without_ray_the_error_names_the_install_command(monkeypatch):
@@ -146,5 +148,30 @@ def test_describe_over_checkpoints_on_ray_equals_local(ray_cluster, tiny_model_d
         for k in a:
             if isinstance(a[k], float):
                 assert b[k] == pytest.approx(a[k], abs=1e-6), k
+            else:
+                assert a[k] == b[k], k
+
+
+def test_wayward_sweep_on_ray_equals_local(ray_cluster, tiny_model_dir, tiny_task_file, tmp_path):
+    from dataclasses import replace
+
+    from softscope.engine.runs import read_jsonl
+    from softscope.methods.wayward import WaywardConfig, run_wayward
+
+    cfg = WaywardConfig(model=str(tiny_model_dir), task=str(tiny_task_file), device="cpu", steps=3, batch_size=4,
+                        lr=5e-2, gamma=[0, 0.5], test_examples=8, template="task",
+                        target=["the movie was great and fun", "a bad film", "what a day"])
+    run_wayward(cfg, tmp_path / "local", progress=False)
+    run_wayward(replace(cfg, executor="ray", ray_address=ray_cluster), tmp_path / "ray", progress=False)
+    key = lambda r: (r["target"], r["gamma"], r["seed"])  # noqa: E731
+    local = sorted(read_jsonl(tmp_path / "local" / "wayward.jsonl"), key=key)
+    remote = sorted(read_jsonl(tmp_path / "ray" / "wayward.jsonl"), key=key)
+    assert len(local) == 3 * 2  # targets x gammas, each exactly once
+    for a, b in zip(local, remote, strict=True):
+        for k in a:
+            if k == "seconds":
+                continue
+            if isinstance(a[k], float):
+                assert b[k] == pytest.approx(a[k], abs=1e-5), k
             else:
                 assert a[k] == b[k], k

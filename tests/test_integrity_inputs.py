@@ -260,8 +260,8 @@ def test_a_bad_line_inside_jsonl_is_one_line(tmp_path):
 # options named by messages that belong to other entry points
 ELSEWHERE = {"--fresh": "python -m softscope.cli.demo"}
 # options the messages name that are on their way to the CLI; remove each once it exists:
-# --text-b-column (issue #17), and engine/executor.py's ExecutorOptions, not yet on a sweep command
-PENDING = {"--text-b-column", "--executor", "--ray-address", "--cpus-per-unit", "--gpus-per-unit"}
+# --text-b-column (issue #17)
+PENDING = {"--text-b-column"}
 
 
 def _cli_options() -> set[str]:

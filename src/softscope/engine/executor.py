@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from tqdm import tqdm
 
+from .config import h, validate
 from .errors import SoftscopeError
 
 RAY_INSTALL = "pip install 'softscope[ray]'"
@@ -38,18 +39,16 @@ class Unit:
 class ExecutorOptions:
     """Where a sweep's units run (shared by every sweep command's config)."""
 
-    executor: str = field(default="local", metadata={"help": "local (this process) or ray (Ray tasks; see --ray-address)"})
-    ray_address: str | None = field(default=None, metadata={
-        "help": "Ray cluster address for --executor ray: auto joins a running cluster, host:port a given one "
-                "(default: start a local Ray instance)"})
-    cpus_per_unit: float = field(default=1.0, metadata={"help": "CPUs Ray reserves for each unit"})
-    gpus_per_unit: float = field(default=0.0, metadata={"help": "GPUs Ray reserves for each unit (e.g. 1, or 0.5 to share)"})
+    executor: str = h("local", "local (this process) or ray (Ray tasks; see --ray-address)")
+    ray_address: str | None = h(None, "Ray cluster address for --executor ray: auto joins a running cluster, host:port "
+                                      "a given one (default: start a local Ray instance)")
+    cpus_per_unit: float = h(1.0, "CPUs Ray reserves for each unit", ge=0)
+    gpus_per_unit: float = h(0.0, "GPUs Ray reserves for each unit (e.g. 1, or 0.5 to share one)", ge=0)
 
     def __post_init__(self) -> None:
         if self.executor not in ("local", "ray"):
             raise SoftscopeError(f"--executor {self.executor!r}: use local or ray")
-        if not (self.cpus_per_unit >= 0 and self.gpus_per_unit >= 0):  # also refuses NaN
-            raise SoftscopeError("--cpus-per-unit and --gpus-per-unit must be finite and >= 0")
+        validate(self)
 
 
 # Settings that change where units run, never what they compute: a sweep's fingerprint leaves them out.

@@ -89,6 +89,7 @@ class DescribeConfig(ExecutorOptions):
 
     def __post_init__(self) -> None:
         validate(self)
+        ExecutorOptions.__post_init__(self)
         if self.protocol not in PROTOCOLS:
             raise SoftscopeError(f"--protocol {self.protocol!r}: use {' or '.join(PROTOCOLS)}")
         if self.protocol == "paper":

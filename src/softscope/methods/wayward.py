@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from ..engine.config import TrainConfig, h, subconfig, validate
 from ..engine.errors import SoftscopeError
+from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, run_units
 from ..engine.metrics import paired_difference, word_f1
 from ..engine.models import ModelAdapter, choose_autocast, text_embeddings, token_embeddings
 from ..engine.projection import project
@@ -88,7 +88,7 @@ PROTOCOLS: dict[str, dict] = {
 
 
 @dataclass
-class WaywardConfig(TrainConfig):
+class WaywardConfig(TrainConfig, ExecutorOptions):
     """A γ sweep over target texts: train, project (Euclidean), score prompt-F1, accuracy and distance."""
 
     targets: list[str] | None = h(None, "target files: JSON {name: text} or [texts], or .txt with one per line "
@@ -165,6 +165,7 @@ class WaywardConfig(TrainConfig):
         if self.distance_norm not in ("none", "embedding"):
             raise SoftscopeError(f"--distance-norm {self.distance_norm!r}: use none or embedding")
         super().__post_init__()
+        ExecutorOptions.__post_init__(self)
 
     @property
     def seeds(self) -> list[int]:
@@ -358,6 +359,86 @@ class EarlyStop:
         return all(s is not None for s in self.stopped_at)
 
 
+@dataclasses.dataclass
+class WaywardContext:
+    """What every unit of a sweep shares: the model, the task and its splits, the scorer, the distance scale."""
+
+    adapter: ModelAdapter
+    task: object
+    train_task: object
+    dev: list
+    test: list
+    scorer: Scorer
+    scale: float
+
+
+def wayward_setup(cfg: WaywardConfig) -> tuple:
+    """Build a unit context from the config alone (what a Ray worker does once, then keeps)."""
+    adapter = load_model_for(cfg)
+    task = _task_for(cfg)
+    train_task, dev = dev_split(task, cfg.dev_examples, cfg.seed) if cfg.patience else (task, [])
+    scorer = Scorer(adapter, task, max_length=cfg.max_length, verbalizer=cfg.verbalizer, autocast_bf16=cfg.eval_bf16)
+    scale = embedding_mean_sq_norm(adapter) if cfg.distance_norm == "embedding" else 1.0
+    return WaywardContext(adapter, task, train_task, dev, task.subset("test", cfg.test_examples or None, cfg.seed),
+                          scorer, scale), cfg, None
+
+
+def wayward_unit(ctx: tuple, unit: Unit) -> list[tuple[dict, torch.Tensor]]:
+    """One target × train seed, every γ of it trained together: [(row, prompt)] for the driver to save.
+
+    Depends only on the unit's key and the config (seeded generators), so local and Ray runs give the same rows.
+    """
+    c, cfg, run = ctx
+    adapter, task, scorer, test, scale = c.adapter, c.task, c.scorer, c.test, c.scale
+    name, text, seed, todo = unit.args["target"], unit.args["text"], unit.args["seed"], unit.args["gammas"]
+    ids, e_t = target_embeddings(adapter, text)
+    n = len(ids)
+    start_acc = scorer.accuracy(e_t, test, cfg.eval_batch_size)  # e(t) itself, untrained: is t already a prompt?
+    tcfg = _train_cfg(cfg, n, seed)
+    starts = torch.stack([_start(cfg, adapter, n, e_t, g, seed) for g in todo])
+    term = distance_term(todo, e_t, scale)
+    ts = time.time()
+    stop = None
+    if cfg.patience:
+        stop = EarlyStop(lambda p: scorer.accuracy(p, c.dev, cfg.eval_batch_size), len(todo), cfg.eval_every,
+                         cfg.patience)
+        _, metrics = train_many(tcfg, starts, adapter=adapter, task=c.train_task, loss_terms=[term],
+                                progress=False, on_step=stop)
+        finals = [(g, stop.best[k], metrics[-1]["loss"][k] if metrics else None) for k, g in enumerate(todo)]
+    elif cfg.batched and len(todo) > 1:
+        Ps, metrics = train_many(tcfg, starts, adapter=adapter, task=task, loss_terms=[term], progress=False)
+        finals = [(g, Ps[k], metrics[-1]["loss"][k] if metrics else None) for k, g in enumerate(todo)]
+    else:  # local only: resumable per-γ training folders inside the run
+        finals = []
+        for k, g in enumerate(todo):
+            rdir = run / "runs" / safe_name(name) / (f"gamma-{g:g}" + (f"-seed-{seed}" if cfg.train_seeds else ""))
+            res = train(tcfg, rdir, resume=(rdir / "state.json").exists(), adapter=adapter, task=task,
+                        loss_terms=[distance_term(g, e_t, scale)], init=starts[k], progress=False, command="wayward")
+            last = [m for m in read_jsonl(rdir / "metrics.jsonl") if m["event"] == "train"]
+            finals.append((g, res.prompt.tensor, last[-1]["loss"] if last else None))
+    train_seconds = (time.time() - ts) / len(todo)
+    out = []
+    for k, (g, P, final_loss) in enumerate(finals):
+        te = time.time()
+        correct = scorer.correct(P, test, cfg.eval_batch_size)
+        rd = reading(adapter, P.to(adapter.device), text, ids)
+        row = {"target": name, "target_text": text, "n_tokens": n, "gamma": g, "seed": seed,
+               "accuracy": float(correct.float().mean()), **rd, "distance_scaled": rd["distance"] / scale,
+               "start_accuracy": start_acc, "final_task_loss": final_loss, "test_examples": len(test),
+               "steps": stop.best_step[k] if stop else cfg.steps,
+               "correct": "".join("1" if x else "0" for x in correct.tolist()), "model": adapter.name,
+               "task": task.name, "seconds": train_seconds + time.time() - te}
+        if stop:
+            row.update(dev_accuracy=stop.best_acc[k], stopped_at=stop.stopped_at[k],
+                       dev_history=stop.history[k], dev_examples=len(c.dev))
+        out.append((row, P.detach().float().cpu()))
+    return out
+
+
+def _quiet(line: str) -> None:
+    """Local runs keep one progress bar; per-unit log lines are for Ray runs."""
+
+
 def run_wayward(cfg: WaywardConfig, out: str | Path, *, resume: bool = False, adapter: ModelAdapter | None = None,
                 task=None, progress: bool = True) -> dict:
     """Run (or continue) a sweep into `out`; returns the summary (also written as wayward_summary.json)."""
@@ -378,7 +459,8 @@ def run_wayward(cfg: WaywardConfig, out: str | Path, *, resume: bool = False, ad
         saved = read_json(run / "config.json")["config"]
         now = json.loads(json.dumps(dataclasses.asdict(cfg)))
         default = json.loads(json.dumps(dataclasses.asdict(WaywardConfig())))  # for settings older sweeps lack
-        changed = sorted(k for k in now if k != "max_targets" and saved.get(k, default[k]) != now[k])
+        changed = sorted(k for k in now if k not in ("max_targets", *PLACEMENT_FIELDS)
+                         and saved.get(k, default[k]) != now[k])
         if changed:
             raise SoftscopeError(f"--resume with other settings than the sweep in {run} ({', '.join(changed)}): "
                                  "rerun with the same options or choose another --out")
@@ -391,66 +473,30 @@ def run_wayward(cfg: WaywardConfig, out: str | Path, *, resume: bool = False, ad
                      model_info={"name": adapter.name, "layers": adapter.n_layers, "width": adapter.width,
                                  "embedding_mean_sq_norm": mean_sq})
     done = {(r["target"], r["gamma"], r.get("seed", cfg.seed)) for r in read_jsonl(rows_path)}
-    bar = tqdm(targets, desc="targets", disable=not progress)
-    for name, text in bar:
-        if all((name, g, s) in done for g in cfg.gamma for s in cfg.seeds):
-            continue
-        ids, e_t = target_embeddings(adapter, text)
-        n = len(ids)
-        start_acc = scorer.accuracy(e_t, test, cfg.eval_batch_size)  # e(t) itself, untrained: is t already a prompt?
+    units = []
+    for name, text in targets:
         for seed in cfg.seeds:
             todo = [g for g in cfg.gamma if (name, g, seed) not in done]
-            if not todo:
-                continue
-            tcfg = _train_cfg(cfg, n, seed)
-            starts = torch.stack([_start(cfg, adapter, n, e_t, g, seed) for g in todo])
-            term = distance_term(todo, e_t, scale)
-            ts = time.time()
-            stop = None
-            if cfg.patience:
-                stop = EarlyStop(lambda p: scorer.accuracy(p, dev, cfg.eval_batch_size), len(todo), cfg.eval_every,
-                                 cfg.patience)
-                _, metrics = train_many(tcfg, starts, adapter=adapter, task=train_task, loss_terms=[term],
-                                        progress=False, on_step=stop)
-                finals = [(g, stop.best[k], metrics[-1]["loss"][k] if metrics else None) for k, g in enumerate(todo)]
-            elif cfg.batched and len(todo) > 1:
-                Ps, metrics = train_many(tcfg, starts, adapter=adapter, task=task, loss_terms=[term], progress=False)
-                finals = [(g, Ps[k], metrics[-1]["loss"][k] if metrics else None) for k, g in enumerate(todo)]
-            else:
-                finals = []
-                for k, g in enumerate(todo):
-                    rdir = run / "runs" / safe_name(name) / (f"gamma-{g:g}" + (f"-seed-{seed}" if cfg.train_seeds else ""))
-                    res = train(tcfg, rdir, resume=(rdir / "state.json").exists(), adapter=adapter, task=task,
-                                loss_terms=[distance_term(g, e_t, scale)], init=starts[k], progress=False,
-                                command="wayward")
-                    last = [m for m in read_jsonl(rdir / "metrics.jsonl") if m["event"] == "train"]
-                    finals.append((g, res.prompt.tensor, last[-1]["loss"] if last else None))
-            train_seconds = (time.time() - ts) / len(todo)
-            new = []
-            for k, (g, P, final_loss) in enumerate(finals):
-                te = time.time()
-                correct = scorer.correct(P, test, cfg.eval_batch_size)
-                acc = float(correct.float().mean())
-                steps = stop.best_step[k] if stop else cfg.steps
-                sp = SoftPrompt(tensor=P.float().cpu(), model=adapter.name, task=task.name, template=task.template,
-                                label_words=list(task.label_words), classes=list(task.classes), step=steps,
-                                accuracy=acc, extra={"target": name, "target_text": text, "gamma": g, "seed": seed})
-                tag = f"{safe_name(name)}__gamma-{g:g}" + (f"__seed-{seed}" if cfg.train_seeds else "")
-                path = sp.save(run / "prompts" / f"{tag}.safetensors")
-                rd = reading(adapter, P.to(adapter.device), text, ids)
-                row = {"target": name, "target_text": text, "n_tokens": n, "gamma": g, "seed": seed, "accuracy": acc,
-                       **rd, "distance_scaled": rd["distance"] / scale, "start_accuracy": start_acc,
-                       "final_task_loss": final_loss, "test_examples": len(test), "steps": steps,
-                       "correct": "".join("1" if c else "0" for c in correct.tolist()), "model": adapter.name,
-                       "task": task.name, "prompt": str(path.relative_to(run)),
-                       "seconds": train_seconds + time.time() - te}
-                if stop:
-                    row.update(dev_accuracy=stop.best_acc[k], stopped_at=stop.stopped_at[k],
-                               dev_history=stop.history[k], dev_examples=len(dev))
-                new.append(row)
-            append_jsonl(rows_path, new)  # a target's finished rows land together: resume never recomputes them
-            done |= {(r["target"], r["gamma"], seed) for r in new}
-            bar.set_postfix(target=name.split("/")[-1][:20], best_f1=f"{max(r['f1'] for r in new):.2f}")
+            if todo:
+                units.append(Unit(f"{name}|seed={seed}", {"target": name, "text": text, "seed": seed, "gammas": todo}))
+    if cfg.executor != "local" and not cfg.batched:
+        raise SoftscopeError("--no-batched keeps per-γ training folders and runs with --executor local only")
+    ctx = WaywardContext(adapter, task, train_task, dev, test, scorer, scale)
+
+    def record(unit: Unit, result: list[tuple[dict, torch.Tensor]]) -> None:
+        new = []
+        for row, P in result:  # only the driver writes the run folder
+            sp = SoftPrompt(tensor=P.float().cpu(), model=adapter.name, task=task.name, template=task.template,
+                            label_words=list(task.label_words), classes=list(task.classes), step=row["steps"],
+                            accuracy=row["accuracy"], extra={"target": row["target"], "target_text": row["target_text"],
+                                                             "gamma": row["gamma"], "seed": row["seed"]})
+            tag = f"{safe_name(row['target'])}__gamma-{row['gamma']:g}" + (f"__seed-{row['seed']}" if cfg.train_seeds else "")
+            path = sp.save(run / "prompts" / f"{tag}.safetensors")
+            new.append({**row, "prompt": str(path.relative_to(run))})
+        append_jsonl(rows_path, new)  # a unit's finished rows land together: resume never recomputes them
+
+    run_units(units, wayward_unit, setup=wayward_setup, setup_args=(cfg,), ctx=(ctx, cfg, run), options=cfg,
+              on_result=record, progress=progress, log=None if cfg.executor == "ray" else _quiet)
     rows = read_jsonl(rows_path)
     summary = summarize(rows, cfg.f1_threshold, cfg.within, cfg.selection, cfg.bootstrap, cfg.baseline_min)
     summary.update(model=adapter.name, task=task.name, protocol=cfg.protocol, steps=cfg.steps, lr=cfg.lr,
