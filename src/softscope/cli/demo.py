@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         show_training(res, adapter, cfg.final_eval)
         describe_stage(out, adapter)
         from ..methods import explain
-        from .. import report
+        from ..report import html as report
 
         explain.demo_step(out, adapter)  # projection, best InSPEcT description, PEZ reading — each scored
         report.demo_step(out, adapter)  # the self-contained HTML page
