@@ -3,7 +3,7 @@ per unit), units per minute and their ratio, plus the driver's overhead per unit
 
     python benchmarks/sweep_scaling.py --units 8 --rounds 3 --json benchmarks/results/sweep_scaling.json
 
-Each round starts a fresh cluster on 127.0.0.1 (head + one more node, 1 CPU each; for "1 worker" only the head),
+Each round starts a fresh cluster on loopback (127.0.0.2) (head + one more node, 1 CPU each; for "1 worker" only the head),
 runs the sweep with --executor ray and tears the cluster down; the two sizes alternate within a round and the
 ratio is taken inside the round. Model loading happens once per worker process and is timed separately (first
 unit per worker), so units/minute is measured over the sweep after the workers are warm.
@@ -40,7 +40,7 @@ def noop(ctx, unit):
 
 
 def sweep_once(nodes: int, args, out: Path) -> dict:
-    address = start_cluster(nodes=nodes, cpus_per_node=1, object_store_mb=150)
+    address, tmp = start_cluster(nodes=nodes, cpus_per_node=1, object_store_mb=150)
     try:
         import ray
 
@@ -59,7 +59,7 @@ def sweep_once(nodes: int, args, out: Path) -> dict:
         overhead = (time.perf_counter() - t1) / args.units
         ray.shutdown()
     finally:
-        stop_cluster()
+        stop_cluster(tmp)
     return {"nodes": nodes, "wall_s": wall, "units_per_min": 60 * args.units / wall, "driver_overhead_s": overhead}
 
 

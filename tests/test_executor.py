@@ -73,13 +73,13 @@ def ray_cluster():
     ray = pytest.importorskip("ray")
     from ray_cluster import start_cluster, stop_cluster
 
-    address = start_cluster()
+    address, tmp = start_cluster()
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not import this test file
     try:
         yield address
     finally:
         ray.shutdown()
-        stop_cluster()
+        stop_cluster(tmp)
 
 
 def test_ray_gives_the_same_results_as_local(ray_cluster):

@@ -131,8 +131,10 @@ def _run_ray(units, work, setup, setup_args, options: ExecutorOptions, record, p
     ray = ray_module()
     if not ray.is_initialized():
         env = {k: v for k, v in os.environ.items() if k in _WORKER_ENV}
+        host = (options.ray_address or "").rsplit(":", 1)[0]
+        local = {"_node_ip_address": host} if host.startswith("127.") else {}  # a cluster on this machine's loopback
         ray.init(address=options.ray_address, log_to_driver=False, include_dashboard=False,
-                 runtime_env={"env_vars": env} if env else None)
+                 runtime_env={"env_vars": env} if env else None, **local)
     # a worker that dies mid-unit (killed, lost node) is a system failure: Ray re-runs the task elsewhere
     task = ray.remote(max_retries=5, retry_exceptions=False)(_run_one).options(
         num_cpus=options.cpus_per_unit, num_gpus=options.gpus_per_unit)
