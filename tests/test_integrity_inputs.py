@@ -143,8 +143,10 @@ def test_eval_refuses_other_classes_unless_asked(tmp_path, prompt_file, tiny_mod
                                                       [("great fun plot", "good"), ("boring awful plot", "bad")] * 3))
     line = refused(["eval", prompt_file, "--model", tiny_model_dir, "--task", other, "--out", tmp_path / "out"],
                    capsys, tmp_path)
-    assert line == (f"error: the prompt was trained with classes negative, positive but other has bad, good: pass "
-                    f"--task {tiny_task_file}, or --allow-other-task to score it anyway")
+    # engine.carry's message: what the prompt was trained on, what differs, the flag
+    assert line.startswith(f"error: {prompt_file} was trained on ")
+    assert ("scoring it with classes bad, good instead of its negative, positive changes what it means: drop the "
+            "overriding option or pass --allow-other-task to score it anyway") in line
     main(["eval", str(prompt_file), "--model", str(tiny_model_dir), "--task", str(other), "--allow-other-task"])
     assert "other: accuracy" in capsys.readouterr().out
 
@@ -259,9 +261,8 @@ def test_a_bad_line_inside_jsonl_is_one_line(tmp_path):
 # ---- error messages name real options (issue #17) --------------------------------------------------------
 # options named by messages that belong to other entry points
 ELSEWHERE = {"--fresh": "python -m softscope.cli.demo"}
-# options the messages name that are on their way to the CLI; remove each once it exists:
-# --text-b-column (issue #17)
-PENDING = {"--text-b-column"}
+# options the messages name that are on their way to the CLI; remove each once it exists
+PENDING: set[str] = set()
 
 
 def _cli_options() -> set[str]:

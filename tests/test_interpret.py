@@ -116,7 +116,7 @@ def test_default_model_reading_of_itself_is_faithful():
 
 def test_cli_interpret_prints_the_report(tiny, tmp_path, monkeypatch):
     import softscope.engine.models as models
-    import softscope.engine.training as training
+    import softscope.engine.tasks as tasks
     from click.testing import CliRunner
 
     from softscope.cli.pez import interpret_cmd
@@ -126,9 +126,9 @@ def test_cli_interpret_prints_the_report(tiny, tmp_path, monkeypatch):
     SoftPrompt(tensor=tiny.embed(torch.tensor(ids)).detach(), model="tiny", task="tiny",
                classes=task.classes).save(tmp_path / "p.safetensors")
     monkeypatch.setattr(models, "load_model", lambda *a, **k: tiny)
-    monkeypatch.setattr(training, "load_task_for", lambda cfg: task)
+    monkeypatch.setattr(tasks, "load_task", lambda *a, **k: task)  # the prompt records no task: --task names it
     res = CliRunner().invoke(interpret_cmd, [str(tmp_path / "p.safetensors"), "--reading", "text:the movie was great",
-                                             "--examples", "0", "--out", str(tmp_path / "out")])
+                                             "--examples", "0", "--task", "tiny", "--out", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     assert "agreement with the soft prompt 1.000" in res.output and "interpretable:" in res.output
     assert (tmp_path / "out" / "interpret_summary.json").exists()

@@ -106,8 +106,9 @@ def test_cli_explain_checkpoint_and_report(demo_run, tiny_task_file, monkeypatch
 
     run, tiny, _ = demo_run
     monkeypatch.setattr("softscope.methods.explain.load_model", lambda *a, **k: tiny)
+    # the prompt was trained on an in-code task: the file gives its data, --template its template
     cli.main(["explain", str(run / "checkpoints" / "step-00004.safetensors"), "--task", str(tiny_task_file),
-              "--readings", "projection,pez", "--pez-steps", "2", "--pez-batch-size", "4", "--examples", "8"])
+              "--template", "Sentence : {text} Label :", "--readings", "projection,pez", "--pez-steps", "2", "--pez-batch-size", "4", "--examples", "8"])
     out = capsys.readouterr().out
     assert "projection (cos)" in out and "PEZ (2 steps)" in out and "report:" in out
     s = read_json(run / "explain-step-00004" / "explain_summary.json")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..engine.runs import read_json
 from .options import build, config_options, echo_json
 
 
@@ -43,19 +44,26 @@ def tasks_cmd(data_dir, as_json):
 
 
 def _load_prompt_and_model(prompt_path: str, opts: dict):
-    from ..engine.models import load_model
+    """The prompt and its model (the one it was trained on unless --model names another); the override if any."""
+    from ..engine.carry import model_for
+    from ..engine.models import DEFAULT_MODEL, load_model
     from ..engine.prompts import SoftPrompt
 
     prompt = SoftPrompt.load(prompt_path)
-    name = opts.get("model") or (prompt.model if prompt.model else None)
-    if not name:
-        from ..engine.models import DEFAULT_MODEL
-
-        name = DEFAULT_MODEL
-    adapter = load_model(name, device=opts.get("device", "auto"), dtype=opts.get("dtype", "auto"),
+    name, override = model_for(prompt, opts.get("model"))
+    adapter = load_model(name or DEFAULT_MODEL, device=opts.get("device", "auto"), dtype=opts.get("dtype", "auto"),
                          trust_remote_code=opts.get("trust_remote_code", False))
     prompt.check_width(adapter.width, adapter.name)
-    return prompt, adapter
+    return prompt, adapter, override
+
+
+def model_options(f):
+    """--model (default: the prompt's own), --device, --dtype, --trust-remote-code for commands that read a prompt."""
+    from ..engine.config import ModelOptions
+
+    f = config_options(ModelOptions, exclude=("model",))(f)
+    return click.option("--model", default=None,
+                        help="model (default: the one the prompt was trained on): alias, local folder or hub id")(f)
 
 
 @click.command("train")
@@ -82,37 +90,45 @@ def train_cmd(out, resume, **kw):
 
 @click.command("eval")
 @click.argument("prompt_path", type=click.Path())
-@config_options(__import__("softscope.engine.config", fromlist=["TaskOptions"]).TaskOptions)
-@config_options(__import__("softscope.engine.config", fromlist=["ModelOptions"]).ModelOptions)
+@config_options(__import__("softscope.engine.config", fromlist=["ReadOptions"]).ReadOptions)
+@model_options
 @click.option("--out", default=None, help="also write eval_summary.json and eval.jsonl into this folder")
-@click.option("--allow-other-task", is_flag=True,
-              help="score the prompt even on a task whose classes or label words differ from its own")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def eval_cmd(prompt_path, out, allow_other_task, as_json, **kw):
-    """Evaluate a saved prompt (file, run dir or PEFT adapter dir) on a task's test set."""
-    from ..engine.config import ModelOptions, TaskOptions
+def eval_cmd(prompt_path, out, as_json, **kw):
+    """Score a saved prompt (file, run dir or PEFT adapter dir) on its own task's test set, with the settings it
+    was trained with (task, template, label words, max length, placement, model); options override them."""
+    from ..engine.carry import of, resolve
+    from ..engine.config import ReadOptions
     from ..engine.runs import write_config, write_json, write_jsonl
     from ..engine.stats import fmt_ci
-    from ..engine.training import evaluate, load_task_for
+    from ..engine.training import evaluate
 
-    kw["model"] = kw.get("model") if kw.get("model") != ModelOptions.model else None
-    prompt, adapter = _load_prompt_and_model(prompt_path, kw)
-    topts = build(TaskOptions, kw)
-    task = load_task_for(topts)
-    res = evaluate(prompt, topts, adapter=adapter, task=task, allow_other_task=allow_other_task)
+    ropts = build(ReadOptions, kw)
+    prompt, adapter, model_override = _load_prompt_and_model(prompt_path, kw)
+    reading = resolve(prompt, ropts.given(), ropts.allow_other_task, what=str(prompt_path))
+    reading.overrides = model_override + reading.overrides
+    task = reading.task
+    res = evaluate(prompt, adapter=adapter, scorer=reading.scorer(adapter))
     summary = {"prompt": str(prompt_path), "task": task.name, "model": adapter.name, "accuracy": res["accuracy"],
-               "examples": res["examples"], "ci95": res["ci95"], "interval": "wilson",
-               "per_class_recall": res["per_class_recall"]}
+               "examples": res["examples"], "test_total": reading.test_total, "ci95": res["ci95"],
+               "interval": "wilson", "recorded_accuracy": prompt.accuracy, "per_class_recall": res["per_class_recall"],
+               "truncated": res["truncated"], **reading.to_dict()}
     if out:
-        write_config(out, "eval", topts, prompt=str(prompt_path), model=adapter.name)
+        write_config(out, "eval", ropts, prompt=str(prompt_path), model=adapter.name, **reading.to_dict())
         write_jsonl(Path(out) / "eval.jsonl", [
-            {"i": i, "text": e.text, "gold": task.classes[g], "pred": task.classes[p], "logprobs": lp}
-            for i, (e, g, p, lp) in enumerate(zip(task.test, res["gold"], res["predictions"], res["logprobs"]))])
+            {"i": i, "text": e.text, "text_b": e.text_b, "gold": task.classes[g], "pred": task.classes[p],
+             "logprobs": lp} for i, (e, g, p, lp) in
+            enumerate(zip(task.test, res["gold"], res["predictions"], res["logprobs"]))])
         write_json(Path(out) / "eval_summary.json", summary)
     if as_json:
         return echo_json(summary)
-    click.echo(f"{task.name}: accuracy {fmt_ci(res['accuracy'], res['ci95'], 4)} on {res['examples']} test examples"
-               " (95% Wilson interval)")
+    for line in reading.notes():
+        click.echo(line)
+    click.echo(f"{task.name}: accuracy {fmt_ci(res['accuracy'], res['ci95'], 4)} on "
+               f"{of(res['examples'], reading.test_total)} test examples (95% Wilson interval)"
+               + (f" (recorded at training: {prompt.accuracy:.4f})" if prompt.accuracy is not None and not
+                  reading.overrides else ""))
+    click.echo(f"truncated: {res['truncated']} of {res['examples']} inputs cut to fit max length {res['max_length']}")
     for c, r in res["per_class_recall"].items():
         click.echo(f"  recall {c:<14} {r:.3f}" if r is not None else f"  recall {c:<14} n/a")
 
@@ -122,24 +138,32 @@ def eval_cmd(prompt_path, out, allow_other_task, as_json, **kw):
 @click.option("--metric", type=click.Choice(["l2", "cos", "dot"]), default="l2", show_default=True,
               help="distance: Euclidean, cosine or raw dot product")
 @click.option("--top-k", default=5, show_default=True, help="neighbours per virtual token")
-@config_options(__import__("softscope.engine.config", fromlist=["ModelOptions"]).ModelOptions)
+@model_options
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def project_cmd(prompt_path, metric, top_k, as_json, **kw):
-    """Nearest vocabulary tokens of each virtual token, with distances, and the decoded string."""
-    from ..engine.config import ModelOptions
-    from ..engine.projection import check_options, project
+    """Nearest vocabulary tokens of each virtual token, with distances, the decoded string, and how far each
+    virtual token moved from its initialisation (a warning when training hardly moved the prompt)."""
+    from ..engine.projection import check_options, movement, project
 
     check_options(metric, top_k)
-    kw["model"] = kw.get("model") if kw.get("model") != ModelOptions.model else None
-    prompt, adapter = _load_prompt_and_model(prompt_path, kw)
+    prompt, adapter, model_override = _load_prompt_and_model(prompt_path, kw)
     proj = project(adapter, prompt.tensor, metric, top_k)
+    moved = movement(prompt, prompt_path)
     if as_json:
-        return echo_json({"prompt": str(prompt_path), "model": adapter.name, **proj.to_dict()})
+        return echo_json({"prompt": str(prompt_path), "model": adapter.name, **proj.to_dict(), "movement": moved,
+                          "overrides": model_override})
+    for o in model_override:
+        click.echo(f"override: model = {o['used']!r} (the prompt's: {o['recorded']!r})")
     click.echo(f"{prompt.n_tokens} virtual tokens, {adapter.name}, metric {metric}"
                + ("  (output embeddings untied: input-embedding neighbours)" if proj.untied_output else ""))
     for i, top in enumerate(proj.top):
-        click.echo(f"  p{i}: " + "  ".join(f"{t['token']!r} ({t['score']:.3f})" for t in top))
+        d = f"  [moved {moved['relative'][i]:.3f}]" if moved else ""
+        click.echo(f"  p{i}: " + "  ".join(f"{t['token']!r} ({t['score']:.3f})" for t in top) + d)
     click.echo(f"decoded: {proj.text!r}")
+    if moved is None:
+        click.echo("movement: unknown (no initial prompt recorded with this prompt)")
+    elif moved["warning"]:
+        click.echo(f"warning: {moved['warning']}")
 
 
 @click.command("export")
@@ -148,10 +172,14 @@ def project_cmd(prompt_path, metric, top_k, as_json, **kw):
 @click.option("--base-model", default=None, help="base_model_name_or_path to record (default: the prompt's model)")
 def export_cmd(prompt_path, peft_dir, base_model):
     """Export a prompt as a PEFT prompt-tuning adapter (adapter_config.json + adapter_model.safetensors)."""
-    from ..engine.prompts import SoftPrompt, export_peft
+    from ..engine.prompts import SoftPrompt, export_notes, export_peft
 
-    out = export_peft(SoftPrompt.load(prompt_path), peft_dir, base_model)
-    click.echo(f"PEFT adapter written to {out}")
+    prompt = SoftPrompt.load(prompt_path)
+    out = export_peft(prompt, peft_dir, base_model)
+    cfg = read_json(out / "adapter_config.json")
+    click.echo(f"PEFT adapter written to {out} (base model: {cfg.get('base_model_name_or_path')})")
+    for note in export_notes(prompt, base_model):
+        click.echo(f"note: {note}")
 
 
 COMMANDS = [models_cmd, tasks_cmd, train_cmd, eval_cmd, project_cmd, export_cmd]

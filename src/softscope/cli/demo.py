@@ -27,10 +27,14 @@ def show_training(res, adapter, final_eval: str) -> None:
         n = c.get("examples")
         click.echo(f"{c['step']:>6}  {fmt_ci(c['accuracy'], c.get('ci95'))}" + (f"  n={n}" if n else ""))
     if res.final_accuracy is not None:
-        n = res.final_examples
+        n, total = res.final_examples, res.test_total
+        which = "full" if n >= total else f"{n} of {total}"
         ci = interval_of(res.final_accuracy, n) if n else None
-        click.echo(f"final test accuracy ({final_eval}): {fmt_ci(res.final_accuracy, ci, 4)}"
-                   + (f", n={n}" if n else ""))
+        click.echo(f"final test accuracy ({which}): {fmt_ci(res.final_accuracy, ci, 4)}" + (f", n={n}" if n else ""))
+    if res.truncated:
+        t = res.truncated
+        click.echo(f"truncated to max length {t['max_length']}: {t['train']} of the training inputs, "
+                   f"{t['test']} of {res.final_examples} final test inputs")
     proj = project(adapter, res.prompt.tensor, "l2", top_k=3)
     click.echo(f"nearest tokens (l2): {proj.text!r}")
     for i, top in enumerate(proj.top):

@@ -73,7 +73,11 @@ def show_summary(res) -> None:
         click.echo(f"{c['step']:>6} {_f(c['accuracy'])} | {_f(score_of(c, 'best.class_rate'))} "
                    f"{_f(c['class_rate_mean'])} {_f(c['naming_share'])} | {_f(score_of(c, 'best.similarity'))} "
                    f"{_f(c['similarity_topk'])} | {_f(score_of(c, 'best.rouge1'))} | "
-                   f"{b['source_layer']}→{b['target_layer']}: {b['cut'][:70]!r}")
+                   f"{b['source_layer']}→{b['target_layer']}: {b['cut'][:70]!r}"
+                   + (" [copies a target-prompt demo]" if b.get("copies_demo") else ""))
+        if c.get("copies"):
+            click.echo(f"{'':>6} {c['copies']} descriptions copy a target-prompt demonstration"
+                       + (": left out of best" if c.get("best_excludes_copies") else " (all of them: kept)"))
     c = s.get("control")
     if c is not None:  # --control: the prompt e(true description) on the same grid
         b = c["best"]["similarity"]

@@ -69,9 +69,12 @@ def interpret_cmd(prompt_path, out, as_json, **kw):
     if as_json:
         return echo_json(rep)
     f, s, t = rep["faithfulness"], rep["scrutability"], rep["thresholds"]
+    for o in rep.get("overrides", []):
+        click.echo(f"override: {o['field']} = {o['used']!r} (the prompt's: {o['recorded']!r})")
     click.echo(f"reading ({rep['reading']}): {rep['text']!r}  [{rep['tokens']} tokens"
                + ("" if rep["text_roundtrip"] else "; the text re-tokenises differently: scored by its ids") + "]")
-    click.echo(f"faithfulness on {f['examples']} {rep['task']} test examples:")
+    click.echo(f"faithfulness on {f['examples']} {rep['task']} test examples "
+               f"({rep['truncated']} inputs truncated to max length {rep['max_length']}):")
     click.echo(f"  agreement with the soft prompt {fmt_ci(f['agreement'], f['agreement_ci95'])}   (faithful if >= "
                f"{t['min_agreement']:g}: {'yes' if rep['faithful'] else 'no'})")
     click.echo(f"  accuracy soft {fmt_ci(f['prompt_accuracy'], f['prompt_accuracy_ci95'])} / reading "

@@ -89,12 +89,43 @@ class TaskOptions:
     data_dir: str | None = h(None, "folder with <task>/train.jsonl etc. (default: $SOFTSCOPE_DATA, then ../shared/data)")
     text_column: str | None = h(None, "text column of a user file (default: text)")
     label_column: str | None = h(None, "label column of a user file (default: label)")
+    text_b_column: str | None = h(None, "second text column of a sentence-pair task (default: premise/hypothesis, "
+                                        "sentence1/sentence2 when present)")
+    template: str | None = h(None, "input template with {text} (and {text_b}), e.g. 'Review : {text} Label :' "
+                                   "(default: the task's own)")
     label_words: list[str] | None = h(None, "verbalizer words, one per class in class order")
     max_train: int | None = h(None, "use at most this many training examples (seeded)", ge=1)
     max_test: int | None = h(None, "use at most this many test examples (seeded)", ge=1)
 
     def __post_init__(self) -> None:
         validate(self)
+
+
+@dataclass
+class ReadOptions:
+    """How a reading command scores a saved prompt: every field defaults to what the prompt remembers."""
+
+    task: str | None = h(None, "task (default: the prompt's own): built-in name, data file or folder, or hub:NAME")
+    data_dir: str | None = h(None, "data folder for a built-in task (default: the prompt's, then $SOFTSCOPE_DATA)")
+    text_column: str | None = h(None, "text column (default: the prompt's)")
+    text_b_column: str | None = h(None, "second text column of a sentence-pair task (default: the prompt's)")
+    label_column: str | None = h(None, "label column (default: the prompt's)")
+    template: str | None = h(None, "input template with {text} (and {text_b}) (default: the prompt's)")
+    label_words: list[str] | None = h(None, "verbalizer words, one per class in class order (default: the prompt's)")
+    verbalizer: str | None = h(None, "first, full or auto (default: the prompt's)")
+    max_length: int | None = h(None, "truncate formatted inputs to this many tokens (default: the prompt's)", ge=1)
+    max_test: int | None = h(None, "seeded test subset (default: the one the prompt's accuracy was measured on)",
+                             ge=1)
+    allow_other_task: bool = h(False, "score the prompt with other classes, label words or template than it was "
+                                      "trained with (refused otherwise)")
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def given(self) -> dict:
+        """The options the user set (None = use the prompt's own)."""
+        return {f.name: getattr(self, f.name) for f in fields(ReadOptions)
+                if f.name != "allow_other_task" and getattr(self, f.name) is not None}
 
 
 @dataclass
@@ -116,6 +147,8 @@ class TrainConfig(ModelOptions, TaskOptions):
     final_eval: str = h("full", "final prompt on: full (whole test set), subset, or none")
     max_length: int = h(80, "truncate formatted inputs to this many tokens", ge=1)
     verbalizer: str = h("auto", "first (label word's first token), full (all its tokens) or auto")
+    placement: str = h("after_bos", "virtual tokens after the tokenizer's BOS (after_bos) or before it as PEFT does "
+                                    "(before_bos: an exported adapter then scores the same in PEFT)")
     bucket: bool = h(True, "form batches from examples of similar length (less padding, same objective)")
     bf16_autocast: str = h("off", "bfloat16 autocast for forward/backward: off (float32, the same numbers on every "
                                   "CPU), on, or auto (on only where the device has native bf16: CUDA, AVX512-BF16/AMX)")
@@ -134,6 +167,8 @@ class TrainConfig(ModelOptions, TaskOptions):
             self.bf16_autocast = "on" if self.bf16_autocast else "off"
         if self.bf16_autocast not in ("off", "on", "auto"):
             raise SoftscopeError(f"--bf16-autocast {self.bf16_autocast!r}: use off, on or auto")
+        if self.placement not in ("after_bos", "before_bos"):
+            raise SoftscopeError(f"--placement {self.placement!r}: use after_bos or before_bos")
 
 
 def subconfig(cls, cfg: Any, **override):

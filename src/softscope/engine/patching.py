@@ -131,8 +131,9 @@ def capture(adapter: ModelAdapter, inputs_embeds: torch.Tensor | None, layers: S
 
 
 def source_states(adapter: ModelAdapter, prompt: torch.Tensor, layers: Sequence[int] | None = None,
-                  source_pass: str = "embeddings") -> torch.Tensor:
-    """Block outputs at the virtual-token positions of a soft prompt run alone (after BOS if the model adds one).
+                  source_pass: str = "embeddings", placement: str = "after_bos") -> torch.Tensor:
+    """Block outputs at the virtual-token positions of a soft prompt run alone (after BOS if the model adds one;
+    placement "before_bos": the prompt first, then BOS, as PEFT trained it).
 
     prompt [n, d] → [L, n, d]; prompt [K, n, d] (several prompts, e.g. checkpoints) → [L, K, n, d].
     `layers` defaults to every layer. `source_pass`: "embeddings" feeds the prompt as input embeddings (as it is
@@ -155,10 +156,12 @@ def source_states(adapter: ModelAdapter, prompt: torch.Tensor, layers: Sequence[
         states = capture(adapter, None, layers, input_ids=ids, overwrite=(range(nb, nb + n), P))[:, :, nb:]
         return states[:, 0] if single else states
     parts = [P.to(device=adapter.device, dtype=adapter.dtype)]
+    before = placement == "before_bos"
     if nb:
         bos = adapter.embed(torch.tensor([adapter.bos_ids], device=adapter.device))
-        parts.insert(0, bos.expand(K, -1, -1))
-    states = capture(adapter, torch.cat(parts, dim=1), layers)[:, :, nb:]
+        parts.insert(len(parts) if placement == "before_bos" else 0, bos.expand(K, -1, -1))
+    states = capture(adapter, torch.cat(parts, dim=1), layers)
+    states = states[:, :, :n] if placement == "before_bos" else states[:, :, nb:]
     return states[:, 0] if single else states
 
 

@@ -84,3 +84,44 @@ def project(adapter: ModelAdapter, P: torch.Tensor, metric: str = "l2", top_k: i
             for v, i in zip(val[r], idx[r])] for r in range(s.shape[0])]
     ids = idx[:, 0].tolist()
     return Projection(metric=metric, ids=ids, text=tok.decode(ids), top=top, untied_output=not adapter.tied_embeddings)
+
+
+# A prompt whose every virtual token moved less than this share of its initial norm still projects to its
+# initialisation (with the default seed, every such prompt reads the same): `movement` warns about it.
+MOVED_MIN = 0.01
+
+
+def initial_prompt(prompt, path=None) -> torch.Tensor | None:
+    """The prompt's initialisation: stored with it, else the step-0 checkpoint of the run it belongs to."""
+    from pathlib import Path
+
+    if getattr(prompt, "init", None) is not None:
+        return prompt.init
+    if path is None:
+        return None
+    p = Path(path)
+    for run in ((p,) if p.is_dir() else (p.parent, p.parent.parent)):
+        ck = run / "checkpoints" / "step-00000.safetensors"
+        if ck.exists():
+            from .prompts import SoftPrompt
+
+            t = SoftPrompt.load(ck).tensor
+            return t if t.shape == prompt.tensor.shape else None
+    return None
+
+
+def movement(prompt, path=None) -> dict | None:
+    """Each virtual token's L2 distance from its initial embedding (absolute and relative to the initial norm),
+    with a warning when all moved less than MOVED_MIN; None when the initialisation is unknown."""
+    P0 = initial_prompt(prompt, path)
+    if P0 is None:
+        return None
+    P, P0 = prompt.tensor.float().cpu(), P0.float().cpu()
+    dist = (P - P0).norm(dim=-1)
+    rel = dist / P0.norm(dim=-1).clamp_min(1e-12)
+    warn = None
+    if float(rel.max()) < MOVED_MIN:
+        warn = (f"the prompt has hardly moved from its initialisation (largest move {float(rel.max()):.4f} of a "
+                f"token's norm, below {MOVED_MIN}): its projection shows the initial tokens, not what training learned")
+    return {"distance": dist.tolist(), "relative": rel.tolist(), "max_relative": float(rel.max()),
+            "threshold": MOVED_MIN, "warning": warn}

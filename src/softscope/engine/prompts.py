@@ -14,6 +14,7 @@ from .errors import SoftscopeError
 from .runs import save_tensors, write_json
 
 TENSOR_KEY = "prompt"
+INIT_KEY = "init"  # the prompt's initialisation, kept beside it so `project` can say how far training moved it
 PEFT_KEY = "prompt_embeddings"
 
 
@@ -56,6 +57,13 @@ class SoftPrompt:
     step: int = 0
     accuracy: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # what scoring it again needs (engine.carry)
+    init: torch.Tensor | None = None  # [n, d] initial prompt, when known
+
+    @property
+    def placement(self) -> str:
+        """after_bos (softscope's training) or before_bos (PEFT's): where the virtual tokens sit."""
+        return self.settings.get("placement") or "after_bos"
 
     @property
     def n_tokens(self) -> int:
@@ -66,7 +74,7 @@ class SoftPrompt:
         return int(self.tensor.shape[1])
 
     def meta(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if k != "tensor"}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("tensor", "init")}
         d.update(n_tokens=self.n_tokens, width=self.width)
         return d
 
@@ -96,7 +104,10 @@ class SoftPrompt:
         if path.suffix != ".safetensors":
             path = path.with_suffix(".safetensors")
         meta = self.meta()
-        save_tensors(path, {TENSOR_KEY: self.tensor.float()}, {"softscope": json.dumps(meta, default=str)})
+        tensors = {TENSOR_KEY: self.tensor.float()}
+        if self.init is not None and self.init.shape == self.tensor.shape:
+            tensors[INIT_KEY] = self.init.float()
+        save_tensors(path, tensors, {"softscope": json.dumps(meta, default=str)})
         write_json(path.with_suffix(".json"), meta)
         return path
 
@@ -125,20 +136,33 @@ class SoftPrompt:
                 return cls(tensor=checked_tensor(tensors[PEFT_KEY], str(path)))
             raise SoftscopeError(f"{path} has no '{TENSOR_KEY}' tensor (keys: {', '.join(tensors)})")
         meta = _json_object(header.get("softscope", "{}"), f"the softscope header of {path}")
-        kw = {k: meta[k] for k in ("model", "task", "template", "label_words", "classes", "step", "accuracy", "extra")
-              if k in meta}
-        return cls(tensor=checked_tensor(tensors[TENSOR_KEY], str(path)), **kw)
+        kw = {k: meta[k] for k in ("model", "task", "template", "label_words", "classes", "step", "accuracy", "extra",
+                                   "settings") if k in meta}
+        init = tensors.get(INIT_KEY)
+        return cls(tensor=checked_tensor(tensors[TENSOR_KEY], str(path)),
+                   init=checked_tensor(init, str(path)) if init is not None else None, **kw)
+
+
+def _base_model(prompt: SoftPrompt, base_model: str | None) -> str | None:
+    from .carry import model_path
+
+    return base_model or prompt.settings.get("model_path") or (model_path(prompt.model) if prompt.model else None)
 
 
 def export_peft(prompt: SoftPrompt, out_dir: str | Path, base_model: str | None = None) -> Path:
-    """Write a PEFT prompt-tuning adapter (adapter_config.json + adapter_model.safetensors) that peft loads."""
+    """Write a PEFT prompt-tuning adapter (adapter_config.json + adapter_model.safetensors) that peft loads.
+
+    base_model_name_or_path is the real model (folder or hub id), so AutoPeftModelForCausalLM.from_pretrained
+    finds it; softscope's own metadata (alias, settings) rides in the safetensors header. `export_notes` says
+    what a user should know about the result.
+    """
+    base = _base_model(prompt, base_model)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     from peft import PromptTuningConfig, TaskType
 
     cfg = PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=prompt.n_tokens,
-                             token_dim=prompt.width, num_transformer_submodules=1,
-                             base_model_name_or_path=base_model or prompt.model or None)
+                             token_dim=prompt.width, num_transformer_submodules=1, base_model_name_or_path=base)
     cfg_dict = cfg.to_dict()
     write_json(out / "adapter_config.json", {k: (v.value if hasattr(v, "value") else v) for k, v in cfg_dict.items()})
     save_tensors(out / "adapter_model.safetensors", {PEFT_KEY: prompt.tensor.float()},
@@ -146,16 +170,39 @@ def export_peft(prompt: SoftPrompt, out_dir: str | Path, base_model: str | None 
     return out
 
 
+def export_notes(prompt: SoftPrompt, base_model: str | None = None) -> list[str]:
+    """Warnings for a PEFT export: a base model PEFT cannot find, a placement PEFT does not reproduce."""
+    base = _base_model(prompt, base_model)
+    notes = []
+    if base and not Path(base).exists() and "/" not in base:
+        notes.append(f"base model {base!r} is neither a folder nor a hub id: pass --base-model with the model's "
+                     "folder or hub id so PEFT can load it")
+    if prompt.placement == "after_bos":
+        notes.append("PEFT puts virtual tokens before the tokenizer's BOS, softscope trained this prompt after it: on "
+                     "a model whose tokenizer adds BOS, PEFT's scores differ from softscope's (train with --placement "
+                     "before_bos for an exact match); softscope reads this adapter back with its own placement")
+    return notes
+
+
 def import_peft(adapter_dir: str | Path) -> SoftPrompt:
-    """Read a PEFT prompt-tuning adapter folder as a SoftPrompt."""
+    """Read a PEFT prompt-tuning adapter folder as a SoftPrompt.
+
+    An adapter softscope exported keeps its recorded settings; one trained with PEFT gets PEFT's placement
+    (virtual tokens before BOS), so softscope scores it as PEFT does.
+    """
     d = Path(adapter_dir)
     cfg_path, w_path = d / "adapter_config.json", d / "adapter_model.safetensors"
     if not w_path.exists() and not (d / "adapter_model.bin").exists():
         raise SoftscopeError(f"{d} has no adapter_model.safetensors: not a PEFT adapter folder")
+    header: dict = {}
     w_file = w_path if w_path.exists() else d / "adapter_model.bin"
     try:
         if w_path.exists():
+            from safetensors import safe_open
+
             w = load_file(str(w_path))
+            with safe_open(str(w_path), "pt") as f:
+                header = f.metadata() or {}
         else:
             w = torch.load(w_file, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated or not a tensor file at all: the libraries raise many types
@@ -178,5 +225,13 @@ def import_peft(adapter_dir: str | Path) -> SoftPrompt:
                              "re-export the adapter")
     if n and t.shape[0] != n:  # several transformer submodules stack their prompts
         t = t[:n]
-    return SoftPrompt(tensor=t.float(), model=str(cfg.get("base_model_name_or_path") or ""),
-                      extra={"imported_from": str(d), "peft_config": cfg})
+    base = str(cfg.get("base_model_name_or_path") or "")
+    extra = {"imported_from": str(d), "peft_config": cfg}
+    if "softscope" in header:  # exported by softscope: its own metadata, settings and placement
+        meta = _json_object(header["softscope"], f"the softscope header of {w_path}")
+        kw = {k: meta[k] for k in ("model", "task", "template", "label_words", "classes", "step", "accuracy",
+                                   "settings") if k in meta}
+        kw.setdefault("model", base)
+        return SoftPrompt(tensor=t.float(), extra={**meta.get("extra", {}), **extra}, **kw)
+    return SoftPrompt(tensor=t.float(), model=base, extra=extra,
+                      settings={"placement": "before_bos", "model": base, "model_path": base})

@@ -1,8 +1,18 @@
 """Scoring engine: lay out [BOS] + prompt + text + label, and read label log-probs at the answer positions only.
 
 The prompt sits directly before the text tokens in every row (right padding), so padding never separates
-prompt and text (the PEFT left-padding issue #1093). Only the positions that predict label tokens go through
-the vocabulary head. Used by training, evaluation, PEZ, RLPrompt, bias and interpret.
+prompt and text (the PEFT left-padding issue #1093). Placement "after_bos" (softscope's) puts the virtual
+tokens after the tokenizer's BOS; "before_bos" puts them first, as PEFT does. Only the positions that predict
+label tokens go through the vocabulary head. Used by training, evaluation, PEZ, RLPrompt, bias and interpret.
+
+Verbalizer (one definition for the loss and for accuracy): a class's score is the log-probability of its label
+word — "first": of the word's first token only; "full": summed over all the word's tokens. The training loss is
+the negative of the gold class's score averaged over rows (for "full", −log p(whole word); continuation tokens
+alone earn no credit, and a single-token word gives the usual cross-entropy).
+
+Truncation never drops the input nor the template: when a formatted input is longer than max_length, the text
+field is cut at its end (both fields of a pair task, in proportion to their lengths) and the row is marked
+`truncated`; a template that alone does not fit is an error.
 """
 
 from __future__ import annotations
@@ -17,6 +27,8 @@ from tqdm.auto import tqdm
 from .errors import SoftscopeError
 from .models import ModelAdapter, final_hidden, lm_logits
 
+PLACEMENTS = ("after_bos", "before_bos")
+
 
 @dataclass
 class Row:
@@ -24,13 +36,14 @@ class Row:
 
     ids: list[int]
     label: int
+    truncated: bool = False
 
 
 class Scorer:
     """Turns (prompt, examples) into label log-probs, losses and accuracy for one model and task."""
 
     def __init__(self, adapter: ModelAdapter, task, max_length: int = 80, verbalizer: str = "auto",
-                 autocast_bf16: bool = False, share_prefix: bool = True):
+                 autocast_bf16: bool = False, share_prefix: bool = True, placement: str = "after_bos"):
         self.adapter, self.task, self.max_length = adapter, task, max_length
         self.autocast_bf16 = autocast_bf16
         self.share_prefix = share_prefix
@@ -45,9 +58,10 @@ class Scorer:
         if verbalizer not in ("first", "full"):
             raise SoftscopeError(f"unknown verbalizer {verbalizer!r}: use first, full or auto")
         self.verbalizer = verbalizer
+        if placement not in PLACEMENTS:
+            raise SoftscopeError(f"unknown placement {placement!r}: use {' or '.join(PLACEMENTS)}")
+        self.placement = placement
         self.bos = adapter.bos_ids
-        tail = task.template.split("{text}")[-1].split("{text_b}")[-1]
-        self._tail = max(1, len(adapter.encode(tail))) if tail.strip() else 1
         self._cache: dict[tuple, Row] = {}
         frame = len(self.bos) + len(adapter.encode(task.template.format(text="", text_b="")))
         if max_length < frame + 1:  # the cut would drop the whole input text (or worse)
@@ -77,20 +91,45 @@ class Scorer:
         key = (ex.text, ex.text_b, ex.label)
         r = self._cache.get(key)
         if r is None:
-            ids = self.adapter.encode(self.task.format(ex))
-            room = self.max_length - len(self.bos)
-            if len(ids) > room:  # cut the text, keep the template's ending ("Label :")
-                ids = ids[: room - self._tail] + ids[-self._tail:]
-            r = Row(ids, self.task.label_index(ex.label))
+            ids, cut = self._fit(ex)
+            r = Row(ids, self.task.label_index(ex.label), cut)
             self._cache[key] = r
         return r
+
+    def _fit(self, ex) -> tuple[list[int], bool]:
+        """Token ids of the formatted example within max_length: the text field(s) cut at their end, never the template."""
+        ids = self.adapter.encode(self.task.format(ex))
+        room = self.max_length - len(self.bos)
+        if len(ids) <= room:
+            return ids, False
+        a = self.adapter.encode(ex.text)
+        b = self.adapter.encode(ex.text_b) if ex.text_b else []
+        for _ in range(8):  # re-tokenising a cut text can shift by a token or two: shrink until it fits
+            excess = len(ids) - room
+            total = len(a) + len(b)
+            if total == 0:
+                break
+            keep = max(0, total - excess)
+            ka = round(keep * len(a) / total)  # both fields of a pair lose the same share
+            a, b = a[:ka], b[: keep - ka]
+            cut = type(ex)(self.adapter.decode(a).strip(), ex.label,
+                           self.adapter.decode(b).strip() if ex.text_b is not None else None)
+            ids = self.adapter.encode(self.task.format(cut))
+            if len(ids) <= room:
+                return ids, True
+        raise SoftscopeError(f"max length {self.max_length} leaves no room for the input after the template "
+                             f"{self.task.template!r}: raise --max-length")
 
     def rows(self, examples) -> list[Row]:
         return [self.row(ex) for ex in examples]
 
+    def truncated(self, examples) -> int:
+        """How many of these examples had their text cut to fit max_length."""
+        return sum(self.row(ex).truncated for ex in examples)
+
     # ---- layout --------------------------------------------------------------------------------------
     def layout(self, prompt: torch.Tensor, rows: list[Row], appended: list[list[int]]):
-        """Embeddings [B, T, d] of [BOS] + prompt + text + appended tokens, right-padded.
+        """Embeddings [B, T, d] of [BOS] + prompt + text + appended tokens (prompt + [BOS] + ... before BOS), right-padded.
 
         Returns (inputs_embeds, attention_mask, start) where start[b] is the index of the first appended
         token of row b. `prompt` is [n, d] (shared) or [B, n, d] (one per row).
@@ -105,14 +144,16 @@ class Scorer:
         pad = a.tokenizer.pad_token_id
         ids = torch.full((B, T), pad, dtype=torch.long)
         mask = torch.zeros((B, T), dtype=torch.long)
+        before = self.placement == "before_bos"
         for b, (r, x) in enumerate(zip(rows, appended)):
-            seq = self.bos + [pad] * n + r.ids + x
+            seq = ([pad] * n + self.bos if before else self.bos + [pad] * n) + r.ids + x
             ids[b, : len(seq)] = torch.tensor(seq)
             mask[b, : len(seq)] = 1
         emb = a.embed(ids.to(dev))
         P = prompt.to(device=dev, dtype=emb.dtype)
         P = P.unsqueeze(0).expand(B, -1, -1) if P.dim() == 2 else P
-        emb = torch.cat([emb[:, :nb], P, emb[:, nb + n:]], dim=1)
+        at = 0 if before else nb  # where the virtual tokens start
+        emb = torch.cat([emb[:, :at], P, emb[:, at + n:]], dim=1)
         start = torch.tensor([nb + n + len(r.ids) for r in rows])
         return emb, mask.to(dev), start
 
@@ -142,20 +183,18 @@ class Scorer:
 
     # ---- scores -------------------------------------------------------------------------------------
     def label_loss(self, prompt: torch.Tensor, rows: list[Row]) -> torch.Tensor:
-        """Mean cross-entropy (full vocabulary) of each row's label tokens: the prompt-tuning objective."""
-        labels = [self.label_ids[r.label] for r in rows]
-        logits = self._logits_at(prompt, rows, [l[:-1] for l in labels], [list(range(len(l))) for l in labels])
-        target = torch.tensor([t for l in labels for t in l], device=logits.device)
-        return F.cross_entropy(logits, target)
+        """The prompt-tuning objective: −(gold class score) under the verbalizer, averaged over rows (module doc)."""
+        return self.label_loss_per_row(prompt, rows).mean()
 
     def label_loss_per_row(self, prompt: torch.Tensor, rows: list[Row]) -> torch.Tensor:
-        """Per-row mean label-token cross-entropy [B] (for several prompts trained in one batch)."""
-        labels = [self.label_ids[r.label] for r in rows]
+        """Per-row loss [B]: cross-entropy (full vocabulary) of the gold word's first token ("first") or the
+        sum over all its tokens ("full") — the same quantity `class_logprobs` ranks classes by."""
+        labels = [self.label_ids[r.label] if self.verbalizer == "full" else self.label_ids[r.label][:1] for r in rows]
         logits = self._logits_at(prompt, rows, [l[:-1] for l in labels], [list(range(len(l))) for l in labels])
         target = torch.tensor([t for l in labels for t in l], device=logits.device)
         tok = F.cross_entropy(logits, target, reduction="none")
         owner = torch.tensor([b for b, l in enumerate(labels) for _ in l], device=logits.device)
-        return torch.zeros(len(rows), device=tok.device).index_add(0, owner, tok) / torch.bincount(owner).float()
+        return torch.zeros(len(rows), device=tok.device, dtype=tok.dtype).index_add(0, owner, tok)
 
     def class_logprobs(self, prompt: torch.Tensor, rows: list[Row]) -> torch.Tensor:
         """[B, C] log-likelihood of each class's label word (first token, or summed over all its tokens)."""

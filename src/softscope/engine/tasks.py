@@ -50,6 +50,10 @@ class Task:
     dev: list[Example]
     source: str
     description: str = ""
+    text_column: str | None = None  # the columns the examples were read from (None: a built-in's own)
+    text_b_column: str | None = None
+    label_column: str | None = None
+    origin: str = ""  # the spec load_task was given (file, folder, hub:ID or built-in name); "" when built in code
 
     def format(self, ex: Example) -> str:
         """The text the model reads before " " + label word."""
@@ -90,6 +94,9 @@ class Task:
             "references": list(self.references),
             "source": self.source,
             "description": self.description,
+            "text_column": self.text_column,
+            "text_b_column": self.text_b_column,
+            "label_column": self.label_column,
             "sizes": {s: len(getattr(self, s)) for s in SPLITS},
         }
 
@@ -556,7 +563,7 @@ def _build(name: str, tables: dict[str, _Table], source: str, *, text_column: st
         desc = f"{name}: {len(classes)} classes ({', '.join(classes)})"
     return Task(name=name, classes=list(classes), label_words=words, template=tmpl, text_field=text_field,
                 references=refs, train=splits["train"], test=splits["test"], dev=splits.get("dev", []),
-                source=source, description=desc)
+                source=source, description=desc, text_column=text, text_b_column=text_b, label_column=label)
 
 
 def _split(examples: list[Example], seed: int) -> tuple[list[Example], list[Example]]:
@@ -671,6 +678,7 @@ def load_task(spec: str, data_dir: str | None = None, text_column: str | None = 
                                  ".jsonl/.csv/.tsv file, a folder with train/test files, or hub:owner/name")
     task.train = task.subset("train", max_train, seed)
     task.test = task.subset("test", max_test, seed)
+    task.origin = spec
     return task
 
 

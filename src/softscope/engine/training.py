@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .config import TrainConfig
+from .carry import record
 from .errors import SoftscopeError
 from .models import ModelAdapter, choose_autocast, load_model, special_ids, token_embeddings
 from .prompts import SoftPrompt
@@ -43,8 +44,10 @@ class TrainResult:
     prompt: SoftPrompt
     checkpoints: list[dict] = field(default_factory=list)  # {step, accuracy, path}
     final_accuracy: float | None = None
-    final_examples: int | None = None  # the n behind final_accuracy (its Wilson interval)
     seconds: float = 0.0
+    final_examples: int = 0  # test examples the final accuracy was measured on (its Wilson interval's n) ...
+    test_total: int = 0  # ... out of this many
+    truncated: dict = field(default_factory=dict)  # rows whose text was cut to fit max_length
 
 
 def load_task_for(cfg):
@@ -52,6 +55,7 @@ def load_task_for(cfg):
     from .tasks import load_task
 
     return load_task(cfg.task, data_dir=cfg.data_dir, text_column=cfg.text_column, label_column=cfg.label_column,
+                     text_b_column=getattr(cfg, "text_b_column", None), template=getattr(cfg, "template", None),
                      label_words=cfg.label_words, max_train=cfg.max_train, max_test=cfg.max_test,
                      seed=getattr(cfg, "seed", 0))
 
@@ -159,7 +163,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, adapter: M
         raise SoftscopeError(f"nothing to resume in {run} (no state.json): run without --resume")
     adapter = adapter or load_model_for(cfg)
     task = task or load_task_for(cfg)  # bad input fails here, before anything is written
-    scorer = Scorer(adapter, task, max_length=cfg.max_length, verbalizer=cfg.verbalizer)  # bad lengths fail here
+    scorer = Scorer(adapter, task, max_length=cfg.max_length, verbalizer=cfg.verbalizer,  # bad lengths fail here
+                    placement=getattr(cfg, "placement", "after_bos"))
     scorer.check_fits(cfg.tokens if init is None else init.shape[-2], task.train + task.test)
     use_bf16, compute = choose_autocast(cfg.bf16_autocast, adapter.device, announce=progress)  # prints: after checks
     scorer.autocast_bf16 = use_bf16
@@ -172,6 +177,12 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, adapter: M
     opt = torch.optim.AdamW([P], lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
     eval_set = task.subset("test", cfg.eval_examples or None, cfg.seed)
+    final_set = task.test if cfg.final_eval == "full" else eval_set
+    settings = record(task, adapter, scorer, task_spec=task.origin, data_dir=cfg.data_dir,
+                      seed=cfg.seed, max_train=cfg.max_train, max_test=cfg.max_test,
+                      test_examples=None if final_set is task.test or len(final_set) == len(task.test)
+                      else len(final_set))
+    P_init = P0.detach().float().cpu().clone()
     stream = BatchStream(scorer, task.train, cfg.batch_size, cfg.seed, cfg.bucket)
     (run / "checkpoints").mkdir(parents=True, exist_ok=True)
 
@@ -180,7 +191,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, adapter: M
                           task=task.name, template=task.template, label_words=list(task.label_words),
                           classes=list(task.classes), step=step, accuracy=acc,
                           extra={"seed": cfg.seed, "init": cfg.init, "run": str(run),
-                                 "eval_examples": len(eval_set) if acc is not None else None})
+                                 "eval_examples": len(eval_set) if acc is not None else None},
+                          settings=settings, init=P_init)
 
     def seen() -> torch.Tensor:
         return prompt_transform(P) if prompt_transform else P
@@ -195,6 +207,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, adapter: M
         metrics = [m for m in read_jsonl(run / "metrics.jsonl") if m["step"] <= start]
     else:
         write_config(run, command, cfg, task=task.to_dict(), compute=compute, eval_subset_size=len(eval_set),
+                     settings=settings,
                      model_info={"name": adapter.name, "source": adapter.source, "layers": adapter.n_layers,
                                  "width": adapter.width, "tied_embeddings": adapter.tied_embeddings})
 
@@ -237,26 +250,28 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, adapter: M
 
     final_acc = None
     if cfg.final_eval != "none":
-        test = task.test if cfg.final_eval == "full" else eval_set
         with torch.no_grad():
-            final_acc = scorer.accuracy(seen(), test, cfg.eval_batch_size, progress="final eval" if progress else False)
+            final_acc = scorer.accuracy(seen(), final_set, cfg.eval_batch_size,
+                                        progress="final eval" if progress else False)
     prompt = make_prompt(cfg.steps, final_acc, seen())
     prompt.extra["final_eval"] = cfg.final_eval
     prompt.save(run / "prompt.safetensors")
     if prompt_transform is not None:  # keep the continuous parameters too (PEZ)
         make_prompt(cfg.steps, None).save(run / "prompt_continuous.safetensors")
-    final_n = len(task.test) if cfg.final_eval == "full" else len(eval_set)
+    final_n = len(final_set)
     cks = [{"step": m["step"], "accuracy": m["eval_accuracy"], "examples": m["eval_examples"],
             "ci95": interval_of(m["eval_accuracy"], m["eval_examples"]),
             "path": f"checkpoints/step-{m['step']:05d}.safetensors"} for m in metrics if m["event"] == "eval"]
-    result = TrainResult(run_dir=run, prompt=prompt, checkpoints=cks, final_accuracy=final_acc,
-                         final_examples=final_n if final_acc is not None else None, seconds=time.time() - t0)
+    result = TrainResult(run_dir=run, prompt=prompt, checkpoints=cks, final_accuracy=final_acc, seconds=time.time() - t0,
+                         final_examples=final_n, test_total=len(task.test),
+                         truncated={"train": scorer.truncated(task.train), "test": scorer.truncated(final_set),
+                                    "max_length": cfg.max_length})
     write_json(run / "train_summary.json", {
         "task": task.name, "model": adapter.name, "tokens": cfg.tokens, "steps": cfg.steps,
         "final_accuracy": final_acc, "final_eval": cfg.final_eval,
-        "final_eval_examples": final_n,
+        "final_eval_examples": final_n, "test_examples_total": len(task.test),
         "final_ci95": interval_of(final_acc, final_n) if final_acc is not None else None,
-        "checkpoints": cks, "seconds": result.seconds})
+        "truncated": result.truncated, "checkpoints": cks, "seconds": result.seconds})
     return result
 
 
@@ -265,17 +280,22 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     return sorted(Path(run_dir, "checkpoints").glob("step-*.safetensors"))
 
 
-def evaluate(prompt: SoftPrompt, cfg, adapter: ModelAdapter | None = None, task=None, progress: bool = True,
-             allow_other_task: bool = False) -> dict:
-    """Accuracy of a saved prompt on a task's test set (config carries ModelOptions + TaskOptions).
-
-    A task with other classes or label words than the prompt's is refused unless `allow_other_task`.
+def evaluate(prompt: SoftPrompt, cfg=None, adapter: ModelAdapter | None = None, task=None, progress: bool = True,
+             allow_other_task: bool = False, scorer: Scorer | None = None) -> dict:
+    """Accuracy of a saved prompt on a task's test set, scored with `scorer` (e.g. `carry.Reading.scorer`, whose
+    task `carry.resolve` already checked), else with cfg's max length (default: the prompt's own), the prompt's
+    verbalizer and placement. A task with other classes or label words than the prompt's is refused unless
+    `allow_other_task`.
     """
     adapter = adapter or load_model_for(cfg)
     prompt.check_width(adapter.width, adapter.name)
-    task = task or load_task_for(cfg)
-    prompt.check_task(task, allow_other_task)
-    scorer = Scorer(adapter, task, max_length=getattr(cfg, "max_length", 80))
+    task = task or (scorer.task if scorer is not None else load_task_for(cfg))
+    if scorer is None:
+        prompt.check_task(task, allow_other_task)
+        own = prompt.settings
+        scorer = Scorer(adapter, task, max_length=getattr(cfg, "max_length", None) or own.get("max_length") or 80,
+                        verbalizer=getattr(cfg, "verbalizer", None) or own.get("verbalizer") or "auto",
+                        placement=prompt.placement)
     scorer.check_fits(prompt.n_tokens, task.test, option=None)
     lp = scorer.predict(prompt.tensor, task.test, getattr(cfg, "eval_batch_size", 32), progress="eval" if progress else False)
     gold = torch.tensor([scorer.row(e).label for e in task.test])
@@ -285,6 +305,7 @@ def evaluate(prompt: SoftPrompt, cfg, adapter: ModelAdapter | None = None, task=
     acc = float((pred == gold).float().mean())
     return {"accuracy": acc, "examples": len(task.test), "ci95": interval_of(acc, len(task.test)),
             "per_class_recall": per_class,
+            "truncated": scorer.truncated(task.test), "max_length": scorer.max_length,
             "predictions": pred.tolist(), "gold": gold.tolist(), "logprobs": lp.tolist()}
 
 
@@ -318,9 +339,7 @@ def train_many(cfg: TrainConfig, inits: torch.Tensor, *, adapter: ModelAdapter |
         rows = scorer.rows([task.train[i] for i in stream(step)])
         B = len(rows)
         per_row = scorer.label_loss_per_row(P.repeat_interleave(B, 0), rows * K).view(K, B)
-        # `train` averages over label tokens, not rows: weight each row by its label length to match it
-        w = torch.tensor([float(len(scorer.label_ids[r.label])) for r in rows], device=per_row.device)
-        task_loss = (per_row * w).sum(-1) / w.sum()
+        task_loss = per_row.mean(-1)  # `train`'s loss: the mean over rows
         loss = task_loss.sum()
         logged = {"step": step + 1, "event": "train", "loss": task_loss.tolist(), "lr": opt.param_groups[0]["lr"]}
         for term in loss_terms:

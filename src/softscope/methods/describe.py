@@ -52,6 +52,7 @@ PAPER = {"source_pass": "after-block-0", "stop": "paper", "cut": "paper", "layer
 # fields added after runs were written: an old config.json without them means these values
 LATER_FIELDS = {"elaborated": False, "source_pass": "embeddings", "stop": "eos", "cut": "softscope",
                 "protocol": "softscope", "control": False, "control_text": None}
+COPY_N, COPY_THRESHOLD = 4, 0.5  # a description copying a target-prompt demo: see mark_copies
 
 
 @dataclass
@@ -70,9 +71,19 @@ class DescribeConfig(ExecutorOptions):
     seed: int = h(0, "seed of the first target prompt", **SEED)
     checkpoints: str = h("all", "for a run dir: all, last, or steps like 0,40,80")
     task: str | None = h(None, "task whose classes and references score descriptions (default: the prompt's task)")
-    data_dir: str | None = h(None, "data folder for --task (default: $SOFTSCOPE_DATA, then ../shared/data)")
+    data_dir: str | None = h(None, "data folder for --task (default: the prompt's, then $SOFTSCOPE_DATA)")
+    text_column: str | None = h(None, "text column of the task (default: the prompt's)")
+    text_b_column: str | None = h(None, "second text column of a sentence-pair task (default: the prompt's)")
+    label_column: str | None = h(None, "label column of the task (default: the prompt's)")
+    template: str | None = h(None, "input template with {text} (and {text_b}) (default: the prompt's)")
+    label_words: list[str] | None = h(None, "verbalizer words (default: the prompt's)")
+    max_length: int | None = h(None, "max input length (describe reads no inputs: recorded only, for the same "
+                                     "options on every reading command)")
+    allow_other_task: bool = h(False, "score descriptions against another task's classes than the prompt's")
     classes: list[str] | None = h(None, "class names of a custom task (default: from the prompt or --task)")
     references: list[str] | None = h(None, "extra reference descriptions (needed for custom tasks)")
+    keep_copies: bool = h(False, f"let descriptions that copy a target-prompt demonstration (≥ {COPY_THRESHOLD:.0%} of "
+                                 f"their words in {COPY_N}-word runs of one demo) be the best description")
     top_k: int = h(10, "the top-k similarities averaged per checkpoint (a steadier score than the max)", ge=1)
     batch_size: int = h(64, "layer pairs generated together", ge=1)
     elaborated: bool = h(False, "bias probe: cue-naming target prompts (pool 'elaborated' unless --target-prompt names "
@@ -154,18 +165,34 @@ def _checkpoints(source: Path, which: str) -> list[tuple[str, SoftPrompt]]:
 
 
 def _scoring_target(prompt: SoftPrompt, cfg: DescribeConfig) -> tuple[str, list[str], list[str]]:
-    """(task name, class names, reference descriptions) for scoring."""
-    from ..engine.tasks import _builtin_name, load_task
+    """(task name, class names, reference descriptions) for scoring: the prompt's own task (engine.carry) unless
+    --task names another; a recorded task whose data is gone falls back to the classes the prompt carries."""
+    from ..engine.carry import recorded, resolve
+    from ..engine.tasks import _builtin_name
 
-    name = cfg.task or prompt.task or ""
     classes, refs = list(cfg.classes or []), []
-    if name and (_builtin_name(name) or Path(name).exists() or name.startswith("hub:")):
-        task = load_task(name, data_dir=cfg.data_dir)
-        classes = classes or list(task.classes)
-        refs = list(task.references)
-        name = task.name
+    given = {k: getattr(cfg, k) for k in ("task", "data_dir", "text_column", "text_b_column", "label_column",
+                                          "template", "label_words") if getattr(cfg, k) is not None}
+    rec = recorded(prompt)
+    spec = cfg.task or rec.get("task") or ""
+    loadable = bool(_builtin_name(spec) or Path(spec).exists() or spec.startswith("hub:"))
+    # a custom name (scored with --classes and --references) or a recorded task whose data moved
+    name = "" if loadable else (cfg.task or rec.get("task_name") or spec)
+    if loadable:
+        try:
+            reading = resolve(prompt, given, cfg.allow_other_task, what="the described prompt")
+        except SoftscopeError:
+            if cfg.task:
+                raise
+            reading = None  # the recorded data moved: score with the prompt's own classes and --references
+        if reading is not None:
+            task = reading.task
+            classes = classes or list(task.classes)
+            refs = list(task.references)
+            name = task.name
     classes = classes or list(prompt.classes)
     refs = refs + [r for r in (cfg.references or []) if r not in refs]
+    name = name or rec.get("task_name") or prompt.task or ""
     if not classes:
         raise SoftscopeError("no class names for scoring: pass --task or --classes (the prompt carries none)")
     if not refs:
@@ -209,10 +236,11 @@ def score_rows(rows: list[dict], classes: list[str], references: list[str]) -> N
 
 def describe_prompt(adapter: ModelAdapter, prompt: torch.Tensor, pairs: list[tuple[int, int]], targets: list,
                     max_new_tokens: int = 60, batch_size: int = 64, source_pass: str = "embeddings",
-                    stop: str = "eos", cut_rule: str = "softscope") -> list[dict]:
+                    stop: str = "eos", cut_rule: str = "softscope",
+                    placement: str = "after_bos") -> list[dict]:
     """Generated and cut descriptions of one prompt [n, d] for every (target prompt, layer pair) — unscored."""
     sources = sorted({s for s, _ in pairs})
-    S = source_states(adapter, prompt, sources, source_pass)  # [L', n, d]
+    S = source_states(adapter, prompt, sources, source_pass, placement)  # [L', n, d]
     at = {l: i for i, l in enumerate(sources)}
     stacked = torch.stack([S[at[s]] for s, _ in pairs])
     rows = []
@@ -225,21 +253,63 @@ def describe_prompt(adapter: ModelAdapter, prompt: torch.Tensor, pairs: list[tup
     return rows
 
 
+# ---- copies of the target prompt's demonstrations --------------------------------------------------------------
+# A description copies a demonstration when at least COPY_THRESHOLD of its words (lower-cased) lie in runs of
+# COPY_N or more consecutive words that also occur in one demonstration of its target prompt (a description
+# shorter than COPY_N words: when it occurs whole in one). Such a description repeats the target prompt, not what
+# the soft prompt means ("of the text: English, French, German, Spanish": 4 of 7 words); it is flagged and, by
+# default, left out of the "best" descriptions and of the correlations built on them.
+def _words(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"\w+", text.lower())
+
+
+def demo_overlap(text: str, demos: list[str]) -> float:
+    """The largest share, over the demonstrations, of the text's words inside a COPY_N-word run shared with it."""
+    w = _words(text)
+    if not w or not demos:
+        return 0.0
+    n = min(COPY_N, len(w))
+    best = 0.0
+    for d in demos:
+        dw = _words(d)
+        grams = {tuple(dw[i:i + n]) for i in range(len(dw) - n + 1)}
+        covered = {j for i in range(len(w) - n + 1) if tuple(w[i:i + n]) in grams for j in range(i, i + n)}
+        best = max(best, len(covered) / len(w))
+    return best
+
+
+def mark_copies(rows: list[dict], targets: list) -> None:
+    """Add demo_overlap and copies_demo to each row, from the demonstrations of its own target prompt."""
+    demos = {t.seed: list(t.demos) for t in targets}
+    for r in rows:
+        r["demo_overlap"] = demo_overlap(r["cut"], demos.get(r.get("target_seed"), []))
+        r["copies_demo"] = r["demo_overlap"] >= COPY_THRESHOLD
+
+
 # ---- aggregation ---------------------------------------------------------------------------------------------
 def _best(rows: list[dict], metric: str) -> dict:
     r = max(rows, key=lambda r: (r[metric], -r["source_layer"], -r["target_layer"]))
     return {"score": r[metric], "source_layer": r["source_layer"], "target_layer": r["target_layer"],
-            "target_seed": r["target_seed"], "cut": r["cut"]}
+            "target_seed": r["target_seed"], "cut": r["cut"], "copies_demo": bool(r.get("copies_demo"))}
 
 
-def summarize_checkpoint(rows: list[dict], top_k: int) -> dict:
-    """The paper's max over the grid per metric, plus aggregates that do not hinge on one lucky pair."""
+def summarize_checkpoint(rows: list[dict], top_k: int, exclude_copies: bool = True) -> dict:
+    """The paper's max over the grid per metric, plus aggregates that do not hinge on one lucky pair.
+
+    With exclude_copies, "best" is taken over descriptions that do not copy a demonstration (all rows when
+    every one does); `copies` counts the rows that copy one."""
+    own = [r for r in rows if not r.get("copies_demo")] if exclude_copies else rows
+    pool = own or rows
     seeds = sorted({r["target_seed"] for r in rows}, key=str)
     sims = sorted((r["similarity"] for r in rows), reverse=True)
     out = {
         "pairs": len({(r["source_layer"], r["target_layer"]) for r in rows}),
         "target_prompts": len(seeds),
-        "best": {m: _best(rows, m) for m in METRICS},
+        "copies": sum(bool(r.get("copies_demo")) for r in rows),
+        "best_excludes_copies": exclude_copies and bool(own),
+        "best": {m: _best(pool, m) for m in METRICS},
         "class_rate_mean": sum(r["class_rate"] for r in rows) / len(rows),
         "naming_share": sum(r["class_rate"] >= 1.0 for r in rows) / len(rows),
         "similarity_topk": sum(sims[:top_k]) / len(sims[:top_k]),
@@ -356,11 +426,13 @@ def _control(adapter: ModelAdapter, cfg: DescribeConfig, rows: list[dict], out: 
 
 
 def describe_unit(adapter: ModelAdapter, unit: Unit) -> list[dict]:
-    """One checkpoint of a describe sweep (runs here or on a Ray worker): its scored descriptions over the grid."""
+    """One checkpoint of a describe sweep (runs here or on a Ray worker): its scored descriptions over the grid, each
+    flagged when it copies a demonstration of its target prompt (mark_copies)."""
     a = unit.args
     rows = describe_prompt(adapter, a["prompt"], a["pairs"], a["targets"], a["max_new_tokens"], a["batch_size"],
-                           a["source_pass"], a["stop"], a["cut"])
+                           a["source_pass"], a["stop"], a["cut"], a["placement"])
     score_rows(rows, a["classes"], a["refs"])
+    mark_copies(rows, a["targets"])
     return rows
 
 
@@ -407,7 +479,8 @@ def describe(source: str | Path, cfg: DescribeConfig | None = None, out: str | P
         old = read_json(out / "config.json")
         # runs written before a field existed lack it: read them with its default
         same_source = Path(str(old.get("source", ""))).resolve() == source.resolve()
-        old_cfg = {k: v for k, v in {**LATER_FIELDS, **(old.get("config") or {})}.items() if k not in PLACEMENT_FIELDS}
+        old_cfg = {k: v for k, v in {**asdict(DescribeConfig()), **LATER_FIELDS, **(old.get("config") or {})}.items()
+                   if k not in PLACEMENT_FIELDS}
         if old_cfg != {k: v for k, v in cfg_dict.items() if k not in PLACEMENT_FIELDS} or not same_source:
             raise SoftscopeError(f"{out} holds a describe run with other settings: pass another --out or delete it")
     else:
@@ -418,7 +491,8 @@ def describe(source: str | Path, cfg: DescribeConfig | None = None, out: str | P
     meta = {name: (p.step, p.accuracy) for name, p in items}
     shared = {"pairs": pairs, "targets": targets, "max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size,
               "source_pass": cfg.source_pass, "stop": cfg.stop, "cut": cfg.cut, "classes": classes, "refs": refs}
-    units = [Unit(name, {"prompt": p.tensor, **shared}) for name, p in items if name not in done]
+    units = [Unit(name, {"prompt": p.tensor, "placement": p.placement, **shared}) for name, p in items
+             if name not in done]
 
     def record(unit: Unit, new: list[dict]) -> None:
         step, acc = meta[unit.key]
@@ -434,13 +508,14 @@ def describe(source: str | Path, cfg: DescribeConfig | None = None, out: str | P
 
     keep = [name for name, _ in items]
     rows = [r for r in rows if r["checkpoint"] in keep]
+    mark_copies([r for r in rows if "copies_demo" not in r], targets)  # rows written before copies were marked
     cks = []
     for name, p in items:
         ck_rows = [r for r in rows if r["checkpoint"] == name]
         n_eval = (p.extra or {}).get("eval_examples")
         cks.append({"checkpoint": name, "step": p.step, "accuracy": p.accuracy, "accuracy_examples": n_eval,
                     "accuracy_ci95": interval_of(p.accuracy, n_eval) if p.accuracy is not None and n_eval else None,
-                    **summarize_checkpoint(ck_rows, cfg.top_k)})
+                    **summarize_checkpoint(ck_rows, cfg.top_k, not cfg.keep_copies)})
         if cfg.elaborated:  # what a developer reads to find a bias nobody planted (bias.unexpected_words)
             from .bias import unexpected_words
 

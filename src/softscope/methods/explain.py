@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from ..engine.config import SEED, h, validate
+from ..engine.config import SEED, ReadOptions, h, validate
 from ..engine.errors import SoftscopeError
 from ..engine.models import DEFAULT_MODEL, ModelAdapter, load_model
 from ..engine.prompts import SoftPrompt
@@ -40,14 +40,13 @@ READINGS = ("projection", "inspect", "pez")
 
 
 @dataclass
-class ExplainConfig:
-    """Read one soft prompt three ways (projection, InSPEcT, PEZ) and measure each reading."""
+class ExplainConfig(ReadOptions):
+    """Read one soft prompt three ways (projection, InSPEcT, PEZ) and measure each reading (task settings: the
+    prompt's own unless an option overrides them)."""
 
     model: str | None = h(None, f"model (default: the one the prompt was trained on, else {DEFAULT_MODEL})")
     device: str = h("auto", "cpu, cuda, cuda:N or auto")
     dtype: str = h("auto", "float32, bfloat16, float16 or auto (float32 on CPU, bfloat16 on CUDA)")
-    task: str | None = h(None, "task for the faithfulness figures (default: the prompt's task)")
-    data_dir: str | None = h(None, "data folder (default: $SOFTSCOPE_DATA, then ../shared/data)")
     readings: list[str] = h(list(READINGS), "readings to compute: projection, inspect, pez")
     metric: str = h("cos", "projection distance: cos, l2 or dot")
     examples: int = h(100, "seeded test examples for faithfulness (0 = the whole test set)", ge=0)
@@ -105,13 +104,18 @@ def default_out(prompt_file: Path, run: Path | None) -> Path:
 class Judge:
     """Scores every reading against the soft prompt on one fixed test subset (P's predictions computed once)."""
 
-    def __init__(self, adapter: ModelAdapter, task, prompt: SoftPrompt, examples: int, seed: int):
+    def __init__(self, adapter: ModelAdapter, task, prompt: SoftPrompt, examples: int, seed: int,
+                 settings: dict | None = None):
         from ..engine.scoring import Scorer
 
         self.adapter, self.task, self.prompt = adapter, task, prompt
-        scorer = Scorer(adapter, task)
+        settings = settings or prompt.settings
+        self.scoring = {"max_length": settings.get("max_length") or 80,
+                        "verbalizer": settings.get("verbalizer") or "auto", "placement": prompt.placement}
+        scorer = Scorer(adapter, task, **self.scoring)
         self.test = task.subset("test", examples or None, seed)
         self.gold = torch.tensor([r.label for r in scorer.rows(self.test)])
+        self.truncated = scorer.truncated(self.test)
         with torch.no_grad():
             self.lp_soft = scorer.predict(prompt.tensor, self.test)
         self.accuracy = float((self.lp_soft.argmax(-1) == self.gold).float().mean())
@@ -121,7 +125,7 @@ class Judge:
         from .interpret import interpret_reading
 
         rep = interpret_reading(self.adapter, self.task, self.prompt, list(ids), examples=self.test,
-                                soft_logprobs=self.lp_soft)
+                                soft_logprobs=self.lp_soft, **self.scoring)
         return {k: rep[k] for k in ("faithfulness", "scrutability", "faithful", "scrutable", "interpretable",
                                     "text_roundtrip") if k in rep}
 
@@ -155,7 +159,9 @@ def read_inspect(adapter: ModelAdapter, prompt: SoftPrompt, prompt_file: Path, r
 
         dcfg = DescribeConfig(model=adapter.name, device=cfg.device, dtype=cfg.dtype, layers=cfg.layers,
                               n_targets=cfg.n_targets, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
-                              task=cfg.task, data_dir=cfg.data_dir)
+                              task=cfg.task, data_dir=cfg.data_dir, text_column=cfg.text_column,
+                              text_b_column=cfg.text_b_column, label_column=cfg.label_column, template=cfg.template,
+                              label_words=cfg.label_words, allow_other_task=cfg.allow_other_task)
         res = describe(prompt_file, dcfg, out=out / "describe", adapter=adapter, progress=progress,
                        command="explain (describe)")
         rows, where = res.rows, str(out / "describe" / "descriptions.jsonl")
@@ -179,7 +185,7 @@ def read_pez(adapter: ModelAdapter, prompt: SoftPrompt, task, cfg: ExplainConfig
         ids = hard_ids(adapter, prompt.tensor)
         return {"name": "PEZ (0 steps)", "method": "pez", "text": adapter.decode(ids), "ids": ids}
     holdout = 0 if task.dev else min(300, max(1, len(task.train) // 4))
-    pcfg = PezConfig(model=adapter.name, task=task.name, tokens=prompt.n_tokens, steps=cfg.pez_steps,
+    pcfg = PezConfig(model=adapter.name, task=task.origin or task.name, tokens=prompt.n_tokens, steps=cfg.pez_steps,
                      batch_size=cfg.pez_batch_size, lr=cfg.pez_lr, checkpoint_every=max(1, cfg.pez_steps // 2),
                      eval_examples=64, fluency_weight=[cfg.fluency_weight], holdout=holdout or 300,
                      test_examples=min(cfg.examples or 64, 64), seed=cfg.seed)
@@ -199,28 +205,32 @@ def explain(source: str | Path, cfg: ExplainConfig | None = None, out: str | Pat
     """Read the prompt at `source` (file, run dir or PEFT dir) three ways and measure each; writes `out`."""
     t0 = time.time()
     cfg = cfg or ExplainConfig()
+    from ..engine.carry import model_for, resolve as resolve_settings
+
     prompt_file, run = resolve(source)
     prompt = SoftPrompt.load(prompt_file)
-    adapter = adapter or load_model(cfg.model or prompt.model or DEFAULT_MODEL, device=cfg.device, dtype=cfg.dtype)
+    overrides: list[dict] = []
+    if adapter is None:
+        name, overrides = model_for(prompt, cfg.model)
+        adapter = load_model(name or DEFAULT_MODEL, device=cfg.device, dtype=cfg.dtype)
     prompt.check_width(adapter.width, adapter.name)
+    settings = None
     if task is None:
-        from ..engine.tasks import load_task
-
-        name = cfg.task or prompt.task
-        if not name:
-            raise SoftscopeError("the prompt records no task: pass --task for the faithfulness figures")
-        task = load_task(name, data_dir=cfg.data_dir, seed=cfg.seed)
+        r = resolve_settings(prompt, cfg.given(), cfg.allow_other_task, what=str(prompt_file))
+        task, settings, overrides = r.task, r.settings, overrides + r.overrides
     out = Path(out) if out else default_out(prompt_file, run)
     out.mkdir(parents=True, exist_ok=True)
     cfg_dict = asdict(cfg)
     if (out / "config.json").exists():
         old = read_json(out / "config.json")
-        if old.get("config") != cfg_dict or old.get("prompt") != str(prompt_file):
+        # runs written before a field existed lack it: read them with its default
+        if {**asdict(ExplainConfig()), **(old.get("config") or {})} != cfg_dict or old.get("prompt") != str(prompt_file):
             raise SoftscopeError(f"{out} holds an explain run with other settings: pass another --out or delete it")
     else:
-        write_config(out, "explain", cfg, prompt=str(prompt_file), model=adapter.name, task=task.name)
+        write_config(out, "explain", cfg, prompt=str(prompt_file), model=adapter.name, task=task.name,
+                     overrides=overrides)
 
-    judge = Judge(adapter, task, prompt, cfg.examples, cfg.seed)
+    judge = Judge(adapter, task, prompt, cfg.examples, cfg.seed, settings)
     readings = []
     for which in cfg.readings:
         t = time.time()
@@ -239,6 +249,7 @@ def explain(source: str | Path, cfg: ExplainConfig | None = None, out: str | Pat
         readings.append(r)
     write_jsonl(out / "readings.jsonl", readings)
     summary = {"prompt": str(prompt_file), "model": adapter.name, "task": task.name, "examples": len(judge.test),
+               "truncated": judge.truncated, "max_length": judge.scoring["max_length"], "overrides": overrides,
                "soft_prompt": {"n_tokens": prompt.n_tokens, "step": prompt.step, "accuracy": judge.accuracy,
                                "recorded_accuracy": prompt.accuracy},
                "readings": readings,
@@ -268,7 +279,10 @@ def table(summary: dict, width: int = 48) -> str:
     head = (f"{'reading':<22} {'text':<{width}} {'agree':>6} {'acc':>6} {'gap':>6} {'KL':>6} {'ppl':>8} "
             f"{'dict':>5} {'interpretable':<13}")
     lines = [f"{summary['task']} · {summary['model']} · {summary['examples']} test examples · "
-             f"soft prompt: {sp['n_tokens']} tokens, step {sp['step']}, accuracy {_f(sp['accuracy'])}",
+             f"soft prompt: {sp['n_tokens']} tokens, step {sp['step']}, accuracy {_f(sp['accuracy'])} · "
+             f"truncated: {summary.get('truncated', 0)} of {summary['examples']} inputs",
+             *[f"override: {o['field']} = {o['used']!r} (the prompt's: {o['recorded']!r})"
+               for o in summary.get("overrides", [])],
              head, "-" * len(head)]
     for r in summary["readings"]:
         if r.get("skipped"):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ..engine.config import SEED, ModelOptions, TaskOptions, h, validate
+from ..engine.config import SEED, ReadOptions, h, validate
 from ..engine.errors import SoftscopeError
 from ..engine.metrics import perplexity
 from ..engine.models import ModelAdapter
@@ -31,8 +31,13 @@ from ..engine.stats import compare_paired, interval_of
 
 
 @dataclass
-class InterpretConfig(ModelOptions, TaskOptions):
-    """Faithfulness and scrutability of a discrete reading of a soft prompt."""
+class InterpretConfig(ReadOptions):
+    """Faithfulness and scrutability of a discrete reading of a soft prompt (task settings: the prompt's own)."""
+
+    model: str | None = h(None, "model (default: the one the prompt was trained on): alias, local folder or hub id")
+    device: str = h("auto", "cpu, cuda, cuda:N or auto")
+    dtype: str = h("auto", "float32, bfloat16, float16 or auto (float32 on CPU, bfloat16 on CUDA)")
+    trust_remote_code: bool = h(False, "allow model code from the Hub (off unless you ask)")
 
     reading: str = h("projection", "projection[:l2|cos|dot], pez (a PEZ fit started at the prompt, or the "
                      "projection of a PEZ run), pez:RUN_DIR, text:STRING or ids:1,2,3")
@@ -41,10 +46,8 @@ class InterpretConfig(ModelOptions, TaskOptions):
     min_agreement: float = h(0.9, "faithful when prediction agreement is at least this", ge=0, le=1)
     max_perplexity: float = h(1000.0, "scrutable when LM perplexity is at most this ...", gt=0)
     min_dictionary_share: float = h(0.7, "... and at least this share of its words are dictionary words", ge=0, le=1)
-    max_length: int = h(80, "truncate formatted inputs to this many tokens", ge=1)
     eval_batch_size: int = h(32, "batch size for evaluation", ge=1)
     seed: int = h(0, "seed of the example subset", **SEED)
-    allow_other_task: bool = h(False, "read the prompt on a task whose classes or label words differ from its own")
 
     def __post_init__(self) -> None:
         validate(self)
@@ -154,7 +157,8 @@ def reading_ids(adapter: ModelAdapter, soft_prompt: SoftPrompt, reading) -> tupl
 def interpret_reading(adapter: ModelAdapter, task, soft_prompt: SoftPrompt | torch.Tensor, reading,
                       examples=None, n_examples: int = 300, seed: int = 0, max_length: int = 80,
                       batch_size: int = 32, min_agreement: float = 0.9, max_perplexity: float = 1000.0,
-                      min_dictionary_share: float = 0.7, soft_logprobs: torch.Tensor | None = None) -> dict:
+                      min_dictionary_share: float = 0.7, soft_logprobs: torch.Tensor | None = None,
+                      verbalizer: str = "auto", placement: str | None = None) -> dict:
     """The interpretability report of one reading of a soft prompt (a dict, JSON-ready).
 
     `reading` is text, token ids, or 'projection[:metric]' / 'pez:RUN' / 'text:...' / 'ids:...'. The reading's
@@ -168,7 +172,7 @@ def interpret_reading(adapter: ModelAdapter, task, soft_prompt: SoftPrompt | tor
     if not ids:
         raise SoftscopeError("the reading has no tokens")
     examples = examples if examples is not None else task.subset("test", n_examples or None, seed)
-    scorer = Scorer(adapter, task, max_length=max_length)
+    scorer = Scorer(adapter, task, max_length=max_length, verbalizer=verbalizer, placement=placement or sp.placement)
     scorer.check_fits(max(len(ids), sp.n_tokens), examples, option=None)
     gold = torch.tensor([r.label for r in scorer.rows(examples)])
     with torch.no_grad():
@@ -181,6 +185,7 @@ def interpret_reading(adapter: ModelAdapter, task, soft_prompt: SoftPrompt | tor
     scrutable = (not math.isnan(scrut["perplexity"]) and scrut["perplexity"] <= max_perplexity
                  and scrut["dictionary_share"] >= min_dictionary_share)
     return {"reading": kind, "text": text, "ids": ids, "tokens": len(ids),
+            "truncated": scorer.truncated(examples), "max_length": max_length,
             "text_roundtrip": adapter.encode(text) == ids,  # does the decoded text re-tokenise to the same ids?
             "faithfulness": faith, "scrutability": scrut,
             "thresholds": {"min_agreement": min_agreement, "max_perplexity": max_perplexity,
@@ -190,50 +195,59 @@ def interpret_reading(adapter: ModelAdapter, task, soft_prompt: SoftPrompt | tor
 
 def interpret(cfg: InterpretConfig, prompt_path: str | Path, out: str | Path | None = None,
               adapter: ModelAdapter | None = None, task=None) -> dict:
-    """The report for one prompt file and the reading named by cfg.reading; written to `out` if given."""
-    from ..engine.models import load_model
+    """The report for one prompt file and the reading named by cfg.reading; written to `out` if given.
+
+    The task, template, label words, max length and placement are the prompt's own (engine.carry) unless cfg
+    overrides them; overrides are listed in the report."""
+    from ..engine.carry import model_for, resolve
+    from ..engine.models import DEFAULT_MODEL, load_model
     from ..engine.runs import write_config, write_json, write_jsonl
-    from ..engine.training import load_task_for
 
     sp = SoftPrompt.load(prompt_path)
     if Path(prompt_path).is_dir() and (Path(prompt_path) / "prompt_continuous.safetensors").exists():
         # a PEZ run: the soft prompt is the continuous one, the reading defaults to the run's hard prompt
         sp = SoftPrompt.load(Path(prompt_path) / "prompt_continuous.safetensors")
         sp.extra["run"] = str(prompt_path)
+    overrides: list[dict] = []
     if adapter is None:
-        name = cfg.model if cfg.model != ModelOptions.model or not sp.model else sp.model
-        adapter = load_model(name, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
-    if task is None:  # the prompt's own built-in task unless --task names another
-        from ..engine.config import subconfig
-        from ..engine.tasks import BUILTIN
-
-        own = sp.task if cfg.task == TaskOptions.task and sp.task in BUILTIN else cfg.task
-        task = load_task_for(subconfig(TaskOptions, cfg, task=own))
-    sp.check_task(task, cfg.allow_other_task)
+        name, overrides = model_for(sp, cfg.model)
+        adapter = load_model(name or DEFAULT_MODEL, device=cfg.device, dtype=cfg.dtype,
+                             trust_remote_code=cfg.trust_remote_code)
+    if task is None:
+        reading_cfg = resolve(sp, cfg.given(), cfg.allow_other_task, what=str(prompt_path))
+        task, overrides = reading_cfg.task, overrides + reading_cfg.overrides
+        settings = reading_cfg.settings
+    else:  # a task object from the caller: the prompt's scoring settings, cfg's overrides
+        settings = {**sp.settings, **{k: v for k, v in cfg.given().items() if k in ("max_length", "verbalizer")}}
+        sp.check_task(task, cfg.allow_other_task)
     reading = cfg.reading
     if reading == "pez" and not (Path(sp.extra.get("run", "")) / "prompt_continuous.safetensors").exists():
-        reading = _pez_fit(cfg, sp, adapter, task, Path(out) if out else None)
+        reading = _pez_fit(cfg, sp, adapter, task, Path(out) if out else None, settings)
     rep = interpret_reading(adapter, task, sp, reading, n_examples=cfg.examples, seed=cfg.seed,
-                            max_length=cfg.max_length, batch_size=cfg.eval_batch_size, min_agreement=cfg.min_agreement,
-                            max_perplexity=cfg.max_perplexity, min_dictionary_share=cfg.min_dictionary_share)
-    rep = {"prompt": str(prompt_path), "model": adapter.name, "task": task.name, **rep}
+                            max_length=settings.get("max_length") or 80, batch_size=cfg.eval_batch_size,
+                            min_agreement=cfg.min_agreement, max_perplexity=cfg.max_perplexity,
+                            min_dictionary_share=cfg.min_dictionary_share,
+                            verbalizer=settings.get("verbalizer") or "auto", placement=sp.placement)
+    rep = {"prompt": str(prompt_path), "model": adapter.name, "task": task.name, **rep, "overrides": overrides}
     if reading != cfg.reading:
         rep["reading"] = f"pez fit from the prompt ({cfg.pez_steps} steps)"
     if out:
-        write_config(out, "interpret", cfg, prompt=str(prompt_path))
+        write_config(out, "interpret", cfg, prompt=str(prompt_path), overrides=overrides)
         write_json(Path(out) / "interpret_summary.json", rep)
         write_jsonl(Path(out) / "interpret.jsonl", [rep])
     return rep
 
 
-def _pez_fit(cfg: InterpretConfig, sp: SoftPrompt, adapter: ModelAdapter, task, out: Path | None) -> list[int]:
+def _pez_fit(cfg: InterpretConfig, sp: SoftPrompt, adapter: ModelAdapter, task, out: Path | None,
+             settings: dict) -> list[int]:
     """A PEZ reading of any soft prompt: PEZ (w = 0) started at the prompt itself; returns the hard prompt's ids."""
     import tempfile
 
-    from ..engine.config import subconfig
     from .pez import PezConfig, run_pez
 
-    pcfg = subconfig(PezConfig, cfg, tokens=sp.n_tokens, steps=cfg.pez_steps, checkpoint_every=max(1, cfg.pez_steps // 3),
-                     test_examples=min(cfg.examples or 200, 200), fluency_weight=[0.0], final_eval="none")
+    pcfg = PezConfig(model=adapter.name, task=task.origin or task.name, tokens=sp.n_tokens, steps=cfg.pez_steps,
+                     checkpoint_every=max(1, cfg.pez_steps // 3), test_examples=min(cfg.examples or 200, 200),
+                     fluency_weight=[0.0], final_eval="none", max_length=settings.get("max_length") or 80,
+                     verbalizer=settings.get("verbalizer") or "auto", seed=cfg.seed, eval_batch_size=cfg.eval_batch_size)
     run = out / "pez-reading" if out else Path(tempfile.mkdtemp(prefix="softscope-pez-"))
     return run_pez(pcfg, 0.0, run, adapter, task, progress=True, init=sp.tensor)["ids"]

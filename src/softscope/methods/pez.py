@@ -158,6 +158,8 @@ def run_pez(cfg: PezConfig, weight: float, out: str | Path, adapter: ModelAdapte
     best = max(res.checkpoints, key=lambda c: (c["accuracy"], c["step"]))  # ties: the later (more trained) one
     chosen = SoftPrompt.load(out / best["path"])
     ids = hard_ids(adapter, chosen.tensor)
+    from ..engine.carry import record
+
     scorer = Scorer(adapter, task, max_length=cfg.max_length, verbalizer=cfg.verbalizer)
     test = task.subset("test", cfg.test_examples or None, cfg.seed) if cfg.test_examples >= 0 else []
     P_hard = adapter.embed(torch.tensor(ids)).detach()
@@ -166,7 +168,10 @@ def run_pez(cfg: PezConfig, weight: float, out: str | Path, adapter: ModelAdapte
     hard = SoftPrompt(tensor=P_hard.float().cpu(), model=adapter.name, task=task.name, template=task.template,
                       label_words=list(task.label_words), classes=list(task.classes), step=best["step"], accuracy=acc,
                       extra={"method": "pez", "ids": ids, "text": text, "fluency_weight": weight,
-                             "selected_by": f"{held_name} accuracy", "run": str(out)})
+                             "selected_by": f"{held_name} accuracy", "run": str(out)},
+                      settings=record(task, adapter, scorer, task_spec=task.origin, data_dir=cfg.data_dir, seed=cfg.seed,
+                                      max_train=cfg.max_train, max_test=cfg.max_test,
+                                      test_examples=len(test) if test and len(test) < len(task.test) else None))
     hard.save(out / "hard_prompt.safetensors")
     summary = {"method": "pez", "task": task.name, "model": adapter.name, "fluency_weight": weight,
                "tokens": cfg.tokens, "steps": cfg.steps, "ids": ids, "text": text, "selected_step": best["step"],

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..engine.carry import record
 from ..engine.config import SEED, ModelOptions, TaskOptions, h, validate
 from ..engine.errors import SoftscopeError
 from ..engine.metrics import perplexity
@@ -312,7 +313,10 @@ def run_rlprompt(cfg: RLPromptConfig, weight: float, out: str | Path, adapter: M
     SoftPrompt(tensor=adapter.embed(torch.tensor(ids)).detach().float().cpu(), model=adapter.name, task=task.name,
                template=task.template, label_words=list(task.label_words), classes=list(task.classes),
                step=best["step"], accuracy=acc,
-               extra={"method": "rlprompt", "ids": ids, "text": text, "fluency_weight": weight, "run": str(out)}
+               extra={"method": "rlprompt", "ids": ids, "text": text, "fluency_weight": weight, "run": str(out)},
+               settings=record(task, adapter, scorer, task_spec=task.origin, data_dir=cfg.data_dir, seed=cfg.seed,
+                               max_train=cfg.max_train, max_test=cfg.max_test,
+                               test_examples=len(test) if test and len(test) < len(task.test) else None)
                ).save(out / "hard_prompt.safetensors")
     summary = {"method": "rlprompt", "task": task.name, "model": adapter.name, "policy": pa.name,
                "fluency_weight": weight, "fluent": cfg.fluent, "tokens": cfg.tokens, "steps": cfg.steps, "ids": ids,

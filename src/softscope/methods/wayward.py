@@ -298,8 +298,8 @@ def _task_for(cfg: WaywardConfig):
 
 def _train_cfg(cfg: WaywardConfig, n: int, seed: int) -> TrainConfig:
     # train() evaluates at step 0 and at the end on `eval_examples`: keep that tiny, we evaluate once ourselves
-    return subconfig(TrainConfig, cfg, tokens=n, final_eval="none", eval_examples=8, checkpoint_every=max(cfg.steps, 1),
-                     seed=seed)
+    return subconfig(TrainConfig, cfg, tokens=n, final_eval="none", template=None, eval_examples=8,
+                     checkpoint_every=max(cfg.steps, 1), seed=seed)
 
 
 def _start(cfg: WaywardConfig, adapter: ModelAdapter, n: int, e_t: torch.Tensor, gamma: float,
@@ -455,6 +455,11 @@ def run_wayward(cfg: WaywardConfig, out: str | Path, *, resume: bool = False, ad
     test = task.subset("test", cfg.test_examples or None, cfg.seed)
     train_task, dev = dev_split(task, cfg.dev_examples, cfg.seed) if cfg.patience else (task, [])
     scorer = Scorer(adapter, task, max_length=cfg.max_length, verbalizer=cfg.verbalizer, autocast_bf16=cfg.eval_bf16)
+    from ..engine.carry import record as record_settings
+
+    settings = record_settings(task, adapter, scorer, task_spec=task.origin, data_dir=cfg.data_dir, seed=cfg.seed,
+                      max_train=cfg.max_train, max_test=cfg.max_test,
+                      test_examples=len(test) if len(test) < len(task.test) else None)
     if resume:  # rows must stay comparable: only --max-targets may change (to extend a sweep)
         saved = read_json(run / "config.json")["config"]
         now = json.loads(json.dumps(dataclasses.asdict(cfg)))
@@ -489,7 +494,8 @@ def run_wayward(cfg: WaywardConfig, out: str | Path, *, resume: bool = False, ad
             sp = SoftPrompt(tensor=P.float().cpu(), model=adapter.name, task=task.name, template=task.template,
                             label_words=list(task.label_words), classes=list(task.classes), step=row["steps"],
                             accuracy=row["accuracy"], extra={"target": row["target"], "target_text": row["target_text"],
-                                                             "gamma": row["gamma"], "seed": row["seed"]})
+                                                             "gamma": row["gamma"], "seed": row["seed"]},
+                            settings=settings)
             tag = f"{safe_name(row['target'])}__gamma-{row['gamma']:g}" + (f"__seed-{row['seed']}" if cfg.train_seeds else "")
             path = sp.save(run / "prompts" / f"{tag}.safetensors")
             new.append({**row, "prompt": str(path.relative_to(run))})

@@ -238,6 +238,9 @@ def section_run(view: RunView) -> Section | None:
              "template": task.get("template"), "layers": info.get("layers"), "width": info.get("width"),
              "seed": c.get("seed")}
     body = kv_table({k: v for k, v in facts.items() if v is not None})
+    if cfg.get("settings"):  # engine.carry: what every reading command scores the prompt with by default
+        body += "<h3>What the prompt remembers</h3>" + kv_table({k: v for k, v in cfg["settings"].items()
+                                                                  if v is not None})
     body += f"<details><summary>full config.json</summary>{kv_table(c)}"
     if cfg.get("versions"):
         body += kv_table(cfg["versions"])
@@ -262,7 +265,10 @@ def section_training(view: RunView) -> Section | None:
     best = max(cks, key=lambda c: num(c.get("accuracy")) or -1) if cks else None
     facts = {"task": summ.get("task"), "model": summ.get("model"), "virtual tokens": summ.get("tokens"),
              "steps": summ.get("steps"), "final accuracy": final,
-             "final eval examples": summ.get("final_eval_examples"),
+             "final eval examples": (f"{summ['final_eval_examples']} of {summ['test_examples_total']}"
+                                     if summ.get("test_examples_total") else summ.get("final_eval_examples")),
+             "truncated inputs": (f"{summ['truncated'].get('test')} test, {summ['truncated'].get('train')} train"
+                                  if isinstance(summ.get("truncated"), dict) else None),
              "best checkpoint": f"step {best['step']}: {fmt(num(best.get('accuracy')))}" if best else None,
              "seconds": num(summ.get("seconds"))}
     body = '<div class="cards">' + "".join(
