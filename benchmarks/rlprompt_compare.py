@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from softscope.engine.metrics import paired_difference, wilson_interval
+from softscope.engine.stats import compare_paired, wilson_interval
 from softscope.engine.models import load_model
 from softscope.engine.runs import read_json, read_jsonl, write_json
 from softscope.engine.scoring import Scorer
@@ -51,10 +51,10 @@ def main() -> None:
                        "ci95": list(wilson_interval(k, len(ok)))}
         print(f"{name:12s} {k / len(ok):.3f} [{table[name]['ci95'][0]:.3f}, {table[name]['ci95'][1]:.3f}] "
               f"{adapter.decode(ids)!r}", flush=True)
-    paired = {f"selected_vs_{n}": paired_difference(correct["selected"], correct[n], seed=a.seed)
+    paired = {f"selected_vs_{n}": compare_paired(correct["selected"], correct[n], seed=a.seed)
               for n in ("step0", "label_words", "none")}
     for k, v in paired.items():
-        print(f"{k}: diff {v['diff']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}] McNemar p={v['mcnemar_p']:.3g}")
+        print(f"{k}: diff {v['diff']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}] {v['test']} p={v['p']:.3g}")
     train = [m for m in metrics if m["event"] == "train"]
     last = train[-1] if train else {}
     res = {"run": str(run), "fluency_weight": summ["fluency_weight"], "steps": summ["steps"],

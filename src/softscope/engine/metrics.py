@@ -149,37 +149,3 @@ def semantic_similarity(texts: list[str], references: list[str], batch_size: int
 
 
 # ---- intervals and paired tests on per-example correctness ---------------------------------------------------
-def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion k/n (well-behaved near 0 and 1, unlike the normal interval)."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return mid - half, mid + half
-
-
-def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value: b, c = examples only the first / only the second prompt gets right."""
-    n = b + c
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, i) for i in range(0, min(b, c) + 1)) / 2 ** n
-    return min(1.0, 2 * tail)
-
-
-def paired_difference(x: list[bool], y: list[bool], n_boot: int = 10000, seed: int = 0) -> dict:
-    """Accuracy difference mean(x) − mean(y) of two prompts on the same examples: 95% paired bootstrap interval
-    (examples resampled together) and the exact McNemar p-value on the discordant pairs."""
-    if len(x) != len(y) or not x:
-        raise ValueError("paired_difference needs two equally long, non-empty lists")
-    xt, yt = torch.tensor(x, dtype=torch.float64), torch.tensor(y, dtype=torch.float64)
-    d = xt - yt
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, len(d), (n_boot, len(d)), generator=g)
-    boots = d[idx].mean(1).sort().values
-    b = int(((xt == 1) & (yt == 0)).sum())
-    c = int(((xt == 0) & (yt == 1)).sum())
-    return {"diff": float(d.mean()), "ci95": [float(boots[int(0.025 * n_boot)]), float(boots[int(0.975 * n_boot) - 1])],
-            "only_first": b, "only_second": c, "mcnemar_p": mcnemar_exact(b, c), "n": len(d)}

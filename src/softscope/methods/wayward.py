@@ -38,12 +38,13 @@ import torch
 from ..engine.config import TrainConfig, h, subconfig, validate
 from ..engine.errors import SoftscopeError
 from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, run_units
-from ..engine.metrics import paired_difference, word_f1
+from ..engine.metrics import word_f1
 from ..engine.models import ModelAdapter, choose_autocast, text_embeddings, token_embeddings
 from ..engine.projection import project
 from ..engine.prompts import SoftPrompt
 from ..engine.runs import append_jsonl, read_json, read_jsonl, save_figure, write_config, write_json
 from ..engine.scoring import Scorer
+from ..engine.stats import paired_bootstrap
 from ..engine.training import LossTerm, init_prompt, load_model_for, train, train_many
 
 PAPER_GAMMAS = [0.0, 1e-4, 5e-4, 1e-3, 3e-3, 5e-3, 1e-2, 3e-2]
@@ -575,7 +576,7 @@ def per_target(rows: list[dict], threshold: float, within: float, selection: str
             if best is ref:
                 ci = [0.0, 0.0]
             elif n_boot and "scores" in best and "scores" in ref:
-                ci = paired_difference(ref["scores"], best["scores"], n_boot=n_boot, seed=0)["ci95"]
+                ci = paired_bootstrap(ref["scores"], best["scores"], n_boot=n_boot, seed=0)["ci95"]
         baseline_ok = base["accuracy"] >= baseline_min
         bound = ci[1] if ci is not None else drop
         out.append({"target": name, "n_tokens": mine[0]["n_tokens"], "acc_gamma0": base["accuracy"],
