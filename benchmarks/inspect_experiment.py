@@ -53,7 +53,7 @@ def train_all(tasks: list[str]) -> None:
         cfg = TrainConfig(task=task, tokens=7, steps=steps, lr=lr, init="vocab", batch_size=8,
                           checkpoint_every=every, eval_examples=n_eval, final_eval=final, seed=0, device="cpu")
         t = time.time()
-        res = train(cfg, run, resume=(run / "state.json").exists(), adapter=adapter, progress=False,
+        res = train(cfg, run, resume=None, adapter=adapter, progress=False,
                     command="benchmarks/inspect_experiment.py train")
         accs = " ".join(f"{c['step']}:{c['accuracy']:.3f}" for c in res.checkpoints)
         print(f"{task}: final {res.final_accuracy:.4f} in {time.time() - t:.0f}s; checkpoints {accs}", flush=True)

@@ -36,7 +36,7 @@ def main() -> None:
         else:
             cfg = TrainConfig(task=name, model=args.model, tokens=7, steps=args.steps, lr=args.lr,
                               checkpoint_every=50, eval_examples=200, final_eval="full", seed=0)
-            train(cfg, run, adapter=adapter, resume=(run / "state.json").exists(), progress=False)
+            train(cfg, run, adapter=adapter, resume=None, progress=False)
             s = read_json(run / "train_summary.json")
         rows.append({"task": name, "steps": s["steps"], "accuracy": s["final_accuracy"],
                      "test_examples": s["final_eval_examples"], "step0_subset_accuracy": s["checkpoints"][0]["accuracy"],

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..engine.runs import read_json
-from .options import build, config_options, echo_json
+from .options import build, config_options, echo_json, resumed
 
 
 @click.command("models")
@@ -74,17 +74,15 @@ def train_cmd(out, resume, **kw):
     """Train a soft prompt with checkpoints; print accuracy per checkpoint and the final projection."""
     from ..engine.config import TrainConfig
     from .demo import show_training
+    from ..engine.runs import Run, fingerprint
     from ..engine.training import load_model_for, train
 
     cfg = build(TrainConfig, kw)
-    if resume:  # the run's own config wins: resuming with other settings would not reproduce it
-        from ..engine.runs import read_json
-
-        saved = read_json(Path(out) / "config.json")["config"] if (Path(out) / "config.json").exists() else None
-        if saved:
-            cfg = TrainConfig(**saved)
-    adapter = load_model_for(cfg)
-    res = train(cfg, out, resume=resume, adapter=adapter)
+    if resume:  # the run's own settings; an option given here that differs is refused by the fingerprint check
+        cfg = resumed(TrainConfig, out, cfg)
+    with Run.open(out, "train", fingerprint(cfg), resume=resume) as run:  # lock and check before loading the model
+        adapter = load_model_for(cfg)
+        res = train(cfg, run, adapter=adapter)
     show_training(res, adapter, cfg.final_eval)
 
 
@@ -97,29 +95,32 @@ def train_cmd(out, resume, **kw):
 def eval_cmd(prompt_path, out, as_json, **kw):
     """Score a saved prompt (file, run dir or PEFT adapter dir) on its own task's test set, with the settings it
     was trained with (task, template, label words, max length, placement, model); options override them."""
+    from contextlib import nullcontext
+
     from ..engine.carry import of, resolve
     from ..engine.config import ReadOptions
-    from ..engine.runs import write_config, write_json, write_jsonl
+    from ..engine.runs import Run
     from ..engine.stats import fmt_ci
     from ..engine.training import evaluate
 
-    ropts = build(ReadOptions, kw)
-    prompt, adapter, model_override = _load_prompt_and_model(prompt_path, kw)
-    reading = resolve(prompt, ropts.given(), ropts.allow_other_task, what=str(prompt_path))
-    reading.overrides = model_override + reading.overrides
-    task = reading.task
-    res = evaluate(prompt, adapter=adapter, scorer=reading.scorer(adapter))
-    summary = {"prompt": str(prompt_path), "task": task.name, "model": adapter.name, "accuracy": res["accuracy"],
-               "examples": res["examples"], "test_total": reading.test_total, "ci95": res["ci95"],
-               "interval": "wilson", "recorded_accuracy": prompt.accuracy, "per_class_recall": res["per_class_recall"],
-               "truncated": res["truncated"], **reading.to_dict()}
-    if out:
-        write_config(out, "eval", ropts, prompt=str(prompt_path), model=adapter.name, **reading.to_dict())
-        write_jsonl(Path(out) / "eval.jsonl", [
-            {"i": i, "text": e.text, "text_b": e.text_b, "gold": task.classes[g], "pred": task.classes[p],
-             "logprobs": lp} for i, (e, g, p, lp) in
-            enumerate(zip(task.test, res["gold"], res["predictions"], res["logprobs"]))])
-        write_json(Path(out) / "eval_summary.json", summary)
+    with Run.open(out, "eval") if out else nullcontext() as run:  # lock and check the folder before any work
+        ropts = build(ReadOptions, kw)
+        prompt, adapter, model_override = _load_prompt_and_model(prompt_path, kw)
+        reading = resolve(prompt, ropts.given(), ropts.allow_other_task, what=str(prompt_path))
+        reading.overrides = model_override + reading.overrides
+        task = reading.task
+        res = evaluate(prompt, adapter=adapter, scorer=reading.scorer(adapter))
+        summary = {"prompt": str(prompt_path), "task": task.name, "model": adapter.name, "accuracy": res["accuracy"],
+                   "examples": res["examples"], "test_total": reading.test_total, "ci95": res["ci95"],
+                   "interval": "wilson", "recorded_accuracy": prompt.accuracy,
+                   "per_class_recall": res["per_class_recall"], "truncated": res["truncated"], **reading.to_dict()}
+        if run:
+            run.write_config(ropts, prompt=str(Path(prompt_path).resolve()), model=adapter.name, **reading.to_dict())
+            run.write_jsonl("eval.jsonl", [
+                {"i": i, "text": e.text, "text_b": e.text_b, "gold": task.classes[g], "pred": task.classes[p],
+                 "logprobs": lp} for i, (e, g, p, lp) in
+                enumerate(zip(task.test, res["gold"], res["predictions"], res["logprobs"]))])
+            run.write_json("eval_summary.json", summary)
     if as_json:
         return echo_json(summary)
     for line in reading.notes():
@@ -173,9 +174,12 @@ def project_cmd(prompt_path, metric, top_k, as_json, **kw):
 def export_cmd(prompt_path, peft_dir, base_model):
     """Export a prompt as a PEFT prompt-tuning adapter (adapter_config.json + adapter_model.safetensors)."""
     from ..engine.prompts import SoftPrompt, export_notes, export_peft
+    from ..engine.runs import Run
 
-    prompt = SoftPrompt.load(prompt_path)
-    out = export_peft(prompt, peft_dir, base_model)
+    with Run.open(peft_dir, "export") as run:  # never into a run folder: readers would take the adapter for its prompt
+        prompt = SoftPrompt.load(prompt_path)
+        run.record()
+        out = export_peft(prompt, run.path, base_model)
     cfg = read_json(out / "adapter_config.json")
     click.echo(f"PEFT adapter written to {out} (base model: {cfg.get('base_model_name_or_path')})")
     for note in export_notes(prompt, base_model):

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = TrainConfig(task="sst2", tokens=7, steps=args.steps, checkpoint_every=max(1, args.steps // 8), lr=3e-2,
                       eval_examples=200, final_eval="full", seed=0)
     out = Path(args.out)
-    if out.exists() and (args.fresh or (out / "state.json").exists()):
+    if out.exists() and (args.fresh or (out / "state.safetensors").exists()):
         if (out / "train_summary.json").exists() and not args.fresh:
             click.echo(f"{out} already holds a finished demo run: reusing it (pass --fresh to retrain)")
         else:

@@ -79,6 +79,21 @@ def build(cls, kwargs: dict):
     return cls(**kw)
 
 
+def resumed(cls, out, cfg):
+    """The config a --resume continues: the run's recorded one, with the options given on this command line on
+    top (so a changed setting is reported by the run's fingerprint check instead of silently ignored)."""
+    from ..engine.runs import saved_config
+
+    saved = saved_config(out)
+    if not saved:
+        return cfg
+    ctx = click.get_current_context()
+    given = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls)
+             if (src := ctx.get_parameter_source(f.name)) is not None and src.name == "COMMANDLINE"}
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{**{k: v for k, v in saved.items() if k in names}, **given})
+
+
 def echo_json(obj) -> None:
     from ..engine.runs import dumps
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import build, config_options, echo_json
+from .options import build, config_options, echo_json, resumed
 from ..methods.wayward import WaywardConfig
 
 
@@ -27,19 +27,13 @@ def wayward_cmd(out, resume, as_json, **kw):
       softscope wayward --task sst2 --protocol paper --out runs/wayward-paper-sst2 # the authors' settings (GPU)
       softscope wayward --task sst2 --target "Answer the question." --gamma 0,1e-3,1e-2 --steps 50 --out runs/w
     """
-    from ..engine.runs import read_json
-    from ..engine.training import load_model_for
     from ..methods.wayward import run_wayward
 
     kw["target"] = list(kw.get("target") or []) or None
     cfg = build(WaywardConfig, kw)
-    if resume and (Path(out) / "config.json").exists():  # the sweep's own settings win: rows must stay comparable
-        saved = read_json(Path(out) / "config.json")["config"]
-        if click.get_current_context().get_parameter_source("max_targets").name == "COMMANDLINE":
-            saved["max_targets"] = cfg.max_targets  # the one setting a resume may change: extend the sweep
-        cfg = WaywardConfig(**saved)
-    adapter = load_model_for(cfg)
-    s = run_wayward(cfg, out, resume=resume, adapter=adapter)
+    if resume:  # the sweep's own settings (rows must stay comparable); --max-targets may grow it
+        cfg = resumed(WaywardConfig, out, cfg)
+    s = run_wayward(cfg, out, resume=resume)
     if as_json:
         return echo_json(s)
     stop = f"≤ {s['steps']} steps, early-stopped on {s['dev_examples']} dev examples" if cfg.patience else \

@@ -1,23 +1,23 @@
 """The prompt-tuning loop every method reuses: batches → scoring → loss (+ plug-in terms) → AdamW.
 
-Writes a run directory: config.json, metrics.jsonl, checkpoints/step-XXXX.safetensors (+ .json with the
-checkpoint's eval accuracy), state.safetensors/state.json (optimizer + step, for --resume) and prompt.safetensors.
-Data order is a pure function of (seed, epoch), so a resumed run replays exactly what the killed one would have.
+Writes a run folder (a `runs.Run` of kind train): config.json, metrics.jsonl, checkpoints/step-XXXX.safetensors
+(+ .json with the checkpoint's eval accuracy), state.safetensors (prompt, optimizer, step and metrics in one atomic
+file, for --resume) and prompt.safetensors. Data order is a pure function of (seed, epoch), so a resumed run
+replays exactly what the killed one would have. A non-finite loss or prompt stops the run (SoftscopeError naming
+the step) before anything non-finite is saved; the last checkpoint stays resumable.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-import os
 import random
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .config import TrainConfig
@@ -25,7 +25,7 @@ from .carry import record
 from .errors import SoftscopeError
 from .models import ModelAdapter, choose_autocast, load_model, special_ids, token_embeddings
 from .prompts import SoftPrompt
-from .runs import read_json, read_jsonl, write_config, write_json, write_jsonl
+from .runs import Run, fingerprint
 from .scoring import Scorer
 from .stats import interval_of
 
@@ -123,44 +123,72 @@ def _schedule(cfg: TrainConfig):
     return lambda s: max(0.0, 1.0 - s / cfg.steps)
 
 
-def _save_state(run: Path, P: torch.Tensor, opt: torch.optim.Optimizer, step: int, extra: dict) -> None:
+def _save_state(run: Run, P: torch.Tensor, opt: torch.optim.Optimizer, step: int, extra: dict) -> None:
+    """Prompt, AdamW moments, step and the metrics so far, committed as one file."""
     st = opt.state[opt.param_groups[0]["params"][0]]
     tensors = {"prompt": P.detach().cpu().contiguous()}
     if st:
         tensors["exp_avg"] = st["exp_avg"].detach().cpu().contiguous()
         tensors["exp_avg_sq"] = st["exp_avg_sq"].detach().cpu().contiguous()
         tensors["adam_step"] = torch.as_tensor(st["step"]).detach().cpu().reshape(1).float()
-    tmp = run / ".state.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    os.replace(tmp, run / "state.safetensors")
-    write_json(run / "state.json", {"step": step, **extra})
+    run.commit_state(tensors, {"step": step, **extra})
 
 
-def _load_state(run: Path, P: torch.nn.Parameter, opt: torch.optim.Optimizer) -> int:
-    meta = read_json(run / "state.json")
-    t = load_file(str(run / "state.safetensors"))
+def _load_state(run: Run, P: torch.nn.Parameter, opt: torch.optim.Optimizer) -> tuple[int, list[dict]] | None:
+    """(step, metrics) of the committed state, restored into P and opt; None if the run never committed one."""
+    loaded = run.load_state()
+    if loaded is None:
+        return None
+    t, meta = loaded
+    if t["prompt"].shape != P.shape:
+        raise SoftscopeError(f"{run.path / 'state.safetensors'} holds a prompt of shape {list(t['prompt'].shape)}, "
+                             f"this run trains {list(P.shape)}: choose another --out")
     with torch.no_grad():
         P.copy_(t["prompt"].to(P.device))
     if "exp_avg" in t:
         opt.state[P] = {"step": t["adam_step"].reshape(()).clone(), "exp_avg": t["exp_avg"].to(P.device),
                         "exp_avg_sq": t["exp_avg_sq"].to(P.device)}
-    return int(meta["step"])
+    step = int(meta["step"])
+    metrics = meta.get("metrics")
+    if metrics is None:  # an older softscope kept the metrics only in metrics.jsonl
+        metrics = [m for m in run.read_jsonl("metrics.jsonl") if m["step"] <= step]
+    return step, metrics
 
 
-def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, adapter: ModelAdapter | None = None,
-          task=None, loss_terms: list[LossTerm] = (), prompt_transform: Callable | None = None,
-          init: torch.Tensor | None = None, progress: bool = True, command: str = "train") -> TrainResult:
+def tensor_digest(t: torch.Tensor) -> str:
+    """sha256 of a tensor's float32 bytes: how a fingerprint records an initial prompt given as a tensor."""
+    return hashlib.sha256(t.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+def _check_finite(what: str, value: torch.Tensor, step: int, last: int | None) -> None:
+    """Stop training at the first NaN/inf loss or prompt (SoftscopeError naming the step)."""
+    if not bool(torch.isfinite(value).all()):
+        kept = f"the checkpoint of step {last} stays resumable" if last is not None else "nothing was saved"
+        raise SoftscopeError(f"training stopped at step {step}: the {what} is not finite (NaN or inf); lower --lr or "
+                             f"set --grad-clip; {kept}")
+
+
+def train(cfg: TrainConfig, out: str | Path | Run, *, resume: bool | None = False,
+          adapter: ModelAdapter | None = None, task=None, loss_terms: list[LossTerm] = (),
+          prompt_transform: Callable | None = None, init: torch.Tensor | None = None, progress: bool = True,
+          command: str = "train") -> TrainResult:
     """Train one soft prompt; see the module docstring for what lands in `out`.
 
-    `prompt_transform` maps the trained parameters to what the model sees (PEZ: nearest-token projection with a
-    straight-through gradient); `loss_terms` add e.g. the waywardness distance. `init` overrides cfg.init.
+    `out` is a folder (opened as a train Run, fingerprinted by cfg and `init`) or a Run the caller opened with a
+    fuller fingerprint (sweeps: the loss terms' settings) and closes itself. `resume`: True continues a run,
+    False refuses an existing one, None continues one if there. `prompt_transform` maps the trained parameters to
+    what the model sees (PEZ: nearest-token projection with a straight-through gradient); `loss_terms` add e.g.
+    the waywardness distance. `init` overrides cfg.init.
     """
+    if isinstance(out, Run):
+        return _train(cfg, out, adapter, task, loss_terms, prompt_transform, init, progress)
+    inputs = {"init_prompt": tensor_digest(init)} if init is not None else {}
+    with Run.open(out, "train", fingerprint(cfg, **inputs), resume=resume, command=command) as run:
+        return _train(cfg, run, adapter, task, loss_terms, prompt_transform, init, progress)
+
+
+def _train(cfg: TrainConfig, run: Run, adapter, task, loss_terms, prompt_transform, init, progress) -> TrainResult:
     t0 = time.time()
-    run = Path(out)
-    if run.exists() and (run / "state.json").exists() and not resume:
-        raise SoftscopeError(f"{run} already holds a training run: pass --resume to continue it or choose another --out")
-    if resume and not (run / "state.json").exists():
-        raise SoftscopeError(f"nothing to resume in {run} (no state.json): run without --resume")
     adapter = adapter or load_model_for(cfg)
     task = task or load_task_for(cfg)  # bad input fails here, before anything is written
     scorer = Scorer(adapter, task, max_length=cfg.max_length, verbalizer=cfg.verbalizer,  # bad lengths fail here
@@ -184,13 +212,12 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, adapter: M
                       else len(final_set))
     P_init = P0.detach().float().cpu().clone()
     stream = BatchStream(scorer, task.train, cfg.batch_size, cfg.seed, cfg.bucket)
-    (run / "checkpoints").mkdir(parents=True, exist_ok=True)
 
     def make_prompt(step: int, acc: float | None, t: torch.Tensor | None = None) -> SoftPrompt:
         return SoftPrompt(tensor=(P if t is None else t).detach().float().cpu().clone(), model=adapter.name,
                           task=task.name, template=task.template, label_words=list(task.label_words),
                           classes=list(task.classes), step=step, accuracy=acc,
-                          extra={"seed": cfg.seed, "init": cfg.init, "run": str(run),
+                          extra={"seed": cfg.seed, "init": cfg.init, "run": str(run.path),
                                  "eval_examples": len(eval_set) if acc is not None else None},
                           settings=settings, init=P_init)
 
@@ -199,29 +226,31 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, adapter: M
 
     metrics: list[dict] = []
     start = 0
-    if resume:
-        start = _load_state(run, P, opt)
+    loaded = _load_state(run, P, opt) if run.existing else None
+    if loaded is not None:
+        start, metrics = loaded
+        run.write_jsonl("metrics.jsonl", metrics)  # what the state committed (rows after it, or a torn line, go)
         sched.last_epoch = start  # continue the schedule where the killed run was
         for g_ in opt.param_groups:
             g_["lr"] = g_["initial_lr"] * _schedule(cfg)(start)
-        metrics = [m for m in read_jsonl(run / "metrics.jsonl") if m["step"] <= start]
     else:
-        write_config(run, command, cfg, task=task.to_dict(), compute=compute, eval_subset_size=len(eval_set),
-                     settings=settings,
-                     model_info={"name": adapter.name, "source": adapter.source, "layers": adapter.n_layers,
-                                 "width": adapter.width, "tied_embeddings": adapter.tied_embeddings})
+        run.write_config(cfg, task=task.to_dict(), compute=compute, eval_subset_size=len(eval_set),
+                         settings=settings,
+                         model_info={"name": adapter.name, "source": adapter.source, "layers": adapter.n_layers,
+                                     "width": adapter.width, "tied_embeddings": adapter.tied_embeddings})
+    last = [start]  # the step of the last committed (finite) checkpoint
 
     def checkpoint(step: int) -> None:
         with torch.no_grad():
             acc = scorer.accuracy(seen(), eval_set, cfg.eval_batch_size, progress=f"eval step {step}" if progress else False)
-        make_prompt(step, acc, seen()).save(run / "checkpoints" / f"step-{step:05d}.safetensors")
+        make_prompt(step, acc, seen()).save(run.file(f"checkpoints/step-{step:05d}.safetensors"))
         metrics.append({"step": step, "event": "eval", "eval_accuracy": acc, "eval_examples": len(eval_set)})
-        write_jsonl(run / "metrics.jsonl", metrics)
-        _save_state(run, P, opt, step, {"seconds": time.time() - t0})
+        run.write_jsonl("metrics.jsonl", metrics)
+        _save_state(run, P, opt, step, {"seconds": time.time() - t0, "metrics": metrics})
+        last[0] = step
 
-    if start == 0:
+    if loaded is None:  # a resumed run already holds its step-0 checkpoint (and its metrics row)
         checkpoint(0)
-    fault = int(os.environ.get("SOFTSCOPE_FAULT_AFTER_STEP", "-1"))  # tests: SIGKILL ourselves mid-run
     bar = tqdm(range(start, cfg.steps), desc=f"train {task.name}", disable=not progress, initial=start, total=cfg.steps)
     for step in bar:
         idx = stream(step)
@@ -233,19 +262,19 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, adapter: M
             v = term.fn(P)
             loss = loss + v
             logged[term.name] = v.item()
+        _check_finite("loss", loss.detach(), step + 1, last[0])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_([P], cfg.grad_clip)
         opt.step()
         sched.step()
+        _check_finite("prompt", P.detach(), step + 1, last[0])
         metrics.append(logged)
         bar.set_postfix(loss=f"{logged['loss']:.3f}")
         done = step + 1
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             checkpoint(done)
-        if fault == done:
-            os.kill(os.getpid(), signal.SIGKILL)
     bar.close()
 
     final_acc = None
@@ -255,18 +284,18 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, adapter: M
                                         progress="final eval" if progress else False)
     prompt = make_prompt(cfg.steps, final_acc, seen())
     prompt.extra["final_eval"] = cfg.final_eval
-    prompt.save(run / "prompt.safetensors")
+    prompt.save(run.file("prompt.safetensors"))
     if prompt_transform is not None:  # keep the continuous parameters too (PEZ)
-        make_prompt(cfg.steps, None).save(run / "prompt_continuous.safetensors")
+        make_prompt(cfg.steps, None).save(run.file("prompt_continuous.safetensors"))
     final_n = len(final_set)
     cks = [{"step": m["step"], "accuracy": m["eval_accuracy"], "examples": m["eval_examples"],
             "ci95": interval_of(m["eval_accuracy"], m["eval_examples"]),
             "path": f"checkpoints/step-{m['step']:05d}.safetensors"} for m in metrics if m["event"] == "eval"]
-    result = TrainResult(run_dir=run, prompt=prompt, checkpoints=cks, final_accuracy=final_acc, seconds=time.time() - t0,
-                         final_examples=final_n, test_total=len(task.test),
+    result = TrainResult(run_dir=run.path, prompt=prompt, checkpoints=cks, final_accuracy=final_acc,
+                         seconds=time.time() - t0, final_examples=final_n, test_total=len(task.test),
                          truncated={"train": scorer.truncated(task.train), "test": scorer.truncated(final_set),
                                     "max_length": cfg.max_length})
-    write_json(run / "train_summary.json", {
+    run.write_json("train_summary.json", {
         "task": task.name, "model": adapter.name, "tokens": cfg.tokens, "steps": cfg.steps,
         "final_accuracy": final_acc, "final_eval": cfg.final_eval,
         "final_eval_examples": final_n, "test_examples_total": len(task.test),
@@ -346,6 +375,7 @@ def train_many(cfg: TrainConfig, inits: torch.Tensor, *, adapter: ModelAdapter |
             v = term.fn(P)
             loss = loss + v.sum()
             logged[term.name] = v.tolist() if v.dim() else v.item()
+        _check_finite("loss", loss.detach(), step + 1, None)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:  # clip each prompt's gradient on its own, as K separate runs would
@@ -354,6 +384,7 @@ def train_many(cfg: TrainConfig, inits: torch.Tensor, *, adapter: ModelAdapter |
                 P.grad.mul_((cfg.grad_clip / (norm + 1e-6)).clamp(max=1.0)[:, None, None])
         opt.step()
         sched.step()
+        _check_finite("prompt", P.detach(), step + 1, None)
         metrics.append(logged)
         if on_step is not None and on_step(step + 1, P.detach()):
             break

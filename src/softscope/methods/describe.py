@@ -26,7 +26,8 @@ control: the same grid on the embeddings of a true task description, which shoul
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -38,7 +39,7 @@ from ..engine.metrics import class_rate, rouge_scores, semantic_similarity
 from ..engine.models import DEFAULT_MODEL, ModelAdapter, load_model, text_embeddings
 from ..engine.patching import SOURCE_PASSES, STOPS, layer_pairs, patch_generate, source_states
 from ..engine.prompts import SoftPrompt
-from ..engine.runs import append_jsonl, read_json, read_jsonl, save_figure, write_config, write_json
+from ..engine.runs import Run, fingerprint, save_figure
 from ..engine.stats import correlation, interval_of
 from ..engine.target_prompts import MARKER, POOLS, build as build_target
 
@@ -403,7 +404,7 @@ def _plots(out: Path, rows: list[dict], summary: dict) -> list[Path]:
 CONTROL = "control"  # its checkpoint name in descriptions.jsonl
 
 
-def _control(adapter: ModelAdapter, cfg: DescribeConfig, rows: list[dict], out: Path, classes: list[str],
+def _control(adapter: ModelAdapter, cfg: DescribeConfig, rows: list[dict], run: Run, classes: list[str],
              refs: list[str]) -> dict:
     """The same grid and target-prompt seeds on P = e(true task description) (its own length): if this prompt does
     not get its classes named, no trained prompt can be expected to. Scored against the references other than
@@ -420,7 +421,7 @@ def _control(adapter: ModelAdapter, cfg: DescribeConfig, rows: list[dict], out: 
                                cfg.stop, cfg.cut)
         score_rows(done, classes, others)
         done = [{"checkpoint": CONTROL, "step": None, "accuracy": None, **r} for r in done]
-        append_jsonl(out / "descriptions.jsonl", done)
+        run.append_jsonl("descriptions.jsonl", done)
         rows += done
     return {"text": text, "tokens": int(P.shape[0]), **summarize_checkpoint(done, cfg.top_k)}
 
@@ -473,38 +474,42 @@ def describe(source: str | Path, cfg: DescribeConfig | None = None, out: str | P
     n = first.n_tokens
     targets = [build_target(adapter, cfg.target_prompt, n, cfg.seed + i, cfg.demos) for i in range(cfg.n_targets)]
 
-    out.mkdir(parents=True, exist_ok=True)
-    cfg_dict = asdict(cfg)
-    if (out / "config.json").exists():
-        old = read_json(out / "config.json")
-        # runs written before a field existed lack it: read them with its default
-        same_source = Path(str(old.get("source", ""))).resolve() == source.resolve()
-        old_cfg = {k: v for k, v in {**asdict(DescribeConfig()), **LATER_FIELDS, **(old.get("config") or {})}.items()
-                   if k not in PLACEMENT_FIELDS}
-        if old_cfg != {k: v for k, v in cfg_dict.items() if k not in PLACEMENT_FIELDS} or not same_source:
-            raise SoftscopeError(f"{out} holds a describe run with other settings: pass another --out or delete it")
-    else:
-        write_config(out, command, cfg, source=str(source), model=adapter.name, task=task_name, classes=classes,
-                     references=refs, pairs=pairs, target_prompts=[t.to_dict() for t in targets])
-    rows = read_jsonl(out / "descriptions.jsonl")
+    with Run.open(out, "describe", fingerprint(cfg, source=str(source)), growable=PLACEMENT_FIELDS,
+                  command=command) as run:  # where the units run is not a setting of the results
+        return _describe(run, t0, cfg, source, items, model_spec, adapter, task_name, classes, refs, pairs, targets,
+                         progress)
+
+
+def _describe(run: Run, t0, cfg, source, items, model_spec, adapter, task_name, classes, refs, pairs, targets,
+              progress) -> DescribeResult:
+    out = run.path
+    if not run.existing:
+        run.write_config(cfg, source=str(source), model=adapter.name, task=task_name, classes=classes,
+                         references=refs, pairs=pairs, target_prompts=[t.to_dict() for t in targets])
+    rows = run.read_jsonl("descriptions.jsonl")
+    per = Counter(r["checkpoint"] for r in rows)
+    full = len(pairs) * len(targets)
+    rows = [r for r in rows if per[r["checkpoint"]] == full]  # a checkpoint cut short is described again
     done = {r["checkpoint"] for r in rows}
+    if len(rows) != sum(per.values()):
+        run.write_jsonl("descriptions.jsonl", rows)
     meta = {name: (p.step, p.accuracy) for name, p in items}
     shared = {"pairs": pairs, "targets": targets, "max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size,
               "source_pass": cfg.source_pass, "stop": cfg.stop, "cut": cfg.cut, "classes": classes, "refs": refs}
     units = [Unit(name, {"prompt": p.tensor, "placement": p.placement, **shared}) for name, p in items
              if name not in done]
 
-    def record(unit: Unit, new: list[dict]) -> None:
+    def record(unit: Unit, new: list[dict]) -> None:  # the driver alone writes, through its Run
         step, acc = meta[unit.key]
         new = [{"checkpoint": unit.key, "step": step, "accuracy": acc, **r} for r in new]
-        append_jsonl(out / "descriptions.jsonl", new)  # a finished checkpoint survives an interruption
+        run.append_jsonl("descriptions.jsonl", new)  # a finished checkpoint survives an interruption
         rows.extend(new)
 
     run_units(units, describe_unit, setup=load_model, setup_args=(model_spec, cfg.device, cfg.dtype), ctx=adapter,
               options=cfg, on_result=record, progress=progress, log=None if cfg.executor == "ray" else _quiet)
     control = None
     if cfg.control:
-        control = _control(adapter, cfg, rows, out, classes, refs)
+        control = _control(adapter, cfg, rows, run, classes, refs)
 
     keep = [name for name, _ in items]
     rows = [r for r in rows if r["checkpoint"] in keep]
@@ -530,6 +535,6 @@ def describe(source: str | Path, cfg: DescribeConfig | None = None, out: str | P
                "seconds": time.time() - t0}
     if control is not None:
         summary["control"] = control
-    write_json(out / "describe_summary.json", summary)
+    run.write_json("describe_summary.json", summary)
     plots = _plots(out, rows, summary)
     return DescribeResult(out_dir=out, rows=rows, summary=summary, seconds=time.time() - t0, plots=plots)

@@ -199,10 +199,19 @@ def interpret(cfg: InterpretConfig, prompt_path: str | Path, out: str | Path | N
 
     The task, template, label words, max length and placement are the prompt's own (engine.carry) unless cfg
     overrides them; overrides are listed in the report."""
+    from contextlib import nullcontext
+
+    from ..engine.runs import Run
+
+    with Run.open(out, "interpret") if out else nullcontext() as run:  # lock and check the folder before any work
+        return _interpret(cfg, prompt_path, run, adapter, task)
+
+
+def _interpret(cfg: InterpretConfig, prompt_path, run, adapter, task) -> dict:
     from ..engine.carry import model_for, resolve
     from ..engine.models import DEFAULT_MODEL, load_model
-    from ..engine.runs import write_config, write_json, write_jsonl
 
+    out = run.path if run else None
     sp = SoftPrompt.load(prompt_path)
     if Path(prompt_path).is_dir() and (Path(prompt_path) / "prompt_continuous.safetensors").exists():
         # a PEZ run: the soft prompt is the continuous one, the reading defaults to the run's hard prompt
@@ -231,10 +240,10 @@ def interpret(cfg: InterpretConfig, prompt_path: str | Path, out: str | Path | N
     rep = {"prompt": str(prompt_path), "model": adapter.name, "task": task.name, **rep, "overrides": overrides}
     if reading != cfg.reading:
         rep["reading"] = f"pez fit from the prompt ({cfg.pez_steps} steps)"
-    if out:
-        write_config(out, "interpret", cfg, prompt=str(prompt_path), overrides=overrides)
-        write_json(Path(out) / "interpret_summary.json", rep)
-        write_jsonl(Path(out) / "interpret.jsonl", [rep])
+    if run:
+        run.write_config(cfg, prompt=str(Path(prompt_path).resolve()), overrides=overrides)
+        run.write_json("interpret_summary.json", rep)
+        run.write_jsonl("interpret.jsonl", [rep])
     return rep
 
 

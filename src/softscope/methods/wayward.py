@@ -42,10 +42,10 @@ from ..engine.metrics import word_f1
 from ..engine.models import ModelAdapter, choose_autocast, text_embeddings, token_embeddings
 from ..engine.projection import project
 from ..engine.prompts import SoftPrompt
-from ..engine.runs import append_jsonl, read_json, read_jsonl, save_figure, write_config, write_json
+from ..engine.runs import Run, fingerprint, read_json, read_jsonl, save_figure
 from ..engine.scoring import Scorer
 from ..engine.stats import paired_bootstrap
-from ..engine.training import LossTerm, init_prompt, load_model_for, train, train_many
+from ..engine.training import LossTerm, init_prompt, load_model_for, tensor_digest, train, train_many
 
 PAPER_GAMMAS = [0.0, 1e-4, 5e-4, 1e-3, 3e-3, 5e-3, 1e-2, 3e-2]
 N_BOOT = 2000  # paired bootstrap resamples for the drop's interval (examples × resamples stay a few MB)
@@ -409,12 +409,15 @@ def wayward_unit(ctx: tuple, unit: Unit) -> list[tuple[dict, torch.Tensor]]:
     elif cfg.batched and len(todo) > 1:
         Ps, metrics = train_many(tcfg, starts, adapter=adapter, task=task, loss_terms=[term], progress=False)
         finals = [(g, Ps[k], metrics[-1]["loss"][k] if metrics else None) for k, g in enumerate(todo)]
-    else:  # local only: resumable per-γ training folders inside the run
+    else:  # local only: resumable per-γ training folders inside the run, each fingerprinted by its whole sweep
         finals = []
+        sweep = {k: v for k, v in fingerprint(cfg)["config"].items() if k not in GROWABLE}
         for k, g in enumerate(todo):
             rdir = run / "runs" / safe_name(name) / (f"gamma-{g:g}" + (f"-seed-{seed}" if cfg.train_seeds else ""))
-            res = train(tcfg, rdir, resume=(rdir / "state.json").exists(), adapter=adapter, task=task,
-                        loss_terms=[distance_term(g, e_t, scale)], init=starts[k], progress=False, command="wayward")
+            sub = fingerprint(tcfg, sweep=sweep, target=text, gamma=g, init_prompt=tensor_digest(starts[k]))
+            with Run.open(rdir, "train", sub, command="wayward") as r:  # a killed sweep resumes it
+                res = train(tcfg, r, adapter=adapter, task=task, loss_terms=[distance_term(g, e_t, scale)],
+                            init=starts[k], progress=False)
             last = [m for m in read_jsonl(rdir / "metrics.jsonl") if m["event"] == "train"]
             finals.append((g, res.prompt.tensor, last[-1]["loss"] if last else None))
     train_seconds = (time.time() - ts) / len(todo)
@@ -443,12 +446,14 @@ def _quiet(line: str) -> None:
 def run_wayward(cfg: WaywardConfig, out: str | Path, *, resume: bool = False, adapter: ModelAdapter | None = None,
                 task=None, progress: bool = True) -> dict:
     """Run (or continue) a sweep into `out`; returns the summary (also written as wayward_summary.json)."""
-    run = Path(out)
-    rows_path = run / "wayward.jsonl"
-    if (run / "config.json").exists() and not resume:
-        raise SoftscopeError(f"{run} already holds a wayward sweep: pass --resume to continue it or choose another --out")
-    if resume and not (run / "config.json").exists():
-        raise SoftscopeError(f"nothing to resume in {run} (no config.json): run without --resume")
+    with Run.open(out, "wayward", fingerprint(cfg), resume=resume, growable=GROWABLE) as run:
+        return _run_sweep(cfg, run, adapter, task, progress)
+
+
+GROWABLE = ("max_targets", *PLACEMENT_FIELDS)  # a resumed sweep may extend its targets or run elsewhere
+
+
+def _run_sweep(cfg: WaywardConfig, run: Run, adapter, task, progress: bool) -> dict:
     t0 = time.time()
     adapter = adapter or load_model_for(cfg)
     task = task or _task_for(cfg)
@@ -459,26 +464,16 @@ def run_wayward(cfg: WaywardConfig, out: str | Path, *, resume: bool = False, ad
     from ..engine.carry import record as record_settings
 
     settings = record_settings(task, adapter, scorer, task_spec=task.origin, data_dir=cfg.data_dir, seed=cfg.seed,
-                      max_train=cfg.max_train, max_test=cfg.max_test,
-                      test_examples=len(test) if len(test) < len(task.test) else None)
-    if resume:  # rows must stay comparable: only --max-targets may change (to extend a sweep)
-        saved = read_json(run / "config.json")["config"]
-        now = json.loads(json.dumps(dataclasses.asdict(cfg)))
-        default = json.loads(json.dumps(dataclasses.asdict(WaywardConfig())))  # for settings older sweeps lack
-        changed = sorted(k for k in now if k not in ("max_targets", *PLACEMENT_FIELDS)
-                         and saved.get(k, default[k]) != now[k])
-        if changed:
-            raise SoftscopeError(f"--resume with other settings than the sweep in {run} ({', '.join(changed)}): "
-                                 "rerun with the same options or choose another --out")
+                               max_train=cfg.max_train, max_test=cfg.max_test,
+                               test_examples=len(test) if len(test) < len(task.test) else None)
     mean_sq = embedding_mean_sq_norm(adapter)
     scale = mean_sq if cfg.distance_norm == "embedding" else 1.0
-    if not resume or saved.get("max_targets") != cfg.max_targets:
-        write_config(run, "wayward", cfg, task=task.to_dict(),
+    run.write_config(cfg, task=task.to_dict(),
                      compute=choose_autocast(cfg.bf16_autocast, adapter.device, announce=progress)[1],
                      targets=dict(targets), test_subset_size=len(test), dev_size=len(dev),
                      model_info={"name": adapter.name, "layers": adapter.n_layers, "width": adapter.width,
                                  "embedding_mean_sq_norm": mean_sq})
-    done = {(r["target"], r["gamma"], r.get("seed", cfg.seed)) for r in read_jsonl(rows_path)}
+    done = {(r["target"], r["gamma"], r.get("seed", cfg.seed)) for r in run.read_jsonl("wayward.jsonl")}
     units = []
     for name, text in targets:
         for seed in cfg.seeds:
@@ -498,21 +493,21 @@ def run_wayward(cfg: WaywardConfig, out: str | Path, *, resume: bool = False, ad
                                                              "gamma": row["gamma"], "seed": row["seed"]},
                             settings=settings)
             tag = f"{safe_name(row['target'])}__gamma-{row['gamma']:g}" + (f"__seed-{row['seed']}" if cfg.train_seeds else "")
-            path = sp.save(run / "prompts" / f"{tag}.safetensors")
-            new.append({**row, "prompt": str(path.relative_to(run))})
-        append_jsonl(rows_path, new)  # a unit's finished rows land together: resume never recomputes them
+            path = sp.save(run.file(f"prompts/{tag}.safetensors"))
+            new.append({**row, "prompt": str(path.relative_to(run.path))})
+        run.append_jsonl("wayward.jsonl", new)  # a unit's finished rows land together: resume never recomputes them
 
-    run_units(units, wayward_unit, setup=wayward_setup, setup_args=(cfg,), ctx=(ctx, cfg, run), options=cfg,
+    run_units(units, wayward_unit, setup=wayward_setup, setup_args=(cfg,), ctx=(ctx, cfg, run.path), options=cfg,
               on_result=record, progress=progress, log=None if cfg.executor == "ray" else _quiet)
-    rows = read_jsonl(rows_path)
+    rows = run.read_jsonl("wayward.jsonl")
     summary = summarize(rows, cfg.f1_threshold, cfg.within, cfg.selection, cfg.bootstrap, cfg.baseline_min)
     summary.update(model=adapter.name, task=task.name, protocol=cfg.protocol, steps=cfg.steps, lr=cfg.lr,
                    gamma=cfg.gamma, train_seeds=cfg.seeds, test_examples=len(test), dev_examples=len(dev),
                    batched=cfg.batched, distance_norm=cfg.distance_norm, embedding_mean_sq_norm=mean_sq,
                    compute_seconds=sum(r.get("seconds", 0.0) for r in rows),
                    wall_seconds_this_call=time.time() - t0)
-    write_json(run / "wayward_summary.json", summary)
-    plot(rows, run, cfg.f1_threshold, title=f"{adapter.name} · {task.name}")
+    run.write_json("wayward_summary.json", summary)
+    plot(rows, run.path, cfg.f1_threshold, title=f"{adapter.name} · {task.name}")
     return summary
 
 
