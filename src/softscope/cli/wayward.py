@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from .options import build, config_options, echo_json, resumed
@@ -27,13 +25,14 @@ def wayward_cmd(out, resume, as_json, **kw):
       softscope wayward --task sst2 --protocol paper --out runs/wayward-paper-sst2 # the authors' settings (GPU)
       softscope wayward --task sst2 --target "Answer the question." --gamma 0,1e-3,1e-2 --steps 50 --out runs/w
     """
+    from ..engine.training import load_model_for
     from ..methods.wayward import run_wayward
 
     kw["target"] = list(kw.get("target") or []) or None
     cfg = build(WaywardConfig, kw)
     if resume:  # the sweep's own settings (rows must stay comparable); --max-targets may grow it
         cfg = resumed(WaywardConfig, out, cfg)
-    s = run_wayward(cfg, out, resume=resume)
+    s = run_wayward(cfg, out, resume=resume, adapter=load_model_for(cfg))
     if as_json:
         return echo_json(s)
     stop = f"≤ {s['steps']} steps, early-stopped on {s['dev_examples']} dev examples" if cfg.patience else \
@@ -74,16 +73,19 @@ def wayward_cmd(out, resume, as_json, **kw):
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def wayward_compare_cmd(run_dirs, out, per_target, as_json):
     """Headline figures of several wayward sweeps (e.g. two models on one task) as one table."""
-    from ..engine.runs import atomic_write_text, write_json
+    from contextlib import nullcontext
+
+    from ..engine.runs import Run
     from ..methods.wayward import compare, compare_plot, compare_table, target_table
 
-    rows = compare(list(run_dirs))
-    table = compare_table(rows)
-    targets = target_table(list(run_dirs)) if out or per_target else ""
-    if out:
-        write_json(Path(out) / "compare.json", rows)
-        atomic_write_text(Path(out) / "compare.md", table + "\n\n" + targets + "\n")
-        compare_plot(list(run_dirs), Path(out) / "compare_drop_vs_length.png")
+    with Run.open(out, "wayward-compare") if out else nullcontext() as run:
+        rows = compare(list(run_dirs))
+        table = compare_table(rows)
+        targets = target_table(list(run_dirs)) if out or per_target else ""
+        if run:
+            run.write_json("compare.json", rows)
+            run.write_text("compare.md", table + "\n\n" + targets + "\n")
+            compare_plot(list(run_dirs), run.file("compare_drop_vs_length.png"))
     if as_json:
         return echo_json(rows)
     click.echo(table)

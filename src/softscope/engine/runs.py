@@ -427,9 +427,9 @@ class Run:
     def record(self) -> None:
         """Write run.json (kind and settings) now; the first write does it anyway."""
         rec = {"kind": self.kind, "command": self.command, "settings": self.settings}
-        if self.existing and self.settings is not None and (self.path / RECORD).exists():
+        if self.existing and (self.path / RECORD).exists():  # keep the record unless a growable field grew
             old = read_json(self.path / RECORD)
-            if old.get("settings") == self.settings:
+            if self.settings is None or old.get("settings") == self.settings:
                 self._recorded = True
                 return
         write_json(self.path / RECORD, rec)

@@ -30,7 +30,7 @@ import math
 import random
 import re
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -39,7 +39,7 @@ import torch
 from ..engine.config import SEED, h, validate
 from ..engine.errors import SoftscopeError
 from ..engine.models import DEFAULT_MODEL
-from ..engine.runs import append_jsonl, read_json, read_jsonl, save_figure, write_config, write_json, write_jsonl
+from ..engine.runs import Run, fingerprint, read_json, save_figure
 from ..engine.tasks import Example, Task
 
 KINDS = ("word", "phrase", "punct")
@@ -376,18 +376,22 @@ def make_data(cfg: MakeDataConfig, out: str | Path, task: Task | None = None) ->
     fav = _favoured(task, cfg.favoured)
     base = task.subset("train", cfg.max_train, cfg.seed)
     data = make_biased(base, task.classes, feature, cfg.strength, fav, cfg.seed)
-    out = Path(out)
-    write_config(out, "bias make-data", cfg, task=task.to_dict(), favoured=fav)
-    write_jsonl(out / "train.jsonl", [{"text": e.text, "label": e.label, "feature": f}
-                                      for e, f in zip(data.train, data.has_feature)])
-    write_jsonl(out / "test.jsonl", [{"text": e.text, "label": e.label} for e in task.test])
-    write_jsonl(out / "counterfactuals.jsonl", counterfactuals(task.test, feature, cfg.seed))
+    with Run.open(out, "bias-data", command="bias make-data") as run:
+        return _write_data(run, cfg, task, feature, fav, data)
+
+
+def _write_data(run: Run, cfg: MakeDataConfig, task: Task, feature: Feature, fav: str, data) -> dict:
+    run.write_config(cfg, task=task.to_dict(), favoured=fav)
+    run.write_jsonl("train.jsonl", [{"text": e.text, "label": e.label, "feature": f}
+                                    for e, f in zip(data.train, data.has_feature)])
+    run.write_jsonl("test.jsonl", [{"text": e.text, "label": e.label} for e in task.test])
+    run.write_jsonl("counterfactuals.jsonl", counterfactuals(task.test, feature, cfg.seed))
     realised = {c: data.shares[fav] - s for c, s in data.shares.items() if c != fav}
     summary = {"task": task.name, "feature": feature.spec, "strength": cfg.strength, "favoured": fav,
                "train_examples": len(data.train), "dropped_with_feature": data.dropped, "shares": data.shares,
                "counts": data.counts, "realised_strength": realised,
                "test_examples": len(task.test), "test_with_feature": sum(feature.present(e.text) for e in task.test)}
-    write_json(out / "make_data_summary.json", summary)
+    run.write_json("make_data_summary.json", summary)
     return summary
 
 
@@ -476,23 +480,36 @@ def measure_prompt(adapter, task: Task, prompt: torch.Tensor, cfg: BiasRunConfig
 def rescore_mentions(out: str | Path) -> list[dict]:
     """Recompute the mention columns of a finished `bias run` from its saved descriptions (e.g. after a change
     of the mention rule or --threshold); rewrites descriptions.jsonl and bias.jsonl; returns the rows."""
-    out = Path(out)
-    meta = read_json(out / "config.json")
-    cfg = meta["config"]
-    feature = Feature.parse(cfg["feature"])
-    control = control_for(feature, cfg.get("control"))
-    rows = read_jsonl(out / "bias.jsonl")
-    for row in rows:
-        path = out / "prompts" / row["prompt"] / "descriptions.jsonl"
-        desc = read_jsonl(path)
-        row.update(score_mentions(desc, feature, control, cfg["threshold"], cfg.get("mention_terms") or ()))
-        write_jsonl(path, desc)
-    write_jsonl(out / "bias.jsonl", rows)
+    with Run.open(out, "bias", command="bias rescore") as run:  # a bias run's folder, locked while rewritten
+        cfg = read_json(run.path / "config.json")["config"]
+        feature = Feature.parse(cfg["feature"])
+        control = control_for(feature, cfg.get("control"))
+        rows = run.read_jsonl("bias.jsonl")
+        for row in rows:
+            name = f"prompts/{row['prompt']}/descriptions.jsonl"
+            desc = run.read_jsonl(name)
+            row.update(score_mentions(desc, feature, control, cfg["threshold"], cfg.get("mention_terms") or ()))
+            run.write_jsonl(name, desc)
+        run.write_jsonl("bias.jsonl", rows)
     return rows
 
 
 def run(cfg: BiasRunConfig, out: str | Path, adapter=None, progress: bool = True, command: str = "bias run") -> dict:
     """The whole protocol; resumable (finished prompts are read back from bias.jsonl, training resumes)."""
+    t0 = time.time()
+    out = Path(out)
+    feature = Feature.parse(cfg.feature)
+    control = control_for(feature, cfg.control)
+    base = load_base_task(cfg.task, cfg.data_dir)
+    fav = _favoured(base, cfg.favoured)
+    # a resumed run may change which strengths and seeds it covers (GROWABLE), nothing else
+    with Run.open(out, "bias", fingerprint(cfg), growable=GROWABLE, command=command) as run:
+        run.write_config(cfg, task=base.to_dict(), favoured=fav, control=control.spec)
+        return _run(cfg, run, t0, feature, control, base, fav, adapter, progress, command)
+
+
+def _run(cfg: BiasRunConfig, run: Run, t0: float, feature: Feature, control: Feature, base: Task, fav: str, adapter,
+         progress: bool, command: str) -> dict:
     from ..engine.bias_prompts import DEMO_TEXT
     from ..engine.config import TrainConfig
     from ..engine.models import load_model
@@ -500,25 +517,14 @@ def run(cfg: BiasRunConfig, out: str | Path, adapter=None, progress: bool = True
     from ..engine.target_prompts import build as build_target
     from ..engine.training import train
 
-    t0 = time.time()
-    out = Path(out)
-    feature = Feature.parse(cfg.feature)
-    control = control_for(feature, cfg.control)
-    base = load_base_task(cfg.task, cfg.data_dir)
-    fav = _favoured(base, cfg.favoured)
-    if (out / "config.json").exists():  # a resumed run may change which strengths and seeds it covers, nothing else
-        old = read_json(out / "config.json").get("config") or {}
-        if {k: v for k, v in old.items() if k not in GROWABLE} != {k: v for k, v in asdict(cfg).items()
-                                                                   if k not in GROWABLE}:
-            raise SoftscopeError(f"{out} holds a bias run with other settings: pass another --out or delete it")
-    else:
-        write_config(out, command, cfg, task=base.to_dict(), favoured=fav, control=control.spec)
+    out = run.path
+    sweep = {k: v for k, v in fingerprint(cfg)["config"].items() if k not in GROWABLE}
     adapter = adapter or load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
     pairs = layer_pairs(cfg.layers, adapter.n_layers)
     targets = [build_target(adapter, cfg.pool, cfg.tokens, i, cfg.demos) for i in range(cfg.n_targets)]
     demo_text = DEMO_TEXT + " " + " ".join(t.text for t in targets)
     heldout = base.subset("test", cfg.heldout, 12345)
-    done = {r["prompt"]: r for r in read_jsonl(out / "bias.jsonl")}
+    done = {r["prompt"]: r for r in run.read_jsonl("bias.jsonl")}
     results = []
     # seeds outer: an interrupted run already holds a full strength curve for the first seeds
     for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds):
@@ -536,20 +542,21 @@ def run(cfg: BiasRunConfig, out: str | Path, adapter=None, progress: bool = True
                                lr=cfg.lr, init=cfg.init, checkpoint_every=cfg.steps, eval_examples=cfg.checkpoint_eval,
                                final_eval="none", seed=seed)
             rd = out / "prompts" / name
-            if (rd / "prompt.safetensors").exists():
-                from ..engine.prompts import SoftPrompt
+            settings = fingerprint(tcfg, bias=sweep, strength=strength)
+            with Run.open(rd, "train", settings, command=f"{command} (strength {strength}, seed {seed})") as r:
+                if r.existing and (rd / "prompt.safetensors").exists():
+                    from ..engine.prompts import SoftPrompt
 
-                prompt = SoftPrompt.load(rd / "prompt.safetensors").tensor
-            else:
-                prompt = train(tcfg, rd, resume=(rd / "state.json").exists(), adapter=adapter, task=task,
-                               progress=progress, command=f"{command} (strength {strength}, seed {seed})").prompt.tensor
-            write_json(rd / "bias_data.json", {"shares": data.shares, "counts": data.counts, "dropped": data.dropped})
-            res, rows = measure_prompt(adapter, task, prompt, cfg, feature, control, fav, seed, heldout, pairs,
-                                       targets, demo_text)
-            write_jsonl(rd / "descriptions.jsonl", rows)
+                    prompt = SoftPrompt.load(rd / "prompt.safetensors").tensor
+                else:
+                    prompt = train(tcfg, r, adapter=adapter, task=task, progress=progress).prompt.tensor
+                r.write_json("bias_data.json", {"shares": data.shares, "counts": data.counts, "dropped": data.dropped})
+                res, rows = measure_prompt(adapter, task, prompt, cfg, feature, control, fav, seed, heldout, pairs,
+                                           targets, demo_text)
+                r.write_jsonl("descriptions.jsonl", rows)
             row = {"prompt": name, "strength": strength, "seed": seed, "shares": data.shares, **res,
                    "seconds": time.time() - t1}
-            append_jsonl(out / "bias.jsonl", [row])
+            run.append_jsonl("bias.jsonl", [row])
             results.append(row)
             if progress:
                 print(f"{name}: acc {row['accuracy']:.3f}  biased-prediction rate {row['biased_prediction_rate']:+.3f}"
@@ -559,7 +566,7 @@ def run(cfg: BiasRunConfig, out: str | Path, adapter=None, progress: bool = True
         summary["positive_control"] = positive_control(adapter, base, cfg, feature, control, fav, heldout, pairs,
                                                        demo_text, out)
     summary["seconds"] = time.time() - t0
-    write_json(out / "bias_summary.json", summary)
+    run.write_json("bias_summary.json", summary)
     summary["plots"] = [str(p) for p in plot(results, summary, out)]
     return summary
 

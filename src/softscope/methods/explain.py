@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -34,7 +34,7 @@ from ..engine.config import SEED, ReadOptions, h, validate
 from ..engine.errors import SoftscopeError
 from ..engine.models import DEFAULT_MODEL, ModelAdapter, load_model
 from ..engine.prompts import SoftPrompt
-from ..engine.runs import read_json, read_jsonl, write_config, write_json, write_jsonl
+from ..engine.runs import Run, fingerprint, read_jsonl
 
 READINGS = ("projection", "inspect", "pez")
 
@@ -189,10 +189,8 @@ def read_pez(adapter: ModelAdapter, prompt: SoftPrompt, task, cfg: ExplainConfig
                      batch_size=cfg.pez_batch_size, lr=cfg.pez_lr, checkpoint_every=max(1, cfg.pez_steps // 2),
                      eval_examples=64, fluency_weight=[cfg.fluency_weight], holdout=holdout or 300,
                      test_examples=min(cfg.examples or 64, 64), seed=cfg.seed)
-    run = out / "pez"
-    done = run / "pez_summary.json"
-    s = read_json(done) if done.exists() else run_pez(pcfg, cfg.fluency_weight, run, adapter, task, progress,
-                                                     init=prompt.tensor)
+    run = out / "pez"  # a PEZ sub-run: reused if finished with these settings
+    s = run_pez(pcfg, cfg.fluency_weight, run, adapter, task, progress, init=prompt.tensor)
     name = f"PEZ ({cfg.pez_steps} steps" + (f", w={cfg.fluency_weight:g})" if cfg.fluency_weight else ")")
     return {"name": name, "method": "pez", "text": s["text"], "ids": s["ids"], "source": str(run),
             "details": {"selected_step": s.get("selected_step"), "heldout": s.get("heldout"),
@@ -219,16 +217,16 @@ def explain(source: str | Path, cfg: ExplainConfig | None = None, out: str | Pat
         r = resolve_settings(prompt, cfg.given(), cfg.allow_other_task, what=str(prompt_file))
         task, settings, overrides = r.task, r.settings, overrides + r.overrides
     out = Path(out) if out else default_out(prompt_file, run)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg_dict = asdict(cfg)
-    if (out / "config.json").exists():
-        old = read_json(out / "config.json")
-        # runs written before a field existed lack it: read them with its default
-        if {**asdict(ExplainConfig()), **(old.get("config") or {})} != cfg_dict or old.get("prompt") != str(prompt_file):
-            raise SoftscopeError(f"{out} holds an explain run with other settings: pass another --out or delete it")
-    else:
-        write_config(out, "explain", cfg, prompt=str(prompt_file), model=adapter.name, task=task.name,
-                     overrides=overrides)
+    with Run.open(out, "explain", fingerprint(cfg, prompt=str(prompt_file))) as r:
+        if not r.existing:
+            r.write_config(cfg, prompt=str(prompt_file.resolve()), model=adapter.name, task=task.name,
+                           overrides=overrides)
+        return _explain(cfg, r, t0, prompt, prompt_file, run, adapter, task, progress, settings, overrides)
+
+
+def _explain(cfg: ExplainConfig, r: Run, t0: float, prompt: SoftPrompt, prompt_file: Path, run: Path | None,
+             adapter: ModelAdapter, task, progress: bool, settings: dict | None, overrides: list[dict]) -> ExplainResult:
+    out = r.path
 
     judge = Judge(adapter, task, prompt, cfg.examples, cfg.seed, settings)
     readings = []
@@ -247,7 +245,7 @@ def explain(source: str | Path, cfg: ExplainConfig | None = None, out: str | Pat
         r.update(judge(r["ids"]))
         r["seconds"] = time.time() - t
         readings.append(r)
-    write_jsonl(out / "readings.jsonl", readings)
+    r.write_jsonl("readings.jsonl", readings)
     summary = {"prompt": str(prompt_file), "model": adapter.name, "task": task.name, "examples": len(judge.test),
                "truncated": judge.truncated, "max_length": judge.scoring["max_length"], "overrides": overrides,
                "soft_prompt": {"n_tokens": prompt.n_tokens, "step": prompt.step, "accuracy": judge.accuracy,
@@ -255,7 +253,7 @@ def explain(source: str | Path, cfg: ExplainConfig | None = None, out: str | Pat
                "readings": readings,
                "measures": "softscope.interpret.interpret_reading",
                "seconds": time.time() - t0}
-    write_json(out / "explain_summary.json", summary)
+    r.write_json("explain_summary.json", summary)
     return ExplainResult(out_dir=out, summary=summary)
 
 

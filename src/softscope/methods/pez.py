@@ -32,10 +32,10 @@ from ..engine.metrics import perplexity
 from ..engine.models import ModelAdapter, final_hidden, lm_logits, special_ids, token_embeddings
 from ..engine.projection import nearest_ids, project_straight_through
 from ..engine.prompts import SoftPrompt
-from ..engine.runs import read_json, save_figure, write_config, write_json, write_jsonl
+from ..engine.runs import Run, config_dict, fingerprint, read_json, save_figure
 from ..engine.scoring import Scorer
 from ..engine.stats import interval_of
-from ..engine.training import LossTerm, load_model_for, load_task_for, train
+from ..engine.training import LossTerm, load_model_for, load_task_for, tensor_digest, train
 
 
 @dataclass
@@ -153,74 +153,70 @@ def run_pez(cfg: PezConfig, weight: float, out: str | Path, adapter: ModelAdapte
 
         P0 = init_prompt(adapter, cfg.tokens, cfg.init, gen, cfg.init_text)
     terms = [fluency_term(adapter, weight)] if weight > 0 else []
-    res = train(tcfg, out, resume=(out / "state.json").exists(), adapter=adapter, task=held, loss_terms=terms,
-                prompt_transform=pez_transform(adapter), init=P0, progress=progress, command="pez")
-    best = max(res.checkpoints, key=lambda c: (c["accuracy"], c["step"]))  # ties: the later (more trained) one
-    chosen = SoftPrompt.load(out / best["path"])
-    ids = hard_ids(adapter, chosen.tensor)
-    from ..engine.carry import record
+    settings = fingerprint(tcfg, pez=sweep_settings(cfg), fluency_weight=weight, init_prompt=tensor_digest(P0))
+    with Run.open(out, "train", settings, command="pez") as run:
+        if run.existing and (out / "pez_summary.json").exists():  # finished with these settings: reuse it
+            return read_json(out / "pez_summary.json")
+        res = train(tcfg, run, adapter=adapter, task=held, loss_terms=terms, prompt_transform=pez_transform(adapter),
+                    init=P0, progress=progress)
+        best = max(res.checkpoints, key=lambda c: (c["accuracy"], c["step"]))  # ties: the later (more trained) one
+        chosen = SoftPrompt.load(out / best["path"])
+        ids = hard_ids(adapter, chosen.tensor)
+        from ..engine.carry import record
 
-    scorer = Scorer(adapter, task, max_length=cfg.max_length, verbalizer=cfg.verbalizer)
-    test = task.subset("test", cfg.test_examples or None, cfg.seed) if cfg.test_examples >= 0 else []
-    P_hard = adapter.embed(torch.tensor(ids)).detach()
-    acc = scorer.accuracy(P_hard, test, cfg.eval_batch_size, progress="test" if progress else False) if test else None
-    text = adapter.decode(ids)
-    hard = SoftPrompt(tensor=P_hard.float().cpu(), model=adapter.name, task=task.name, template=task.template,
-                      label_words=list(task.label_words), classes=list(task.classes), step=best["step"], accuracy=acc,
-                      extra={"method": "pez", "ids": ids, "text": text, "fluency_weight": weight,
-                             "selected_by": f"{held_name} accuracy", "run": str(out)},
-                      settings=record(task, adapter, scorer, task_spec=task.origin, data_dir=cfg.data_dir, seed=cfg.seed,
-                                      max_train=cfg.max_train, max_test=cfg.max_test,
-                                      test_examples=len(test) if test and len(test) < len(task.test) else None))
-    hard.save(out / "hard_prompt.safetensors")
-    summary = {"method": "pez", "task": task.name, "model": adapter.name, "fluency_weight": weight,
-               "tokens": cfg.tokens, "steps": cfg.steps, "ids": ids, "text": text, "selected_step": best["step"],
-               "heldout": held_name, "heldout_accuracy": best["accuracy"], "test_accuracy": acc,
-               "test_examples": len(test), "perplexity": perplexity(adapter, ids), "seconds": res.seconds,
-               "curve": [{"step": c["step"], "heldout_accuracy": c["accuracy"]} for c in res.checkpoints]}
-    write_json(out / "pez_summary.json", summary)
+        scorer = Scorer(adapter, task, max_length=cfg.max_length, verbalizer=cfg.verbalizer)
+        test = task.subset("test", cfg.test_examples or None, cfg.seed) if cfg.test_examples >= 0 else []
+        P_hard = adapter.embed(torch.tensor(ids)).detach()
+        acc = scorer.accuracy(P_hard, test, cfg.eval_batch_size, progress="test" if progress else False) if test else None
+        text = adapter.decode(ids)
+        hard = SoftPrompt(tensor=P_hard.float().cpu(), model=adapter.name, task=task.name, template=task.template,
+                          label_words=list(task.label_words), classes=list(task.classes), step=best["step"],
+                          accuracy=acc, extra={"method": "pez", "ids": ids, "text": text, "fluency_weight": weight,
+                                               "selected_by": f"{held_name} accuracy", "run": str(out)},
+                          settings=record(task, adapter, scorer, task_spec=task.origin, data_dir=cfg.data_dir,
+                                          seed=cfg.seed, max_train=cfg.max_train, max_test=cfg.max_test,
+                                          test_examples=len(test) if test and len(test) < len(task.test) else None))
+        hard.save(run.file("hard_prompt.safetensors"))
+        summary = {"method": "pez", "task": task.name, "model": adapter.name, "fluency_weight": weight,
+                   "tokens": cfg.tokens, "steps": cfg.steps, "ids": ids, "text": text, "selected_step": best["step"],
+                   "heldout": held_name, "heldout_accuracy": best["accuracy"], "test_accuracy": acc,
+                   "test_examples": len(test), "perplexity": perplexity(adapter, ids), "seconds": res.seconds,
+                   "curve": [{"step": c["step"], "heldout_accuracy": c["accuracy"]} for c in res.checkpoints]}
+        run.write_json("pez_summary.json", summary)
     return summary
+
+
+def sweep_settings(cfg) -> dict:
+    """A weight sweep's settings without the weight list (one sub-run's fingerprint names its own weight)."""
+    return {k: v for k, v in config_dict(cfg).items() if k != "fluency_weight"}
 
 
 def pez(cfg: PezConfig, out: str | Path, adapter: ModelAdapter | None = None, task=None, progress: bool = True) -> dict:
     """PEZ sweep over cfg.fluency_weight: one sub-run per weight (w-<weight>/), a table and curve plots."""
-    out = Path(out)
-    adapter = adapter or load_model_for(cfg)
-    task = task or load_task_for(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    write_config(out, "pez", cfg, task=task.to_dict())
-    rows, summary = weight_sweep(cfg, out, "pez", lambda w, sub: run_pez(cfg, w, sub, adapter, task, progress),
-                                 task.name, adapter.name)
-    plot_curves(rows, out / "pez_curves.png", "heldout_accuracy", f"PEZ on {task.name}")
+    with Run.open(out, "pez", fingerprint(cfg), growable=("fluency_weight",)) as run:  # more weights may be added
+        adapter = adapter or load_model_for(cfg)
+        task = task or load_task_for(cfg)
+        run.write_config(cfg, task=task.to_dict())
+        rows, summary = weight_sweep(cfg, run, "pez", lambda w, sub: run_pez(cfg, w, sub, adapter, task, progress),
+                                     task.name, adapter.name)
+        plot_curves(rows, run.file("pez_curves.png"), "heldout_accuracy", f"PEZ on {task.name}")
     return summary
 
 
-def weight_sweep(cfg, out: Path, kind: str, run_one, task_name: str, model_name: str,
+def weight_sweep(cfg, run: Run, kind: str, run_one, task_name: str, model_name: str,
                  drop: tuple[str, ...] = ()) -> tuple[list[dict], dict]:
-    """One sub-run per fluency weight in out/w-<weight>/ (finished ones are reused, never redone), then
-    <kind>.jsonl (one row per weight, minus the `drop` keys) and <kind>_summary.json. Shared by PEZ and RLPrompt."""
-    rows = []
-    for w in cfg.fluency_weight:
-        sub = out / f"w-{w:g}"
-        done = sub / f"{kind}_summary.json"
-        rows.append(_reuse(done, cfg) if done.exists() else run_one(w, sub))
-    write_jsonl(out / f"{kind}.jsonl", [{k: v for k, v in r.items() if k not in drop} for r in rows])
+    """One sub-run per fluency weight in <run>/w-<weight>/ (a finished one with the same settings is reused, one
+    with other settings refused by its fingerprint), then <kind>.jsonl (one row per weight, minus the `drop`
+    keys) and <kind>_summary.json. Shared by PEZ and RLPrompt."""
+    rows = [run_one(w, run.path / f"w-{w:g}") for w in cfg.fluency_weight]
+    run.write_jsonl(f"{kind}.jsonl", [{k: v for k, v in r.items() if k not in drop} for r in rows])
     summary = {"task": task_name, "model": model_name, "runs": [
         {**{k: r[k] for k in ("fluency_weight", "text", "test_accuracy", "perplexity", "selected_step")},
          "test_examples": r.get("test_examples"),
          "test_ci95": interval_of(r["test_accuracy"], r.get("test_examples") or 0)
          if r["test_accuracy"] is not None else None} for r in rows]}
-    write_json(out / f"{kind}_summary.json", summary)
+    run.write_json(f"{kind}_summary.json", summary)
     return rows, summary
-
-
-def _reuse(summary_file: Path, cfg) -> dict:
-    """A finished sub-run of a sweep, if it was made with the same length and steps (else a clear error)."""
-    done = read_json(summary_file)
-    if (done.get("tokens"), done.get("steps")) != (cfg.tokens, cfg.steps):
-        raise SoftscopeError(f"{summary_file.parent} holds a run with other settings ({done.get('tokens')} tokens, "
-                             f"{done.get('steps')} steps): choose another --out")
-    return done
 
 
 def plot_curves(rows: list[dict], path: Path, key: str, title: str) -> None:

@@ -40,7 +40,7 @@ from ..engine.errors import SoftscopeError
 from ..engine.metrics import perplexity
 from ..engine.models import ModelAdapter, cache_kwarg, last_hidden, lm_logits, returned_cache
 from ..engine.prompts import SoftPrompt
-from ..engine.runs import save_figure, save_tensors, write_config, write_json, write_jsonl
+from ..engine.runs import Run, fingerprint, read_json, save_figure
 from ..engine.scoring import Scorer
 
 
@@ -245,13 +245,27 @@ def policy_update(policy: PromptPolicy, target: torch.nn.Module, opt: torch.opti
 # ---- training -------------------------------------------------------------------------------------------
 def run_rlprompt(cfg: RLPromptConfig, weight: float, out: str | Path, adapter: ModelAdapter, task,
                  policy_adapter: ModelAdapter | None = None, progress: bool = True) -> dict:
-    """Train one policy at fluency weight λ = `weight`; select the greedy prompt by held-out accuracy; test it."""
+    """Train one policy at fluency weight λ = `weight`; select the greedy prompt by held-out accuracy; test it.
+
+    The sub-run folder `out` is reused when it holds a finished run with the same settings (and refused when its
+    settings differ); an unfinished one (RLPrompt keeps no resume state) is trained again from the start."""
+    from .pez import sweep_settings
+
+    pa = policy_adapter or adapter
+    settings = fingerprint(cfg, rlprompt=sweep_settings(cfg), fluency_weight=weight, policy=pa.name)
+    settings.pop("config")  # the sweep's settings (rlprompt) say it all
+    with Run.open(out, "rlprompt", settings) as run:
+        if run.existing and (run.path / "rlprompt_summary.json").exists():  # finished with these settings: reuse it
+            return read_json(run.path / "rlprompt_summary.json")
+        return _run_one(cfg, weight, run, adapter, task, pa, progress)
+
+
+def _run_one(cfg: RLPromptConfig, weight: float, run: Run, adapter: ModelAdapter, task, pa: ModelAdapter,
+             progress: bool) -> dict:
     from .pez import holdout_task
 
     t0 = time.time()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    pa = policy_adapter or adapter
+    out = run.path
     if pa.vocab_size != adapter.vocab_size or pa.encode("a test") != adapter.encode("a test"):
         raise SoftscopeError(f"policy {pa.name} and task model {adapter.name} do not share a tokenizer: "
                              "pick a policy of the same family")
@@ -299,10 +313,10 @@ def run_rlprompt(cfg: RLPromptConfig, weight: float, out: str | Path, adapter: M
         bar.set_postfix(reward=f"{task_r.mean().item():.1f}", acc=f"{acc.mean().item():.2f}")
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             evaluate(step + 1)
-        write_jsonl(out / "metrics.jsonl", metrics)  # every step: a long run can be watched while it trains
+        run.write_jsonl("metrics.jsonl", metrics)  # every step: a long run can be watched while it trains
     bar.close()
-    write_jsonl(out / "metrics.jsonl", metrics)
-    save_tensors(out / "policy.safetensors", {**{f"mlp.{k}": v for k, v in policy.mlp.state_dict().items()},
+    run.write_jsonl("metrics.jsonl", metrics)
+    run.save_tensors("policy.safetensors", {**{f"mlp.{k}": v for k, v in policy.mlp.state_dict().items()},
                                               **{f"target.{k}": v for k, v in target.state_dict().items()}})
 
     test = task.subset("test", cfg.test_examples or None, cfg.seed) if cfg.test_examples >= 0 else []
@@ -317,7 +331,7 @@ def run_rlprompt(cfg: RLPromptConfig, weight: float, out: str | Path, adapter: M
                settings=record(task, adapter, scorer, task_spec=task.origin, data_dir=cfg.data_dir, seed=cfg.seed,
                                max_train=cfg.max_train, max_test=cfg.max_test,
                                test_examples=len(test) if test and len(test) < len(task.test) else None)
-               ).save(out / "hard_prompt.safetensors")
+               ).save(run.file("hard_prompt.safetensors"))
     summary = {"method": "rlprompt", "task": task.name, "model": adapter.name, "policy": pa.name,
                "fluency_weight": weight, "fluent": cfg.fluent, "tokens": cfg.tokens, "steps": cfg.steps, "ids": ids,
                "text": text, "selected_step": best["step"], "heldout": held_name,
@@ -326,7 +340,7 @@ def run_rlprompt(cfg: RLPromptConfig, weight: float, out: str | Path, adapter: M
                "curve": [{"step": e["step"], "heldout_accuracy": e["heldout_accuracy"], "text": e["text"]} for e in evals],
                "reward_curve": [{"step": m["step"], "reward_task": m["reward_task"], "reward_raw": m["reward_raw"]}
                                 for m in metrics if m["event"] == "train"]}
-    write_json(out / "rlprompt_summary.json", summary)
+    run.write_json("rlprompt_summary.json", summary)
     return summary
 
 
@@ -337,17 +351,18 @@ def rlprompt(cfg: RLPromptConfig, out: str | Path, adapter: ModelAdapter | None 
     from .pez import plot_curves, weight_sweep
     from ..engine.training import load_model_for, load_task_for
 
-    out = Path(out)
-    adapter = adapter or load_model_for(cfg)
-    task = task or load_task_for(cfg)
-    pa = load_model(cfg.policy, device=cfg.device, dtype=cfg.dtype) if cfg.policy and cfg.policy != adapter.name else adapter
-    out.mkdir(parents=True, exist_ok=True)
-    write_config(out, "rlprompt", cfg, task=task.to_dict())
-    rows, summary = weight_sweep(cfg, out, "rlprompt",
-                                 lambda w, sub: run_rlprompt(cfg, w, sub, adapter, task, pa, progress),
-                                 task.name, adapter.name, drop=("reward_curve",))
-    plot_curves(rows, out / "rlprompt_curves.png", "heldout_accuracy", f"RLPrompt on {task.name} (greedy prompt)")
-    plot_rewards(rows, out / "rlprompt_rewards.png", task.name)
+    with Run.open(out, "rlprompt", fingerprint(cfg), growable=("fluency_weight",)) as run:
+        adapter = adapter or load_model_for(cfg)
+        task = task or load_task_for(cfg)
+        pa = (load_model(cfg.policy, device=cfg.device, dtype=cfg.dtype) if cfg.policy and cfg.policy != adapter.name
+              else adapter)
+        run.write_config(cfg, task=task.to_dict())
+        rows, summary = weight_sweep(cfg, run, "rlprompt",
+                                     lambda w, sub: run_rlprompt(cfg, w, sub, adapter, task, pa, progress),
+                                     task.name, adapter.name, drop=("reward_curve",))
+        plot_curves(rows, run.file("rlprompt_curves.png"), "heldout_accuracy",
+                    f"RLPrompt on {task.name} (greedy prompt)")
+        plot_rewards(rows, run.file("rlprompt_rewards.png"), task.name)
     return summary
 
 

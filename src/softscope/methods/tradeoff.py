@@ -20,7 +20,7 @@ from ..engine.config import SEED, ModelOptions, TaskOptions, TrainConfig, h, sub
 from ..engine.errors import SoftscopeError
 from .interpret import dictionary_share, interpret_reading
 from ..engine.prompts import SoftPrompt
-from ..engine.runs import read_json, save_figure, write_config, write_json, write_jsonl
+from ..engine.runs import Run, fingerprint, read_json, save_figure
 from ..engine.scoring import Scorer
 
 
@@ -85,29 +85,41 @@ def oddness(text: str, ids: list[int]) -> list[str]:
 
 # ---- the run ----------------------------------------------------------------------------------------------
 def tradeoff(cfg: TradeoffConfig, out: str | Path, adapter=None, task=None, progress: bool = True) -> dict:
-    """Run (or resume) the sweeps and write tradeoff.jsonl, tradeoff_summary.json and the two plots."""
-    from .pez import PezConfig, pez
-    from .rlprompt import RLPromptConfig, rlprompt
-    from ..engine.training import load_model_for, load_task_for, train
+    """Run (or resume) the sweeps and write tradeoff.jsonl, tradeoff_summary.json and the two plots.
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    adapter = adapter or load_model_for(cfg)
-    task = task or load_task_for(cfg)
-    write_config(out, "tradeoff", cfg, task=task.to_dict())
+    Its parts (soft/, pez/, rlprompt/, the score cache) are reused only under the same settings."""
+    from ..engine.training import load_model_for, load_task_for
+
+    with Run.open(out, "tradeoff", fingerprint(cfg), growable=GROWABLE) as run:  # more weights may be added
+        adapter = adapter or load_model_for(cfg)
+        task = task or load_task_for(cfg)
+        run.write_config(cfg, task=task.to_dict())
+        return _tradeoff(cfg, run, adapter, task, progress)
+
+
+GROWABLE = ("pez_weights", "rl_weights")
+
+
+def _tradeoff(cfg: TradeoffConfig, run: Run, adapter, task, progress: bool) -> dict:
+    from .pez import PezConfig, pez, sweep_settings
+    from .rlprompt import RLPromptConfig, rlprompt
+    from ..engine.training import train
+
+    out = run.path
     examples = task.subset("test", cfg.examples or None, cfg.seed)
     common = dict(model=cfg.model, device=cfg.device, dtype=cfg.dtype, task=cfg.task, data_dir=cfg.data_dir,
                   seed=cfg.seed, holdout=cfg.holdout, test_examples=-1, eval_examples=cfg.selection_examples)  # tested below, once
 
     # 1. the reference soft prompt
     soft_dir = out / "soft"
-    if (soft_dir / "prompt.safetensors").exists():
-        soft = SoftPrompt.load(soft_dir / "prompt.safetensors")
-    else:
-        tcfg = subconfig(TrainConfig, cfg, tokens=cfg.soft_tokens, steps=cfg.soft_steps, lr=cfg.soft_lr,
-                         checkpoint_every=cfg.soft_steps, eval_examples=cfg.selection_examples, final_eval="none")
-        soft = train(tcfg, soft_dir, resume=(soft_dir / "state.json").exists(), adapter=adapter, task=task,
-                     progress=progress, command="tradeoff").prompt
+    tcfg = subconfig(TrainConfig, cfg, tokens=cfg.soft_tokens, steps=cfg.soft_steps, lr=cfg.soft_lr,
+                     checkpoint_every=cfg.soft_steps, eval_examples=cfg.selection_examples, final_eval="none")
+    sweep = {k: v for k, v in sweep_settings(cfg).items() if k not in GROWABLE}
+    with Run.open(soft_dir, "train", fingerprint(tcfg, tradeoff=sweep), command="tradeoff") as r:
+        if r.existing and (soft_dir / "prompt.safetensors").exists():
+            soft = SoftPrompt.load(soft_dir / "prompt.safetensors")
+        else:
+            soft = train(tcfg, r, adapter=adapter, task=task, progress=progress).prompt
     scorer = Scorer(adapter, task)
     cache_file = out / "scores_cache.json"  # finished scores, so a resumed or extended sweep does not redo them
     cache = read_json(cache_file) if cache_file.exists() else {}
@@ -118,7 +130,7 @@ def tradeoff(cfg: TradeoffConfig, out: str | Path, adapter=None, task=None, prog
     else:
         lp_soft = scorer.predict(soft.tensor, examples, progress="soft prompt" if progress else False)
         cache["soft_logprobs"] = lp_soft.tolist()
-        write_json(cache_file, cache)
+        run.write_json(cache_file.name, cache)
     gold = torch.tensor([r.label for r in scorer.rows(examples)])
     soft_acc = float((lp_soft.argmax(-1) == gold).float().mean())
 
@@ -128,7 +140,7 @@ def tradeoff(cfg: TradeoffConfig, out: str | Path, adapter=None, task=None, prog
             return cache["rows"][key]
         row = _score(method, weight, ids, extra)
         cache["rows"][key] = row
-        write_json(cache_file, cache)
+        run.write_json(cache_file.name, cache)
         return row
 
     def _score(method: str, weight, ids: list[int], extra: dict | None = None) -> dict:
@@ -171,7 +183,7 @@ def tradeoff(cfg: TradeoffConfig, out: str | Path, adapter=None, task=None, prog
             r = read_json(out / "rlprompt" / f"w-{w:g}" / "rlprompt_summary.json")
             rows.append(score("RLPrompt", w, r["ids"], {"selected_step": r["selected_step"]}))
 
-    write_jsonl(out / "tradeoff.jsonl", rows)
+    run.write_jsonl("tradeoff.jsonl", rows)
     discrete = [r for r in rows if r["ids"]]
     odd = sorted([r for r in discrete if r["odd"]], key=lambda r: r["perplexity"])
     summary = {"task": task.name, "model": adapter.name, "examples": len(examples), "soft_accuracy": soft_acc,
@@ -180,7 +192,7 @@ def tradeoff(cfg: TradeoffConfig, out: str | Path, adapter=None, task=None, prog
                "max_perplexity": cfg.max_perplexity,
                "odd_prompts_by_perplexity": [{**{k: r[k] for k in ("method", "weight", "text", "perplexity", "odd")},
                                               "passes_perplexity": r["perplexity"] <= cfg.max_perplexity} for r in odd]}
-    write_json(out / "tradeoff_summary.json", summary)
+    run.write_json("tradeoff_summary.json", summary)
     plot_tradeoff(rows, out, task.name)
     return summary
 
