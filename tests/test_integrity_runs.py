@@ -252,3 +252,83 @@ def test_two_processes_on_one_out_one_wins(tiny_model_dir, tiny_task_file, tmp_p
     for name in [n for n in solo if n.endswith(".safetensors")]:
         a, b = load_file(str(tmp_path / "solo" / name)), load_file(str(tmp_path / "same" / name))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def _without(d: dict, *keys: str) -> dict:
+    return {k: v for k, v in d.items() if k not in keys}
+
+
+def test_describe_killed_at_every_write_of_a_checkpoint_resumes_to_the_same_rows(tiny_model_dir, tiny_task_file,
+                                                                                 tmp_path):
+    src = tmp_path / "src"
+    args = ["describe", str(src), "--layers", "1:1,2:3", "--max-new-tokens", "3", "--n-targets", "1",
+            "--device", "cpu", "--out", "{out}"]
+    res = faults(tmp_path, {"setup": [train_args(tiny_model_dir, tiny_task_file, src)], "args": args,
+                            "resume": args, "window": ["before .*descriptions.jsonl", "after .*describe_summary.json"]})
+    assert res["full"]["rc"] == 0, res["full"]["err"]
+    # three checkpoints (steps 0, 4, 8), each appended whole, then the summary: before and after each rename
+    assert [e.split("/")[-1] for e in (c["event"] for c in res["cases"])] == [
+        "descriptions.jsonl"] * 6 + ["describe_summary.json"] * 2
+    full = tmp_path / "faults" / "full"
+    want = json.loads((full / "describe_summary.json").read_text())
+    for c in res["cases"]:
+        out = Path(c["out"])
+        assert c["killed"] == -9 and c["resumed"] == 0, c
+        assert (out / "descriptions.jsonl").read_bytes() == (full / "descriptions.jsonl").read_bytes(), c["event"]
+        got = json.loads((out / "describe_summary.json").read_text())
+        assert _without(got, "seconds") == _without(want, "seconds"), c["event"]
+
+
+def test_wayward_killed_at_every_write_of_a_target_resumes_to_the_same_rows(tiny_model_dir, tiny_task_file, tmp_path):
+    args = ["wayward", "--model", str(tiny_model_dir), "--task", str(tiny_task_file), "--target", "the movie was great",
+            "--target", "a bad film", "--gamma", "0,1", "--steps", "2", "--batch-size", "4", "--test-examples", "6",
+            "--device", "cpu", "--out", "{out}"]
+    res = faults(tmp_path, {"args": args, "resume": ["wayward", "--out", "{out}", "--resume"],
+                            "window": ["before .*prompts/", "after .*wayward.jsonl"]})
+    assert res["full"]["rc"] == 0, res["full"]["err"]
+    # the first target: its two prompts (file + .json each), then its rows appended together
+    assert [e.split("/")[-1].split("__")[-1] for e in (c["event"] for c in res["cases"])] == [
+        "gamma-0.safetensors", "gamma-0.safetensors", "gamma-0.json", "gamma-0.json",
+        "gamma-1.safetensors", "gamma-1.safetensors", "gamma-1.json", "gamma-1.json", "wayward.jsonl", "wayward.jsonl"]
+    full = tmp_path / "faults" / "full"
+    want = [_without(r, "seconds") for r in read_jsonl(full / "wayward.jsonl")]
+    for c in res["cases"]:
+        out = Path(c["out"])
+        assert c["killed"] == -9 and c["resumed"] == 0, c
+        assert [_without(r, "seconds") for r in read_jsonl(out / "wayward.jsonl")] == want, c["event"]
+        for p in (full / "prompts").glob("*.safetensors"):
+            assert torch.equal(load_file(str(p))["prompt"], load_file(str(out / "prompts" / p.name))["prompt"])
+
+
+# ---- sweeps reuse only under the same settings -------------------------------------------------------------
+def test_pez_reuse_with_another_lr_is_refused(capsys, tiny_model_dir, tiny_task_file, tmp_path):
+    out = tmp_path / "pez"
+    args = ["pez", "--model", str(tiny_model_dir), "--task", str(tiny_task_file), "--tokens", "3", "--steps", "2",
+            "--batch-size", "4", "--checkpoint-every", "1", "--eval-examples", "0", "--holdout", "6",
+            "--test-examples", "4", "--fluency-weight", "0", "--device", "cpu", "--out", str(out)]
+    main(args)
+    refused(capsys, args + ["--lr", "0.1"],
+            f"error: {out} holds a pez run with other settings: lr (0.3 → 0.1); rerun with its settings or choose "
+            "another --out", out)
+    main(args + ["--fluency-weight", "0,0.5"])  # a grown weight list reuses w-0 and adds w-0.5
+    assert json.loads((out / "run.json").read_text())["settings"]["config"]["fluency_weight"] == [0.0, 0.5]
+
+
+def test_pez_into_a_train_run_is_refused(capsys, train_run, tiny_model_dir, tiny_task_file):
+    refused(capsys, ["pez", "--model", str(tiny_model_dir), "--task", str(tiny_task_file), "--out", str(train_run)],
+            f"error: {train_run} holds a train run: pez writes only into a new folder or a pez run; "
+            "choose another --out", train_run)
+
+
+def test_tradeoff_reuse_with_another_soft_lr_is_refused(capsys, tiny_model_dir, tiny_task_file, tmp_path):
+    out = tmp_path / "t"
+    args = ["tradeoff", "--model", str(tiny_model_dir), "--task", str(tiny_task_file), "--examples", "6",
+            "--soft-tokens", "3", "--soft-steps", "2", "--selection-examples", "4", "--holdout", "6",
+            "--pez-weights", "", "--rl-weights", "", "--device", "cpu", "--out", str(out)]
+    main(args)
+    refused(capsys, args + ["--soft-lr", "0.1"],
+            f"error: {out} holds a tradeoff run with other settings: soft_lr (0.03 → 0.1); rerun with its settings "
+            "or choose another --out", out)
+    # the soft prompt it reuses is a train run fingerprinted by the tradeoff's settings too
+    soft = json.loads((out / "soft" / "run.json").read_text())
+    assert soft["kind"] == "train" and soft["settings"]["tradeoff"]["soft_lr"] == 0.03
