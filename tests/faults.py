@@ -126,7 +126,9 @@ def main(spec_path: str, result_path: str) -> None:
                   for line in open(os.path.join(root, "full.events"), encoding="utf-8")]
         res.update(full={"rc": rc, "err": err}, events=events, cases=[])
         lo, hi = 0, len(events) - 1
-        if spec.get("window"):
+        if rc != 0:
+            lo, hi = 0, -1  # the uninterrupted run failed: nothing to kill (the test reports its error)
+        elif spec.get("window"):
             start, end = (re.compile(w) for w in spec["window"])
             lo = next(i for i, e in enumerate(events) if start.search(e))
             hi = next(i for i in range(lo, len(events)) if end.search(events[i]))

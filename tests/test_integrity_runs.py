@@ -262,7 +262,7 @@ def test_describe_killed_at_every_write_of_a_checkpoint_resumes_to_the_same_rows
                                                                                  tmp_path):
     src = tmp_path / "src"
     args = ["describe", str(src), "--layers", "1:1,2:3", "--max-new-tokens", "3", "--n-targets", "1",
-            "--device", "cpu", "--out", "{out}"]
+            "--references", "the sentiment of a review", "--device", "cpu", "--out", "{out}"]
     res = faults(tmp_path, {"setup": [train_args(tiny_model_dir, tiny_task_file, src)], "args": args,
                             "resume": args, "window": ["before .*descriptions.jsonl", "after .*describe_summary.json"]})
     assert res["full"]["rc"] == 0, res["full"]["err"]
@@ -332,3 +332,10 @@ def test_tradeoff_reuse_with_another_soft_lr_is_refused(capsys, tiny_model_dir, 
     # the soft prompt it reuses is a train run fingerprinted by the tradeoff's settings too
     soft = json.loads((out / "soft" / "run.json").read_text())
     assert soft["kind"] == "train" and soft["settings"]["tradeoff"]["soft_lr"] == 0.03
+
+
+def test_report_never_overwrites_another_file(capsys, train_run, tmp_path):
+    mine = tmp_path / "notes.html"
+    mine.write_text("<html>my notes</html>")
+    refused(capsys, ["report", str(train_run), "--out", str(mine)],
+            f"error: {mine} exists and is not a softscope report: choose another --out", tmp_path)

@@ -669,7 +669,9 @@ text-align:left;box-shadow:0 2px 6px rgba(0,0,0,.25)}
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write the self-contained HTML report of a run directory; returns its path (default RUN/report.html)."""
+    """Write the self-contained HTML report of a run directory; returns its path (default RUN/report.html).
+
+    The report is one file that may sit in any run folder; it only ever replaces an earlier softscope report."""
     root = Path(run_dir)
     if not root.is_dir():
         raise SoftscopeError(f"{root} is not a run directory (no such folder)")
@@ -694,6 +696,8 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
             f'{len(sections)} sections · self-contained (no network needed)</div></header><nav>{nav}</nav>'
             f'<main>{"".join(parts)}</main></body></html>\n')
     path = Path(out) if out else root / "report.html"
+    if path.is_dir() or (path.exists() and "<title>softscope report" not in path.read_text(errors="replace")[:4096]):
+        raise SoftscopeError(f"{path} exists and is not a softscope report: choose another --out")
     atomic_write_text(path, page)
     return path
 
