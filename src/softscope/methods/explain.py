@@ -217,16 +217,17 @@ def explain(source: str | Path, cfg: ExplainConfig | None = None, out: str | Pat
         r = resolve_settings(prompt, cfg.given(), cfg.allow_other_task, what=str(prompt_file))
         task, settings, overrides = r.task, r.settings, overrides + r.overrides
     out = Path(out) if out else default_out(prompt_file, run)
-    with Run.open(out, "explain", fingerprint(cfg, prompt=str(prompt_file))) as r:
-        if not r.existing:
-            r.write_config(cfg, prompt=str(prompt_file.resolve()), model=adapter.name, task=task.name,
-                           overrides=overrides)
-        return _explain(cfg, r, t0, prompt, prompt_file, run, adapter, task, progress, settings, overrides)
+    with Run.open(out, "explain", fingerprint(cfg, prompt=str(prompt_file))) as folder:
+        if not folder.existing:
+            folder.write_config(cfg, prompt=str(prompt_file.resolve()), model=adapter.name, task=task.name,
+                                overrides=overrides)
+        return _explain(cfg, folder, t0, prompt, prompt_file, run, adapter, task, progress, settings, overrides)
 
 
-def _explain(cfg: ExplainConfig, r: Run, t0: float, prompt: SoftPrompt, prompt_file: Path, run: Path | None,
-             adapter: ModelAdapter, task, progress: bool, settings: dict | None, overrides: list[dict]) -> ExplainResult:
-    out = r.path
+def _explain(cfg: ExplainConfig, folder: Run, t0: float, prompt: SoftPrompt, prompt_file: Path, run: Path | None,
+             adapter: ModelAdapter, task, progress: bool, settings: dict | None,
+             overrides: list[dict]) -> ExplainResult:
+    out = folder.path
 
     judge = Judge(adapter, task, prompt, cfg.examples, cfg.seed, settings)
     readings = []
@@ -245,7 +246,7 @@ def _explain(cfg: ExplainConfig, r: Run, t0: float, prompt: SoftPrompt, prompt_f
         r.update(judge(r["ids"]))
         r["seconds"] = time.time() - t
         readings.append(r)
-    r.write_jsonl("readings.jsonl", readings)
+    folder.write_jsonl("readings.jsonl", readings)
     summary = {"prompt": str(prompt_file), "model": adapter.name, "task": task.name, "examples": len(judge.test),
                "truncated": judge.truncated, "max_length": judge.scoring["max_length"], "overrides": overrides,
                "soft_prompt": {"n_tokens": prompt.n_tokens, "step": prompt.step, "accuracy": judge.accuracy,
@@ -253,7 +254,7 @@ def _explain(cfg: ExplainConfig, r: Run, t0: float, prompt: SoftPrompt, prompt_f
                "readings": readings,
                "measures": "softscope.interpret.interpret_reading",
                "seconds": time.time() - t0}
-    r.write_json("explain_summary.json", summary)
+    folder.write_json("explain_summary.json", summary)
     return ExplainResult(out_dir=out, summary=summary)
 
 
