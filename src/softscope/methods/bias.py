@@ -39,7 +39,7 @@ import torch
 from ..engine.config import SEED, h, validate
 from ..engine.errors import SoftscopeError
 from ..engine.models import DEFAULT_MODEL
-from ..engine.runs import Run, fingerprint, read_json, save_figure
+from ..engine.runs import Run, fingerprint, read_json, save_figure, write_json, write_jsonl
 from ..engine.tasks import Example, Task
 
 KINDS = ("word", "phrase", "punct")
