@@ -156,12 +156,12 @@ def source_states(adapter: ModelAdapter, prompt: torch.Tensor, layers: Sequence[
         states = capture(adapter, None, layers, input_ids=ids, overwrite=(range(nb, nb + n), P))[:, :, nb:]
         return states[:, 0] if single else states
     parts = [P.to(device=adapter.device, dtype=adapter.dtype)]
-    before = placement == "before_bos"
+    before = placement == "before_bos"  # PEFT's placement: virtual tokens first, then BOS
     if nb:
         bos = adapter.embed(torch.tensor([adapter.bos_ids], device=adapter.device))
-        parts.insert(len(parts) if placement == "before_bos" else 0, bos.expand(K, -1, -1))
+        parts.insert(len(parts) if before else 0, bos.expand(K, -1, -1))
     states = capture(adapter, torch.cat(parts, dim=1), layers)
-    states = states[:, :, :n] if placement == "before_bos" else states[:, :, nb:]
+    states = states[:, :, :n] if before else states[:, :, nb:]
     return states[:, 0] if single else states
 
 

@@ -25,7 +25,6 @@ rewards decide ~14% of the first gradient and the policy drifts to the same sub-
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path

@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 
 from ..engine.config import SEED, ModelOptions, TaskOptions, TrainConfig, h, subconfig, validate
-from ..engine.errors import SoftscopeError
 from .interpret import dictionary_share, interpret_reading
 from ..engine.prompts import SoftPrompt
 from ..engine.runs import Run, fingerprint, read_json, save_figure
