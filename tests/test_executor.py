@@ -167,6 +167,12 @@ def test_wayward_sweep_on_ray_equals_local(ray_cluster, tiny_model_dir, tiny_tas
     local = sorted(read_jsonl(tmp_path / "local" / "wayward.jsonl"), key=key)
     remote = sorted(read_jsonl(tmp_path / "ray" / "wayward.jsonl"), key=key)
     assert len(local) == 3 * 2  # targets x gammas, each exactly once
+    one = replace(cfg, gamma=[0.0], target=["a bad film"])  # one γ: a worker trains it as train_many with K = 1
+    run_wayward(one, tmp_path / "local1", progress=False)
+    run_wayward(replace(one, executor="ray", ray_address=ray_cluster), tmp_path / "ray1", progress=False)
+    a1, b1 = (read_jsonl(tmp_path / d / "wayward.jsonl")[0] for d in ("local1", "ray1"))
+    assert b1["accuracy"] == a1["accuracy"] and b1["projection"] == a1["projection"]
+    assert b1["distance"] == pytest.approx(a1["distance"], abs=1e-4)
     for a, b in zip(local, remote, strict=True):
         for k in a:
             if k == "seconds":

@@ -153,7 +153,9 @@ def _run_ray(units, work, setup, setup_args, options: ExecutorOptions, record, p
                 bar.set_postfix(running=0, finished=bar.n, failed=1)
                 if isinstance(getattr(e, "cause", None), SoftscopeError):
                     raise e.cause from None
-                raise SoftscopeError(f"unit {key} failed on Ray: {str(e).splitlines()[0]}") from None
+                cause = getattr(e, "cause", None)
+                what = f"{type(cause).__name__}: {cause}" if cause is not None else str(e).strip().splitlines()[-1]
+                raise SoftscopeError(f"unit {key} failed on Ray: {what}") from None
             bar.update(1)
             bar.set_postfix(running=min(len(pending), slots), finished=bar.n, failed=0)
     finally:

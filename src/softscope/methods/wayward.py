@@ -406,7 +406,7 @@ def wayward_unit(ctx: tuple, unit: Unit) -> list[tuple[dict, torch.Tensor]]:
         _, metrics = train_many(tcfg, starts, adapter=adapter, task=c.train_task, loss_terms=[term],
                                 progress=False, on_step=stop)
         finals = [(g, stop.best[k], metrics[-1]["loss"][k] if metrics else None) for k, g in enumerate(todo)]
-    elif cfg.batched and len(todo) > 1:
+    elif cfg.batched and (len(todo) > 1 or run is None):  # on a worker (no run folder) one γ is K = 1
         Ps, metrics = train_many(tcfg, starts, adapter=adapter, task=task, loss_terms=[term], progress=False)
         finals = [(g, Ps[k], metrics[-1]["loss"][k] if metrics else None) for k, g in enumerate(todo)]
     else:  # local only: resumable per-γ training folders inside the run, each fingerprinted by its whole sweep
