@@ -1,4 +1,4 @@
-"""Benchmark: the interpretability/accuracy trade-off of PEZ and RLPrompt beside a soft prompt (METHODS §5).
+"""Benchmark: the interpretability/accuracy trade-off of PEZ and RLPrompt beside a soft prompt (docs/methods.md §6).
 
     nice -n 5 .venv/bin/python benchmarks/discrete_tradeoff.py --task sst2 --out runs/tradeoff-sst2
 

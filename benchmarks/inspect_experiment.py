@@ -5,7 +5,7 @@ Two phases, each resumable (finished work is kept):
     .venv/bin/python benchmarks/inspect_experiment.py train     # 4 tasks x 7-token prompts, >= 8 checkpoints each
     .venv/bin/python benchmarks/inspect_experiment.py describe  # describe every checkpoint, aggregate, correlate
 
-Settings (METHODS §0, §3): 7 tokens, vocabulary-sample init, AdamW lr 2e-2/3e-2 linear decay, batch 8, 9-11 checkpoints
+Settings (docs/methods.md §1, §4): 7 tokens, vocabulary-sample init, AdamW lr 2e-2/3e-2 linear decay, batch 8, 9-11 checkpoints
 from step 0 to the end, each with accuracy on a seeded test subset; the final prompt on the full test set.
 Descriptions: every 6th layer (2, 8, 14, 20, 26: 25 pairs) x 3 seeded target prompts from the plain pool, 16 new
 tokens (the cut rule ends most descriptions before that; the 2-core CPU set these sizes).
