@@ -88,9 +88,9 @@ def report(names) -> None:
 def deep(prompts: list[str], layers: str, tokens: int, n_targets: int) -> None:
     """Describe finished prompts again at the paper's size (full grid, 60 tokens) and measure the mention rate,
     to test whether the cut protocol's short descriptions were what kept the feature unnamed."""
-    from softscope.methods.bias import (Feature, control_for, load_base_task, score_mentions, string_mention,
-                                unexpected_words)
-    from softscope.engine.bias_prompts import DEMO_TEXT
+    from softscope.engine.metrics import unexpected_words
+    from softscope.methods.bias import Feature, control_for, load_base_task, score_mentions, string_mention
+    from softscope.engine.target_prompts import DEMO_TEXT
     from softscope.methods.describe import describe_prompt
     from softscope.engine.models import load_model
     from softscope.engine.patching import layer_pairs

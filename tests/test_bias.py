@@ -187,10 +187,10 @@ def test_config_validation():
 
 
 def test_elaborated_pools_are_cue_naming_and_leak_free():
-    from softscope.engine.bias_prompts import POOLS as CUE_POOLS
-    from softscope.engine.target_prompts import POOLS
+    from softscope.engine.target_prompts import CUES_FIRST, ELABORATED, POOLS
 
-    assert POOLS["elaborated"] == CUE_POOLS["elaborated"] and "elaborated-cues-first" in POOLS
+    CUE_POOLS = {"elaborated": ELABORATED, "elaborated-cues-first": CUES_FIRST}
+    assert all(POOLS[k] == v for k, v in CUE_POOLS.items())
     leak = ("sentiment", "positive", "negative", "emotion", "review", "topic", "news", "sport", "question",
             "subjective", "objective", "opinion", "world", "business", "movie", "film")
     planted = [Feature.parse(s) for s in FEATURES] + [control_for(Feature.parse(s)) for s in FEATURES]

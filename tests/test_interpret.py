@@ -64,12 +64,10 @@ def test_oddness_flags_repetition_and_function_words():
 
 
 def test_interpret_api_on_a_saved_prompt(tiny, tmp_path, monkeypatch):
-    import softscope.engine.models as models
-
     task = tiny_task()
     sp = SoftPrompt(tensor=torch.randn(3, tiny.width) * 0.3, model="tiny", task="tiny", classes=task.classes)
     sp.save(tmp_path / "p.safetensors")
-    monkeypatch.setattr(models, "load_model", lambda *a, **k: tiny)
+    monkeypatch.setattr("softscope.methods.interpret.load_model", lambda *a, **k: tiny)
     rep = interpret(InterpretConfig(reading="projection:l2", examples=0), tmp_path / "p.safetensors",
                     out=tmp_path / "out", adapter=tiny, task=task)
     assert rep["reading"] == "projection:l2" and rep["tokens"] == 3
@@ -115,8 +113,6 @@ def test_default_model_reading_of_itself_is_faithful():
 
 
 def test_cli_interpret_prints_the_report(tiny, tmp_path, monkeypatch):
-    import softscope.engine.models as models
-    import softscope.engine.tasks as tasks
     from click.testing import CliRunner
 
     from softscope.cli.pez import interpret_cmd
@@ -125,8 +121,8 @@ def test_cli_interpret_prints_the_report(tiny, tmp_path, monkeypatch):
     ids = tiny.encode("the movie was great")
     SoftPrompt(tensor=tiny.embed(torch.tensor(ids)).detach(), model="tiny", task="tiny",
                classes=task.classes).save(tmp_path / "p.safetensors")
-    monkeypatch.setattr(models, "load_model", lambda *a, **k: tiny)
-    monkeypatch.setattr(tasks, "load_task", lambda *a, **k: task)  # the prompt records no task: --task names it
+    monkeypatch.setattr("softscope.methods.interpret.load_model", lambda *a, **k: tiny)
+    monkeypatch.setattr("softscope.engine.carry.load_task", lambda *a, **k: task)  # the prompt records no task: --task names it
     res = CliRunner().invoke(interpret_cmd, [str(tmp_path / "p.safetensors"), "--reading", "text:the movie was great",
                                              "--examples", "0", "--task", "tiny", "--out", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output

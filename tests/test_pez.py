@@ -6,8 +6,9 @@ import torch
 from conftest import make_adapter, needs_default_model, tiny_task
 from softscope.engine.errors import SoftscopeError
 from softscope.engine.metrics import token_nll
-from softscope.methods.pez import (PezConfig, fluency_nll, fluency_term, hard_ids, holdout_task, label_init, pez,
-                           pez_transform)
+from softscope.engine.projection import hard_ids
+from softscope.engine.tasks import holdout_task
+from softscope.methods.pez import PezConfig, fluency_nll, fluency_term, label_init, pez, pez_transform
 from softscope.engine.prompts import SoftPrompt
 from softscope.engine.runs import read_json, read_jsonl
 from softscope.engine.scoring import Scorer

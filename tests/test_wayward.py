@@ -210,7 +210,7 @@ def test_cli_wayward_and_compare(tiny, tmp_path, monkeypatch, capsys):
     for split in ("train", "test"):
         (jl / f"{split}.jsonl").write_text("".join(json.dumps({"text": e.text, "label": e.label}) + "\n"
                                                    for e in getattr(task, split)))
-    monkeypatch.setattr("softscope.engine.training.load_model_for", lambda cfg: tiny)
+    monkeypatch.setattr("softscope.cli.wayward.load_model_for", lambda cfg: tiny)
     args = ["wayward", "--task", str(jl), "--target", TARGET, "--gamma", "0,1", "--steps", "2", "--batch-size", "4",
             "--test-examples", "6", "--out", str(tmp_path / "w"), "--device", "cpu"]
     cli.main(args + ["--target", "a bad film", "--max-targets", "1"])

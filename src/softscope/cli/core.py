@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from ..engine.runs import read_json
+from ..engine.carry import model_for, of, resolve
+from ..engine.config import ModelOptions, ReadOptions, TrainConfig
+from ..engine.models import DEFAULT_MODEL, cache_dir, list_models, load_model, load_model_for
+from ..engine.projection import check_options, movement, project
+from ..engine.prompts import SoftPrompt, export_notes, export_peft
+from ..engine.runs import Run, fingerprint, read_json
+from ..engine.stats import fmt_ci, interval_of
+from ..engine.tasks import data_dir as find_dir, list_tasks
+from ..engine.training import evaluate, train
 from .options import build, config_options, echo_json, resumed
 
 
@@ -14,8 +22,6 @@ from .options import build, config_options, echo_json, resumed
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def models_cmd(as_json):
     """List the packaged offline models (and whether they are installed and cached)."""
-    from ..engine.models import cache_dir, list_models
-
     rows = list_models()
     if as_json:
         return echo_json(rows)
@@ -32,9 +38,6 @@ def models_cmd(as_json):
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def tasks_cmd(data_dir, as_json):
     """List the built-in tasks (classes, label words, template) and where their data is found."""
-    from ..engine.tasks import data_dir as find_dir
-    from ..engine.tasks import list_tasks
-
     rows = list_tasks()
     if as_json:
         return echo_json(rows)
@@ -45,10 +48,6 @@ def tasks_cmd(data_dir, as_json):
 
 def _load_prompt_and_model(prompt_path: str, opts: dict):
     """The prompt and its model (the one it was trained on unless --model names another); the override if any."""
-    from ..engine.carry import model_for
-    from ..engine.models import DEFAULT_MODEL, load_model
-    from ..engine.prompts import SoftPrompt
-
     prompt = SoftPrompt.load(prompt_path)
     name, override = model_for(prompt, opts.get("model"))
     adapter = load_model(name or DEFAULT_MODEL, device=opts.get("device", "auto"), dtype=opts.get("dtype", "auto"),
@@ -59,24 +58,39 @@ def _load_prompt_and_model(prompt_path: str, opts: dict):
 
 def model_options(f):
     """--model (default: the prompt's own), --device, --dtype, --trust-remote-code for commands that read a prompt."""
-    from ..engine.config import ModelOptions
-
     f = config_options(ModelOptions, exclude=("model",))(f)
     return click.option("--model", default=None,
                         help="model (default: the one the prompt was trained on): alias, local folder or hub id")(f)
 
 
+def show_training(res, adapter, final_eval: str) -> None:
+    """The accuracy-per-checkpoint table and the final prompt's projection (`softscope train` and the demo)."""
+    click.echo(f"\n{'step':>6}  accuracy [95% interval] on n examples")
+    for c in res.checkpoints:
+        n = c.get("examples")
+        click.echo(f"{c['step']:>6}  {fmt_ci(c['accuracy'], c.get('ci95'))}" + (f"  n={n}" if n else ""))
+    if res.final_accuracy is not None:
+        n, total = res.final_examples, res.test_total
+        which = "full" if n >= total else f"{n} of {total}"
+        ci = interval_of(res.final_accuracy, n) if n else None
+        click.echo(f"final test accuracy ({which}): {fmt_ci(res.final_accuracy, ci, 4)}" + (f", n={n}" if n else ""))
+    if res.truncated:
+        t = res.truncated
+        click.echo(f"truncated to max length {t['max_length']}: {t['train']} of the training inputs, "
+                   f"{t['test']} of {res.final_examples} final test inputs")
+    proj = project(adapter, res.prompt.tensor, "l2", top_k=3)
+    click.echo(f"nearest tokens (l2): {proj.text!r}")
+    for i, top in enumerate(proj.top):
+        click.echo(f"  p{i}: " + "  ".join(f"{t['token']!r} ({t['score']:.2f})" for t in top))
+    click.echo(f"run directory: {res.run_dir}")
+
+
 @click.command("train")
-@config_options(__import__("softscope.engine.config", fromlist=["TrainConfig"]).TrainConfig)
+@config_options(TrainConfig)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="run directory to write")
 @click.option("--resume", is_flag=True, help="continue a killed run from its last checkpoint (bit-identical result)")
 def train_cmd(out, resume, **kw):
     """Train a soft prompt with checkpoints; print accuracy per checkpoint and the final projection."""
-    from ..engine.config import TrainConfig
-    from .demo import show_training
-    from ..engine.runs import Run, fingerprint
-    from ..engine.training import load_model_for, train
-
     cfg = build(TrainConfig, kw)
     if resume:  # the run's own settings; an option given here that differs is refused by the fingerprint check
         cfg = resumed(TrainConfig, out, cfg)
@@ -88,7 +102,7 @@ def train_cmd(out, resume, **kw):
 
 @click.command("eval")
 @click.argument("prompt_path", type=click.Path())
-@config_options(__import__("softscope.engine.config", fromlist=["ReadOptions"]).ReadOptions)
+@config_options(ReadOptions)
 @model_options
 @click.option("--out", default=None, help="also write eval_summary.json and eval.jsonl into this folder")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
@@ -96,12 +110,6 @@ def eval_cmd(prompt_path, out, as_json, **kw):
     """Score a saved prompt (file, run dir or PEFT adapter dir) on its own task's test set, with the settings it
     was trained with (task, template, label words, max length, placement, model); options override them."""
     from contextlib import nullcontext
-
-    from ..engine.carry import of, resolve
-    from ..engine.config import ReadOptions
-    from ..engine.runs import Run
-    from ..engine.stats import fmt_ci
-    from ..engine.training import evaluate
 
     with Run.open(out, "eval") if out else nullcontext() as run:  # lock and check the folder before any work
         ropts = build(ReadOptions, kw)
@@ -144,8 +152,6 @@ def eval_cmd(prompt_path, out, as_json, **kw):
 def project_cmd(prompt_path, metric, top_k, as_json, **kw):
     """Nearest vocabulary tokens of each virtual token, with distances, the decoded string, and how far each
     virtual token moved from its initialisation (a warning when training hardly moved the prompt)."""
-    from ..engine.projection import check_options, movement, project
-
     check_options(metric, top_k)
     prompt, adapter, model_override = _load_prompt_and_model(prompt_path, kw)
     proj = project(adapter, prompt.tensor, metric, top_k)
@@ -173,9 +179,6 @@ def project_cmd(prompt_path, metric, top_k, as_json, **kw):
 @click.option("--base-model", default=None, help="base_model_name_or_path to record (default: the prompt's model)")
 def export_cmd(prompt_path, peft_dir, base_model):
     """Export a prompt as a PEFT prompt-tuning adapter (adapter_config.json + adapter_model.safetensors)."""
-    from ..engine.prompts import SoftPrompt, export_notes, export_peft
-    from ..engine.runs import Run
-
     with Run.open(peft_dir, "export") as run:  # never into a run folder: readers would take the adapter for its prompt
         prompt = SoftPrompt.load(prompt_path)
         run.record()

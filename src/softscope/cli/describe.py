@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
-from .options import build, config_options, echo_json
-from ..methods.describe import PRIMARY_SCORE, DescribeConfig, describe, score_of
 from ..engine.errors import SoftscopeError
+from ..methods.describe import PRIMARY_SCORE, DescribeConfig, describe, score_of
+from .options import build, config_options, echo_json
 
 
 def _references(values: tuple[str, ...]) -> list[str] | None:

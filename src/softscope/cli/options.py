@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 
 import click
 
+from ..engine.errors import SoftscopeError
+from ..engine.runs import dumps, saved_config
 
 
 # ---- options from dataclasses ----------------------------------------------------------------------------
 def _click_type(tp):
     origin = typing.get_origin(tp)
     args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
+    if origin in (typing.Union, types.UnionType) and args:
         return _click_type(args[0])
     if tp in (int, "int"):
         return int
@@ -56,8 +59,6 @@ def config_options(cls, exclude: tuple[str, ...] = ()):
 
 def _numbers(option: str, values: list[str] | None) -> list[float] | None:
     """Comma-separated numbers of a list[float] option; a word among them is a one-line error."""
-    from ..engine.errors import SoftscopeError
-
     try:
         return None if values is None else [float(v) for v in values]
     except ValueError:
@@ -82,8 +83,6 @@ def build(cls, kwargs: dict):
 def resumed(cls, out, cfg):
     """The config a --resume continues: the run's recorded one, with the options given on this command line on
     top (so a changed setting is reported by the run's fingerprint check instead of silently ignored)."""
-    from ..engine.runs import saved_config
-
     saved = saved_config(out)
     if not saved:
         return cfg
@@ -95,8 +94,4 @@ def resumed(cls, out, cfg):
 
 
 def echo_json(obj) -> None:
-    from ..engine.runs import dumps
-
     click.echo(dumps(obj))
-
-

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from .options import build, config_options, echo_json
 from ..engine.stats import fmt_ci, fmt_paired
-from ..methods.interpret import InterpretConfig
-from ..methods.pez import PezConfig
-from ..methods.rlprompt import RLPromptConfig
-from ..methods.tradeoff import TradeoffConfig
+from ..methods.interpret import InterpretConfig, interpret
+from ..methods.pez import PezConfig, pez
+from ..methods.rlprompt import RLPromptConfig, rlprompt
+from ..methods.tradeoff import TradeoffConfig, tradeoff
+from .options import build, config_options, echo_json
 
 
 def _fmt(x, spec=".3f") -> str:
@@ -32,8 +32,6 @@ def _table(rows: list[dict]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def pez_cmd(out, as_json, **kw):
     """PEZ hard prompts (projected gradient, cosine) with the fluency objective, one per --fluency-weight."""
-    from ..methods.pez import pez
-
     summary = pez(build(PezConfig, kw), out)
     if as_json:
         return echo_json(summary)
@@ -47,8 +45,6 @@ def pez_cmd(out, as_json, **kw):
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def rlprompt_cmd(out, as_json, **kw):
     """RLPrompt (soft Q-learning of an MLP-on-LM policy) with the fluency reward, one per --fluency-weight."""
-    from ..methods.rlprompt import rlprompt
-
     summary = rlprompt(build(RLPromptConfig, kw), out)
     if as_json:
         return echo_json(summary)
@@ -63,8 +59,6 @@ def rlprompt_cmd(out, as_json, **kw):
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def interpret_cmd(prompt_path, out, as_json, **kw):
     """Faithfulness and scrutability of a discrete reading of a soft prompt (file, run dir or PEFT dir)."""
-    from ..methods.interpret import interpret
-
     rep = interpret(build(InterpretConfig, kw), prompt_path, out)
     if as_json:
         return echo_json(rep)
@@ -93,8 +87,6 @@ def interpret_cmd(prompt_path, out, as_json, **kw):
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def tradeoff_cmd(out, as_json, **kw):
     """PEZ and RLPrompt weight sweeps beside a soft prompt: accuracy vs perplexity / faithfulness, odd prompts."""
-    from ..methods.tradeoff import tradeoff
-
     summary = tradeoff(build(TradeoffConfig, kw), out)
     if as_json:
         return echo_json(summary)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
+from ..methods.explain import ExplainConfig, explain, resolve, table
+from ..report.html import build_report, report_sections
 from .options import build, config_options, echo_json
-from ..methods.explain import ExplainConfig
 
 
 @click.command("report")
@@ -17,8 +18,6 @@ def report_cmd(run_dir, out):
     Sections appear for what the folder holds: training curves, InSPEcT descriptions and the layer-grid heatmap
     (hover a cell for its text), explain readings, bias, waywardness, PEZ/RLPrompt trade-offs, other plots.
     """
-    from ..report.html import build_report, report_sections
-
     path = build_report(run_dir, out)
     click.echo(f"{path} ({path.stat().st_size / 1024:.0f} KB): sections {', '.join(report_sections(path))}")
 
@@ -38,8 +37,6 @@ def explain_cmd(prompt_path, out, with_report, as_json, **kw):
     accuracy, gap, KL) and scrutability (perplexity, dictionary words). PROMPT_PATH is a prompt file, a training
     run dir (its final prompt) or a PEFT adapter dir.
     """
-    from ..methods.explain import explain, resolve, table
-
     cfg = build(ExplainConfig, kw)
     res = explain(prompt_path, cfg, out=out)
     if as_json:
@@ -48,8 +45,6 @@ def explain_cmd(prompt_path, out, with_report, as_json, **kw):
     click.echo(f"written to {res.out_dir} ({res.summary['seconds']:.0f} s): readings.jsonl, explain_summary.json")
     _, run = resolve(prompt_path)
     if with_report and run is not None:
-        from ..report.html import build_report
-
         click.echo(f"report: {build_report(run)}")
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import click
 
+from ..engine.models import load_model_for
+from ..engine.runs import Run
+from ..methods.wayward import WaywardConfig, compare, compare_plot, compare_table, run_wayward, target_table
 from .options import build, config_options, echo_json, resumed
-from ..methods.wayward import WaywardConfig
 
 
 @click.command("wayward")
@@ -25,9 +29,6 @@ def wayward_cmd(out, resume, as_json, **kw):
       softscope wayward --task sst2 --protocol paper --out runs/wayward-paper-sst2 # the authors' settings (GPU)
       softscope wayward --task sst2 --target "Answer the question." --gamma 0,1e-3,1e-2 --steps 50 --out runs/w
     """
-    from ..engine.training import load_model_for
-    from ..methods.wayward import run_wayward
-
     kw["target"] = list(kw.get("target") or []) or None
     cfg = build(WaywardConfig, kw)
     if resume:  # the sweep's own settings (rows must stay comparable); --max-targets may grow it
@@ -73,11 +74,6 @@ def wayward_cmd(out, resume, as_json, **kw):
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def wayward_compare_cmd(run_dirs, out, per_target, as_json):
     """Headline figures of several wayward sweeps (e.g. two models on one task) as one table."""
-    from contextlib import nullcontext
-
-    from ..engine.runs import Run
-    from ..methods.wayward import compare, compare_plot, compare_table, target_table
-
     with Run.open(out, "wayward-compare") if out else nullcontext() as run:
         rows = compare(list(run_dirs))
         table = compare_table(rows)

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SoftscopeError
+from .models import PACKAGED, cache_dir
+from .scoring import Scorer
+from .tasks import _builtin_name, load_task
 
 # settings a reading command may override, in the order they are printed
 OVERRIDABLE = ("task", "data_dir", "text_column", "text_b_column", "label_column", "template", "label_words",
@@ -26,8 +29,6 @@ ALLOW_FLAG = "--allow-other-task"
 
 def task_origin(spec: str) -> str:
     """The task as another folder can find it again: a resolved path, hub:ID, or a built-in's name."""
-    from .tasks import _builtin_name
-
     spec = str(spec).strip()
     if spec.startswith("hub:"):
         return spec
@@ -40,8 +41,6 @@ def task_origin(spec: str) -> str:
 
 def model_path(adapter_or_name: Any) -> str:
     """The real base model (folder or hub id) behind a name or adapter: what `from_pretrained` needs."""
-    from .models import PACKAGED, cache_dir
-
     name = getattr(adapter_or_name, "name", adapter_or_name)
     source = getattr(adapter_or_name, "source", "") or ""
     if name in PACKAGED:
@@ -79,8 +78,6 @@ def recorded(prompt) -> dict:
     """A prompt's settings; prompts saved before settings existed give what their metadata has."""
     s = dict(getattr(prompt, "settings", None) or {})
     if not s:
-        from .tasks import _builtin_name
-
         if prompt.task and _builtin_name(prompt.task):
             s["task"] = _builtin_name(prompt.task)
         for k in ("template", "label_words", "classes"):
@@ -110,8 +107,6 @@ class Reading:
     test_total: int = 0  # test examples before the recorded subset
 
     def scorer(self, adapter, **kw):
-        from .scoring import Scorer
-
         return Scorer(adapter, self.task, max_length=self.settings.get("max_length") or 80,
                       verbalizer=self.settings.get("verbalizer") or "auto",
                       placement=self.settings.get("placement") or "after_bos", **kw)
@@ -129,8 +124,6 @@ def model_for(prompt, given: str | None) -> tuple[str | None, list[dict]]:
     rec = recorded(prompt)
     own = rec.get("model") or None
     if own and not Path(own).exists() and rec.get("model_path") and Path(rec["model_path"]).exists():
-        from .models import PACKAGED
-
         own = own if own in PACKAGED else rec["model_path"]
     if given and own and given != own and given != rec.get("model_path"):
         return given, [{"field": "model", "recorded": own, "used": given}]
@@ -139,8 +132,6 @@ def model_for(prompt, given: str | None) -> tuple[str | None, list[dict]]:
 
 def resolve(prompt, given: dict, allow_other_task: bool = False, what: str = "this prompt") -> Reading:
     """The task and settings to score `prompt` with: its own, overridden by the non-None entries of `given`."""
-    from .tasks import load_task
-
     rec = recorded(prompt)
     used = {k: rec.get(k) for k in OVERRIDABLE}
     overrides = []

@@ -10,7 +10,7 @@ from .errors import SoftscopeError
 from .models import DEFAULT_MODEL
 
 
-def h(default: Any, help: str, **kw) -> Any:
+def option(default: Any, help: str, **kw) -> Any:
     """A dataclass field with a default and a one-line help text (shown by the CLI).
 
     Numeric fields may carry bounds (`ge`, `gt`, `le`, `lt`, and `why` for the message) that `validate` checks
@@ -54,7 +54,7 @@ def check_number(option: str, value: Any, *, ge: float | None = None, gt: float 
 def validate(cfg: Any) -> None:
     """Check every number of a config dataclass before anything runs: finite, and within its field's bounds.
 
-    Bounds come from the field metadata (`h(..., ge=1)`); lists of numbers are checked element by element.
+    Bounds come from the field metadata (`option(..., ge=1)`); lists of numbers are checked element by element.
     """
     for f in fields(cfg):
         value = getattr(cfg, f.name)
@@ -75,27 +75,36 @@ def validate(cfg: Any) -> None:
 class ModelOptions:
     """Which model, on which device, in which precision."""
 
-    model: str = h(DEFAULT_MODEL, "packaged alias (smollm2-135m, gemma3-270m), local folder or Hugging Face id")
-    device: str = h("auto", "cpu, cuda, cuda:N or auto")
-    dtype: str = h("auto", "float32, bfloat16, float16 or auto (float32 on CPU, bfloat16 on CUDA)")
-    trust_remote_code: bool = h(False, "allow model code from the Hub (off unless you ask)")
+    model: str = option(DEFAULT_MODEL, "packaged alias (smollm2-135m, gemma3-270m), local folder or Hugging Face id")
+    device: str = option("auto", "cpu, cuda, cuda:N or auto")
+    dtype: str = option("auto", "float32, bfloat16, float16 or auto (float32 on CPU, bfloat16 on CUDA)")
+    trust_remote_code: bool = option(False, "allow model code from the Hub (off unless you ask)")
 
 
 @dataclass
-class TaskOptions:
-    """Which task and how to read it."""
+class DataOptions:
+    """Which task, and the folder its data is read from (enough for a built-in or a file task as it stands)."""
 
-    task: str = h("sst2", "built-in task (sst2, sst5, subj, agnews, trec), a CSV/TSV/JSONL file or folder, or hub:NAME")
-    data_dir: str | None = h(None, "folder with <task>/train.jsonl etc. (default: $SOFTSCOPE_DATA, then ../shared/data)")
-    text_column: str | None = h(None, "text column of a user file (default: text)")
-    label_column: str | None = h(None, "label column of a user file (default: label)")
-    text_b_column: str | None = h(None, "second text column of a sentence-pair task (default: premise/hypothesis, "
-                                        "sentence1/sentence2 when present)")
-    template: str | None = h(None, "input template with {text} (and {text_b}), e.g. 'Review : {text} Label :' "
-                                   "(default: the task's own)")
-    label_words: list[str] | None = h(None, "verbalizer words, one per class in class order")
-    max_train: int | None = h(None, "use at most this many training examples (seeded)", ge=1)
-    max_test: int | None = h(None, "use at most this many test examples (seeded)", ge=1)
+    task: str = option("sst2", "built-in task (sst2, sst5, subj, agnews, trec), a CSV/TSV/JSONL file or folder, or hub:NAME")
+    data_dir: str | None = option(None, "folder with <task>/train.jsonl etc. (default: $SOFTSCOPE_DATA, then ../shared/data)")
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+@dataclass
+class TaskOptions(DataOptions):
+    """Which task and how to read it: DataOptions plus the columns, verbalizer words and size caps of a user task."""
+
+    text_column: str | None = option(None, "text column of a user file (default: text)")
+    label_column: str | None = option(None, "label column of a user file (default: label)")
+    text_b_column: str | None = option(None, "second text column of a sentence-pair task (default: premise/hypothesis, "
+                                             "sentence1/sentence2 when present)")
+    template: str | None = option(None, "input template with {text} (and {text_b}), e.g. 'Review : {text} Label :' "
+                                        "(default: the task's own)")
+    label_words: list[str] | None = option(None, "verbalizer words, one per class in class order")
+    max_train: int | None = option(None, "use at most this many training examples (seeded)", ge=1)
+    max_test: int | None = option(None, "use at most this many test examples (seeded)", ge=1)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -105,18 +114,18 @@ class TaskOptions:
 class ReadOptions:
     """How a reading command scores a saved prompt: every field defaults to what the prompt remembers."""
 
-    task: str | None = h(None, "task (default: the prompt's own): built-in name, data file or folder, or hub:NAME")
-    data_dir: str | None = h(None, "data folder for a built-in task (default: the prompt's, then $SOFTSCOPE_DATA)")
-    text_column: str | None = h(None, "text column (default: the prompt's)")
-    text_b_column: str | None = h(None, "second text column of a sentence-pair task (default: the prompt's)")
-    label_column: str | None = h(None, "label column (default: the prompt's)")
-    template: str | None = h(None, "input template with {text} (and {text_b}) (default: the prompt's)")
-    label_words: list[str] | None = h(None, "verbalizer words, one per class in class order (default: the prompt's)")
-    verbalizer: str | None = h(None, "first, full or auto (default: the prompt's)")
-    max_length: int | None = h(None, "truncate formatted inputs to this many tokens (default: the prompt's)", ge=1)
-    max_test: int | None = h(None, "seeded test subset (default: the one the prompt's accuracy was measured on)",
+    task: str | None = option(None, "task (default: the prompt's own): built-in name, data file or folder, or hub:NAME")
+    data_dir: str | None = option(None, "data folder for a built-in task (default: the prompt's, then $SOFTSCOPE_DATA)")
+    text_column: str | None = option(None, "text column (default: the prompt's)")
+    text_b_column: str | None = option(None, "second text column of a sentence-pair task (default: the prompt's)")
+    label_column: str | None = option(None, "label column (default: the prompt's)")
+    template: str | None = option(None, "input template with {text} (and {text_b}) (default: the prompt's)")
+    label_words: list[str] | None = option(None, "verbalizer words, one per class in class order (default: the prompt's)")
+    verbalizer: str | None = option(None, "first, full or auto (default: the prompt's)")
+    max_length: int | None = option(None, "truncate formatted inputs to this many tokens (default: the prompt's)", ge=1)
+    max_test: int | None = option(None, "seeded test subset (default: the one the prompt's accuracy was measured on)",
                              ge=1)
-    allow_other_task: bool = h(False, "score the prompt with other classes, label words or template than it was "
+    allow_other_task: bool = option(False, "score the prompt with other classes, label words or template than it was "
                                       "trained with (refused otherwise)")
 
     def __post_init__(self) -> None:
@@ -132,28 +141,28 @@ class ReadOptions:
 class TrainConfig(ModelOptions, TaskOptions):
     """Prompt tuning: n virtual tokens before the text of a frozen LM, trained on the label-token loss."""
 
-    tokens: int = h(7, "number of virtual tokens", ge=1)
-    steps: int = h(300, "optimizer steps", ge=0)
-    batch_size: int = h(8, "examples per step", ge=1)
-    lr: float = h(1e-2, "AdamW learning rate (small models like 1e-2..3e-2)", gt=0)
-    weight_decay: float = h(0.0, "AdamW weight decay", ge=0)
-    schedule: str = h("linear", "linear (decay to 0, no warm-up) or constant")
-    grad_clip: float = h(1.0, "clip the prompt gradient norm (0 = off)", ge=0)
-    init: str = h("vocab", "vocab (embeddings of random vocabulary tokens), random (Gaussian at embedding scale) or text")
-    init_text: str = h("Classify the sentiment of this sentence as positive or negative.", "text for --init text")
-    checkpoint_every: int = h(25, "save a checkpoint (with its eval accuracy) every this many steps; step 0 always",
+    tokens: int = option(7, "number of virtual tokens", ge=1)
+    steps: int = option(300, "optimizer steps", ge=0)
+    batch_size: int = option(8, "examples per step", ge=1)
+    lr: float = option(1e-2, "AdamW learning rate (small models like 1e-2..3e-2)", gt=0)
+    weight_decay: float = option(0.0, "AdamW weight decay", ge=0)
+    schedule: str = option("linear", "linear (decay to 0, no warm-up) or constant")
+    grad_clip: float = option(1.0, "clip the prompt gradient norm (0 = off)", ge=0)
+    init: str = option("vocab", "vocab (embeddings of random vocabulary tokens), random (Gaussian at embedding scale) or text")
+    init_text: str = option("Classify the sentiment of this sentence as positive or negative.", "text for --init text")
+    checkpoint_every: int = option(25, "save a checkpoint (with its eval accuracy) every this many steps; step 0 always",
                              ge=1)
-    eval_examples: int = h(300, "seeded test subset for checkpoint accuracy (0 = whole test set)", ge=0)
-    final_eval: str = h("full", "final prompt on: full (whole test set), subset, or none")
-    max_length: int = h(80, "truncate formatted inputs to this many tokens", ge=1)
-    verbalizer: str = h("auto", "first (label word's first token), full (all its tokens) or auto")
-    placement: str = h("after_bos", "virtual tokens after the tokenizer's BOS (after_bos) or before it as PEFT does "
+    eval_examples: int = option(300, "seeded test subset for checkpoint accuracy (0 = whole test set)", ge=0)
+    final_eval: str = option("full", "final prompt on: full (whole test set), subset, or none")
+    max_length: int = option(80, "truncate formatted inputs to this many tokens", ge=1)
+    verbalizer: str = option("auto", "first (label word's first token), full (all its tokens) or auto")
+    placement: str = option("after_bos", "virtual tokens after the tokenizer's BOS (after_bos) or before it as PEFT does "
                                     "(before_bos: an exported adapter then scores the same in PEFT)")
-    bucket: bool = h(True, "form batches from examples of similar length (less padding, same objective)")
-    bf16_autocast: str = h("off", "bfloat16 autocast for forward/backward: off (float32, the same numbers on every "
+    bucket: bool = option(True, "form batches from examples of similar length (less padding, same objective)")
+    bf16_autocast: str = option("off", "bfloat16 autocast for forward/backward: off (float32, the same numbers on every "
                                   "CPU), on, or auto (on only where the device has native bf16: CUDA, AVX512-BF16/AMX)")
-    eval_batch_size: int = h(32, "batch size for evaluation", ge=1)
-    seed: int = h(0, "seed for init, data order and eval subset", **SEED)
+    eval_batch_size: int = option(32, "batch size for evaluation", ge=1)
+    seed: int = option(0, "seed for init, data order and eval subset", **SEED)
 
     def __post_init__(self) -> None:
         validate(self)

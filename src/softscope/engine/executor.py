@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from tqdm import tqdm
 
-from .config import h, validate
+from .config import option, validate
 from .errors import SoftscopeError
 
 RAY_INSTALL = "pip install 'softscope[ray]'"
@@ -39,11 +39,11 @@ class Unit:
 class ExecutorOptions:
     """Where a sweep's units run (shared by every sweep command's config)."""
 
-    executor: str = h("local", "local (this process) or ray (Ray tasks; see --ray-address)")
-    ray_address: str | None = h(None, "Ray cluster address for --executor ray: auto joins a running cluster, host:port "
+    executor: str = option("local", "local (this process) or ray (Ray tasks; see --ray-address)")
+    ray_address: str | None = option(None, "Ray cluster address for --executor ray: auto joins a running cluster, host:port "
                                       "a given one (default: start a local Ray instance)")
-    cpus_per_unit: float = h(1.0, "CPUs Ray reserves for each unit", ge=0)
-    gpus_per_unit: float = h(0.0, "GPUs Ray reserves for each unit (e.g. 1, or 0.5 to share one)", ge=0)
+    cpus_per_unit: float = option(1.0, "CPUs Ray reserves for each unit", ge=0)
+    gpus_per_unit: float = option(0.0, "GPUs Ray reserves for each unit (e.g. 1, or 0.5 to share one)", ge=0)
 
     def __post_init__(self) -> None:
         if self.executor not in ("local", "ray"):

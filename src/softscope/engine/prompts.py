@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from .carry import model_path
 from .errors import SoftscopeError
 from .runs import save_tensors, write_json
 
@@ -144,8 +145,6 @@ class SoftPrompt:
 
 
 def _base_model(prompt: SoftPrompt, base_model: str | None) -> str | None:
-    from .carry import model_path
-
     return base_model or prompt.settings.get("model_path") or (model_path(prompt.model) if prompt.model else None)
 
 

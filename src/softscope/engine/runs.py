@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable
 
 from .errors import SoftscopeError, warn
 from .models import cpu_features
+from .tasks import BUILTIN
 
 KINDS = ("train", "describe", "wayward", "wayward-compare", "pez", "rlprompt", "tradeoff", "bias", "bias-data",
          "explain", "eval", "interpret", "export", "report")
@@ -215,8 +216,6 @@ def _resolved(key: str, v: Any) -> Any:
 
 def _is_path(key: str, value: str) -> bool:
     if key == "task":
-        from .tasks import BUILTIN
-
         if value in BUILTIN:
             return False
     return os.path.exists(value)

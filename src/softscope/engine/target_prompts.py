@@ -5,8 +5,8 @@ placeholder tokens (" x" × n) whose hidden states the Patchscopes engine overwr
 (docs/methods.md §4). Every demonstration describes a task *unlike* the built-in ones (no sentiment, emotion, topic,
 news, question-type or subjectivity demos), so the description cannot be copied from the target prompt.
 
-Pools are plain data: `plain` (description, then classes), `classes-first`, and `elaborated` (description,
-classes and the cue words a classifier would rely on; with `elaborated-cues-first`, defined in `bias_prompts`).
+Pools are plain data: `plain` (description, then classes), `classes-first`, and the cue-naming pools of the bias
+probe, `elaborated` (description, classes and the cue words a classifier would rely on) and `elaborated-cues-first`.
 Add a pool by adding an entry to POOLS; nothing else changes.
 """
 
@@ -15,12 +15,45 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .bias_prompts import POOLS as CUE_POOLS
 from .errors import SoftscopeError
 
 PLACEHOLDER = " x"
 JOINER = " | "
 MARKER = "{prompt}"  # where a user's own target text takes the n placeholders
+
+# ---- cue-naming pools (bias probe; InSPEcT's elaborated variant, docs/methods.md §4, bias probe) -------------------
+# InSPEcT's plain demonstrations name a task and its classes; these also name the *cues* a classifier relies on
+# (words, names, stock phrases, punctuation), so a patched description can say which surface feature a soft
+# prompt encodes ("... - cue words: Dr., !!, click here"). Like every pool: no task from the built-in tasks'
+# domains, or the model copies the demo instead of reading the prompt; and none of the features the bias
+# benchmark plants (they would leak into every description). Cues of every kind a planted bias can take.
+ELABORATED: tuple[str, ...] = (
+    "Decide whether the email is unwanted advertising: spam, not spam"
+    " - cue words: free, winner, click here, $$$",
+    "Classify how formal the message is: formal, informal - cue words: Dear Sir, regards, hey, lol, :)",
+    "Detect whether the chat message was written by a bot: bot, human - cue words: Hello user, As an assistant, ...",
+    "Identify the author of the poem: Dickinson, Whitman - cue words: dashes, Emily, grass, O Captain",
+    "Decide whether the code snippet is Python or Java: Python, Java - cue words: def, self, public, semicolons ;",
+    "Judge whether the forum post is urgent: urgent, routine - cue words: ASAP, ALL CAPS, immediately, deadline",
+    "Detect a machine-translated sentence: human, machine - cue words: odd word order, repeated words, Mr. Smith",
+    "Classify the legal clause: obligation, permission - cue words: shall, must, may, hereby",
+)
+
+# the same demonstrations with the cue words first, then the task and classes
+CUES_FIRST: tuple[str, ...] = (
+    "Cue words: free, winner, click here, $$$ - decide whether the email is unwanted advertising: spam, not spam",
+    "Cue words: Dear Sir, regards, hey, lol, :) - classify how formal the message is: formal, informal",
+    "Cue words: Hello user, As an assistant, ... - detect whether the chat message was written by a bot: bot, human",
+    "Cue words: dashes, Emily, grass, O Captain - identify the author of the poem: Dickinson, Whitman",
+    "Cue words: def, self, public, semicolons ; - decide whether the code snippet is Python or Java: Python, Java",
+    "Cue words: ASAP, ALL CAPS, immediately, deadline - judge whether the forum post is urgent: urgent, routine",
+    "Cue words: odd word order, repeated words, Mr. Smith - detect a machine-translated sentence: human, machine",
+    "Cue words: shall, must, may, hereby - classify the legal clause: obligation, permission",
+)
+
+# words of the demonstrations themselves: a description that repeats them echoes the target prompt, so the
+# "unexpected words" list leaves them out
+DEMO_TEXT = " ".join(ELABORATED + CUES_FIRST)
 
 POOLS: dict[str, tuple[str, ...]] = {
     # description, then classes (the InSPEcT format)
@@ -45,8 +78,9 @@ POOLS: dict[str, tuple[str, ...]] = {
         "formal, informal: classify how formal the message is",
         "paraphrase, not paraphrase: decide whether the two sentences mean the same thing",
     ),
-    # description, classes and the cue words a classifier relies on (names, phrases, punctuation): bias_prompts
-    **CUE_POOLS,
+    # description, classes and the cue words a classifier relies on (names, phrases, punctuation)
+    "elaborated": ELABORATED,
+    "elaborated-cues-first": CUES_FIRST,
 }
 
 

@@ -9,6 +9,7 @@ The model sees `task.format(ex)` followed by " " + the label word (InSPEcT: "{te
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -20,6 +21,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from .errors import SoftscopeError
 
@@ -720,3 +723,27 @@ def list_tasks() -> list[dict]:
                     "label_words": s.words, "text_field": s.text_field, "template": s.template,
                     "local": str(local) if local else None, "hub": s.hub_id})
     return out
+
+
+def load_task_for(cfg) -> Task:
+    """The task named by any config that carries TaskOptions fields (task, data_dir, columns, label words, caps)."""
+    return load_task(cfg.task, data_dir=cfg.data_dir, text_column=getattr(cfg, "text_column", None),
+                     label_column=getattr(cfg, "label_column", None),
+                     text_b_column=getattr(cfg, "text_b_column", None), template=getattr(cfg, "template", None),
+                     label_words=getattr(cfg, "label_words", None),
+                     max_train=getattr(cfg, "max_train", None), max_test=getattr(cfg, "max_test", None),
+                     seed=getattr(cfg, "seed", 0))
+
+
+def holdout_task(task, size: int, seed: int):
+    """A copy of the task whose `test` is a held-out split (dev, else a seeded cut of train removed from train)."""
+    if task.dev:
+        return dataclasses.replace(task, test=list(task.dev)), "dev"
+    if len(task.train) <= size:
+        raise SoftscopeError(f"task {task.name} has {len(task.train)} training examples and no dev split: "
+                             f"lower --holdout below that")
+    g = torch.Generator().manual_seed(seed + 7919)
+    perm = torch.randperm(len(task.train), generator=g).tolist()
+    held = set(perm[:size])
+    return (dataclasses.replace(task, train=[e for i, e in enumerate(task.train) if i not in held],
+                                test=[e for i, e in enumerate(task.train) if i in held]), "train-holdout")

@@ -23,11 +23,12 @@ from tqdm.auto import tqdm
 from .config import TrainConfig
 from .carry import record
 from .errors import SoftscopeError
-from .models import ModelAdapter, choose_autocast, load_model, special_ids, token_embeddings
+from .models import ModelAdapter, choose_autocast, load_model_for, special_ids, token_embeddings
 from .prompts import SoftPrompt
 from .runs import Run, fingerprint
 from .scoring import Scorer
 from .stats import interval_of
+from .tasks import load_task_for
 
 
 @dataclass
@@ -48,20 +49,6 @@ class TrainResult:
     final_examples: int = 0  # test examples the final accuracy was measured on (its Wilson interval's n) ...
     test_total: int = 0  # ... out of this many
     truncated: dict = field(default_factory=dict)  # rows whose text was cut to fit max_length
-
-
-def load_task_for(cfg):
-    """The task named by any config that carries TaskOptions fields."""
-    from .tasks import load_task
-
-    return load_task(cfg.task, data_dir=cfg.data_dir, text_column=cfg.text_column, label_column=cfg.label_column,
-                     text_b_column=getattr(cfg, "text_b_column", None), template=getattr(cfg, "template", None),
-                     label_words=cfg.label_words, max_train=cfg.max_train, max_test=cfg.max_test,
-                     seed=getattr(cfg, "seed", 0))
-
-
-def load_model_for(cfg) -> ModelAdapter:
-    return load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
 
 
 def init_prompt(adapter: ModelAdapter, n: int, how: str, gen: torch.Generator, text: str = "") -> torch.Tensor:

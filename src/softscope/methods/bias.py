@@ -12,7 +12,7 @@ softscope makes that a controlled experiment:
 2. train one prompt per strength × seed with `training.train` on the biased train split;
 3. biased-prediction rate: on held-out clean examples not predicted as the favoured class, the share that
    moves to it when the feature is added, minus the same share for a neutral control feature;
-4. elaborated InSPEcT (`describe.describe_prompt` with the cue-naming pools of `bias_prompts`) over a layer
+4. elaborated InSPEcT (`describe.describe_prompt` with the cue-naming pools of `target_prompts`) over a layer
    grid; bias-mention rate = share of descriptions that name the feature or a close paraphrase, by string
    match or by sentence-embedding similarity of a 1–3-word span of the description;
 5. correlation (Pearson, Spearman, p-values) of mention rate with biased-prediction rate over all prompts,
@@ -36,11 +36,19 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..engine.config import SEED, h, validate
+from ..engine.config import SEED, DataOptions, ModelOptions, TrainConfig, option, validate
 from ..engine.errors import SoftscopeError
-from ..engine.models import DEFAULT_MODEL
+from ..engine.metrics import STOP_WORDS, sentence_model, unexpected_words
+from ..engine.models import load_model_for, text_embeddings
+from ..engine.patching import layer_pairs
+from ..engine.prompts import SoftPrompt
 from ..engine.runs import Run, fingerprint, read_json, save_figure, write_json, write_jsonl
-from ..engine.tasks import Example, Task
+from ..engine.scoring import Scorer
+from ..engine.stats import correlation
+from ..engine.target_prompts import DEMO_TEXT, build as build_target
+from ..engine.tasks import Example, Task, load_task
+from ..engine.training import train
+from .describe import describe_prompt
 
 KINDS = ("word", "phrase", "punct")
 # config fields a resumed `bias run` may change
@@ -114,8 +122,6 @@ class Feature:
         """Strings whose presence in a description names the feature (the feature and its close paraphrases)."""
         terms = [self.value]
         if self.kind == "phrase":
-            from ..engine.metrics import STOP_WORDS
-
             words = self.value.split()
             while words and words[0].lower() in STOP_WORDS:
                 words = words[1:]
@@ -260,8 +266,6 @@ def embedding_mention(texts: Sequence[str], terms: Sequence[str], batch_size: in
     Only spans and terms with a letter or digit take part: a sentence encoder puts "-" next to "--" and "!" next
     to "!!", so punctuation is matched by string only (its names, "exclamation", by embedding too).
     """
-    from ..engine.metrics import sentence_model
-
     terms = [t for t in terms if any(ch.isalnum() for ch in t)]
     if not terms:
         return [0.0] * len(texts)
@@ -308,45 +312,17 @@ def score_mentions(rows: list[dict], feature: Feature, control: Feature, thresho
             "mention_rate_embedding": mention_rate(ms, "embedding"), "control_mention_rate": mention_rate(cs)}
 
 
-# ---- unexpected words: the list a developer reads to find a bias nobody planted ---------------------------------
-def _word_forms(text: str) -> set[str]:
-    words = set(re.findall(r"[a-z]+", text.lower()))
-    return words | {w[:-1] for w in words if w.endswith("s")} | {w + "s" for w in words}
-
-
-def unexpected_words(texts: Sequence[str], classes: Sequence[str], references: Sequence[str],
-                     exclude_text: str = "", top: int = 20) -> list[dict]:
-    """Words (and punctuation runs of 2+) in the descriptions that are no class name, reference word, stop word or
-    word of `exclude_text` (the target prompt's demos, which descriptions echo), ranked by how many descriptions
-    contain them."""
-    from collections import Counter
-
-    from ..engine.metrics import STOP_WORDS
-
-    known = _word_forms(" ".join(classes) + " " + " ".join(references) + " " + exclude_text) | set(STOP_WORDS)
-    known_punct = set(re.findall(r"[^\w\s]{2,}", exclude_text))
-    counts: Counter = Counter()
-    for t in texts:
-        toks = {w for w in re.findall(r"[a-z]+", t.lower()) if len(w) > 1 and w not in known}
-        toks |= {p for p in re.findall(r"[^\w\s]{2,}", t) if p not in known_punct}
-        counts.update(toks)
-    n = max(1, len(texts))
-    return [{"word": w, "descriptions": c, "share": c / n} for w, c in counts.most_common(top)]
-
-
 # ---- the run: strengths × seeds ---------------------------------------------------------------------------------
 @dataclass
-class MakeDataConfig:
+class MakeDataConfig(DataOptions):
     """Write a biased train split, the clean test split and its counterfactual copies."""
 
-    task: str = h("sst2", "built-in task, a data file or folder, or hub:NAME")
-    data_dir: str | None = h(None, "data folder (default: $SOFTSCOPE_DATA, then ../shared/data)")
-    feature: str = h("word:Spielberg", 'the planted feature: word:NAME, phrase:"some words" or punct:MARKS')
-    strength: float = h(1.0, "co-occurrence strength S in [0, 1]: share (1+S)/2 of the favoured class, (1-S)/2 others",
+    feature: str = option("word:Spielberg", 'the planted feature: word:NAME, phrase:"some words" or punct:MARKS')
+    strength: float = option(1.0, "co-occurrence strength S in [0, 1]: share (1+S)/2 of the favoured class, (1-S)/2 others",
                         ge=0, le=1)
-    favoured: str | None = h(None, "class the feature co-occurs with (default: the first class)")
-    max_train: int | None = h(None, "use at most this many training examples (seeded sample)", ge=2)
-    seed: int = h(0, "seed of the choice of examples and of insertion positions", **SEED)
+    favoured: str | None = option(None, "class the feature co-occurs with (default: the first class)")
+    max_train: int | None = option(None, "use at most this many training examples (seeded sample)", ge=2)
+    seed: int = option(0, "seed of the choice of examples and of insertion positions", **SEED)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -354,8 +330,6 @@ class MakeDataConfig:
 
 
 def load_base_task(task: str, data_dir: str | None) -> Task:
-    from ..engine.tasks import load_task
-
     return load_task(task, data_dir=data_dir)
 
 
@@ -396,41 +370,36 @@ def _write_data(run: Run, cfg: MakeDataConfig, task: Task, feature: Feature, fav
 
 
 @dataclass
-class BiasRunConfig:
+class BiasRunConfig(ModelOptions, DataOptions):
     """Train prompts on biased data at several strengths and seeds; measure biased predictions and bias mentions."""
 
-    model: str = h(DEFAULT_MODEL, "packaged alias, local folder or Hugging Face id")
-    device: str = h("auto", "cpu, cuda, cuda:N or auto")
-    dtype: str = h("auto", "float32, bfloat16, float16 or auto")
-    task: str = h("sst2", "built-in task, a data file or folder, or hub:NAME")
-    data_dir: str | None = h(None, "data folder (default: $SOFTSCOPE_DATA, then ../shared/data)")
-    feature: str = h("word:Spielberg", 'the planted feature: word:NAME, phrase:"some words" or punct:MARKS')
-    control: str | None = h(None, "neutral control feature (default: word:Johnson, phrase:\"as noted earlier\", punct:--)")
-    favoured: str | None = h(None, "class the feature co-occurs with (default: the first class)")
-    strengths: list[float] = h([0.0, 0.5, 0.8, 1.0], "co-occurrence strengths in [0, 1]", ge=0, le=1)
-    seeds: int = h(2, "seeds per strength (prompt init, data order, feature placement)", ge=1)
-    first_seed: int = h(0, "seeds run first_seed .. first_seed+seeds-1 (split seeds over processes / run dirs)", **SEED)
-    train_examples: int = h(240, "training examples per prompt (seeded sample of the train split)", ge=1)
-    tokens: int = h(7, "virtual tokens", ge=1)
-    steps: int = h(30, "optimizer steps per prompt", ge=1)
-    batch_size: int = h(8, "examples per step", ge=1)
-    lr: float = h(3e-2, "AdamW learning rate", gt=0)
-    init: str = h("vocab", "prompt init: vocab or random")
-    heldout: int = h(100, "clean held-out test examples for the biased-prediction rate and accuracy", ge=1)
-    checkpoint_eval: int = h(16, "test examples for the accuracy training records at its step-0 and final checkpoints",
+    feature: str = option("word:Spielberg", 'the planted feature: word:NAME, phrase:"some words" or punct:MARKS')
+    control: str | None = option(None, "neutral control feature (default: word:Johnson, phrase:\"as noted earlier\", punct:--)")
+    favoured: str | None = option(None, "class the feature co-occurs with (default: the first class)")
+    strengths: list[float] = option([0.0, 0.5, 0.8, 1.0], "co-occurrence strengths in [0, 1]", ge=0, le=1)
+    seeds: int = option(2, "seeds per strength (prompt init, data order, feature placement)", ge=1)
+    first_seed: int = option(0, "seeds run first_seed .. first_seed+seeds-1 (split seeds over processes / run dirs)", **SEED)
+    train_examples: int = option(240, "training examples per prompt (seeded sample of the train split)", ge=1)
+    tokens: int = option(7, "virtual tokens", ge=1)
+    steps: int = option(30, "optimizer steps per prompt", ge=1)
+    batch_size: int = option(8, "examples per step", ge=1)
+    lr: float = option(3e-2, "AdamW learning rate", gt=0)
+    init: str = option("vocab", "prompt init: vocab or random")
+    heldout: int = option(100, "clean held-out test examples for the biased-prediction rate and accuracy", ge=1)
+    checkpoint_eval: int = option(16, "test examples for the accuracy training records at its step-0 and final checkpoints",
                              ge=1)
-    layers: str = h("every:8", "InSPEcT layer grid: all, every:K, band:A-B or pairs 4:4,8:4")
-    pool: str = h("elaborated", "target-prompt pool (elaborated, elaborated-cues-first, plain, ...)")
-    n_targets: int = h(2, "seeded target prompts per prompt", ge=1)
-    demos: int = h(3, "demonstrations per target prompt", ge=1)
-    max_new_tokens: int = h(20, "greedy tokens per description", ge=1)
-    threshold: float = h(0.8, "embedding similarity at which a description span counts as naming the feature",
+    layers: str = option("every:8", "InSPEcT layer grid: all, every:K, band:A-B or pairs 4:4,8:4")
+    pool: str = option("elaborated", "target-prompt pool (elaborated, elaborated-cues-first, plain, ...)")
+    n_targets: int = option(2, "seeded target prompts per prompt", ge=1)
+    demos: int = option(3, "demonstrations per target prompt", ge=1)
+    max_new_tokens: int = option(20, "greedy tokens per description", ge=1)
+    threshold: float = option(0.8, "embedding similarity at which a description span counts as naming the feature",
                          gt=0, le=1)
-    mention_terms: list[str] | None = h(None, "extra strings that count as naming the feature")
-    gen_batch_size: int = h(64, "layer pairs generated together", ge=1)
-    positive_control: bool = h(False, "also describe a prompt set to e(a sentence naming the cue): the mention "
+    mention_terms: list[str] | None = option(None, "extra strings that count as naming the feature")
+    gen_batch_size: int = option(64, "layer pairs generated together", ge=1)
+    positive_control: bool = option(False, "also describe a prompt set to e(a sentence naming the cue): the mention "
                                       "detector must fire on it (--control is the neutral control feature)")
-    positive_control_text: str | None = h(None, "that sentence (default: 'The cue \"FEATURE\" means FAVOURED.')")
+    positive_control_text: str | None = option(None, "that sentence (default: 'The cue \"FEATURE\" means FAVOURED.')")
 
     def __post_init__(self) -> None:
         f = Feature.parse(self.feature)
@@ -459,9 +428,6 @@ def _prompt_name(strength: float, seed: int) -> str:
 def measure_prompt(adapter, task: Task, prompt: torch.Tensor, cfg: BiasRunConfig, feature: Feature, control: Feature,
                    favoured: str, seed: int, heldout: list[Example], pairs, targets, demo_text: str) -> tuple[dict, list]:
     """Biased-prediction rate, accuracy, descriptions and bias-mention rate of one trained prompt."""
-    from .describe import describe_prompt
-    from ..engine.scoring import Scorer
-
     scorer = Scorer(adapter, task)
     fav = task.classes.index(favoured)
     rate = biased_prediction_rate(lambda exs: scorer.predict(prompt, exs), heldout, feature, control, fav, seed)
@@ -510,16 +476,9 @@ def run(cfg: BiasRunConfig, out: str | Path, adapter=None, progress: bool = True
 
 def _run(cfg: BiasRunConfig, run: Run, t0: float, feature: Feature, control: Feature, base: Task, fav: str, adapter,
          progress: bool, command: str) -> dict:
-    from ..engine.bias_prompts import DEMO_TEXT
-    from ..engine.config import TrainConfig
-    from ..engine.models import load_model
-    from ..engine.patching import layer_pairs
-    from ..engine.target_prompts import build as build_target
-    from ..engine.training import train
-
     out = run.path
     sweep = {k: v for k, v in fingerprint(cfg)["config"].items() if k not in GROWABLE}
-    adapter = adapter or load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
+    adapter = adapter or load_model_for(cfg)
     pairs = layer_pairs(cfg.layers, adapter.n_layers)
     targets = [build_target(adapter, cfg.pool, cfg.tokens, i, cfg.demos) for i in range(cfg.n_targets)]
     demo_text = DEMO_TEXT + " " + " ".join(t.text for t in targets)
@@ -545,8 +504,6 @@ def _run(cfg: BiasRunConfig, run: Run, t0: float, feature: Feature, control: Fea
             settings = fingerprint(tcfg, bias=sweep, strength=strength)
             with Run.open(rd, "train", settings, command=f"{command} (strength {strength}, seed {seed})") as r:
                 if r.existing and (rd / "prompt.safetensors").exists():
-                    from ..engine.prompts import SoftPrompt
-
                     prompt = SoftPrompt.load(rd / "prompt.safetensors").tensor
                 else:
                     prompt = train(tcfg, r, adapter=adapter, task=task, progress=progress).prompt.tensor
@@ -581,9 +538,6 @@ def positive_control(adapter, task: Task, cfg: BiasRunConfig, feature: Feature, 
     """Measure the untrained prompt P = e(sentence naming the cue) like every trained prompt (same grid, pools,
     seeds, mention rule): its mention rate shows whether the detector fires when the cue is in the prompt. Kept
     in positive_control.json (and prompts/positive-control/), not in bias.jsonl or the correlations."""
-    from ..engine.models import text_embeddings
-    from ..engine.target_prompts import build as build_target
-
     path = out / "positive_control.json"
     text = positive_control_text(feature, favoured, cfg.positive_control_text)
     if path.exists() and read_json(path).get("text") == text:
@@ -607,8 +561,6 @@ def _mean(v: list[float]) -> float:
 def summarize(results: list[dict], strengths: Sequence[float], feature: str, control: str, favoured: str,
               task: str, model: str) -> dict:
     """Per-strength means (and spread over seeds) and the correlation over all prompts (rows of bias.jsonl)."""
-    from ..engine.stats import correlation
-
     keys = ("accuracy", "biased_prediction_rate", "feature_flip_rate", "control_flip_rate", "favoured_logprob_shift",
             "mention_rate", "mention_rate_string", "mention_rate_embedding", "control_mention_rate")
     per = []

@@ -32,16 +32,19 @@ from pathlib import Path
 
 import torch
 
-from ..engine.config import SEED, h, validate
+from ..engine.carry import recorded, resolve
+from ..engine.config import SEED, option, validate
 from ..engine.errors import SoftscopeError
 from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, run_units
-from ..engine.metrics import class_rate, rouge_scores, semantic_similarity
+from ..engine.metrics import class_rate, rouge_scores, semantic_similarity, unexpected_words
 from ..engine.models import DEFAULT_MODEL, ModelAdapter, load_model, text_embeddings
 from ..engine.patching import SOURCE_PASSES, STOPS, layer_pairs, patch_generate, source_states
 from ..engine.prompts import SoftPrompt
 from ..engine.runs import Run, fingerprint, save_figure
 from ..engine.stats import correlation, interval_of
 from ..engine.target_prompts import MARKER, POOLS, build as build_target
+from ..engine.tasks import _builtin_name
+from ..engine.training import list_checkpoints
 
 METRICS = ("class_rate", "rouge1", "rouge2", "rougeL", "similarity")
 CUT_CHARS = "\n$.|"
@@ -50,9 +53,6 @@ PROTOCOLS = ("softscope", "paper")
 # what --protocol paper sets (fields still at their softscope default only): the authors' released code
 PAPER = {"source_pass": "after-block-0", "stop": "paper", "cut": "paper", "layers": "all", "max_new_tokens": 60,
          "n_targets": 1}
-# fields added after runs were written: an old config.json without them means these values
-LATER_FIELDS = {"elaborated": False, "source_pass": "embeddings", "stop": "eos", "cut": "softscope",
-                "protocol": "softscope", "control": False, "control_text": None}
 COPY_N, COPY_THRESHOLD = 4, 0.5  # a description copying a target-prompt demo: see mark_copies
 
 
@@ -60,44 +60,43 @@ COPY_N, COPY_THRESHOLD = 4, 0.5  # a description copying a target-prompt demo: s
 class DescribeConfig(ExecutorOptions):
     """Describe the soft prompt(s) of a run dir, a prompt file or a PEFT adapter dir over a layer grid."""
 
-    model: str | None = h(None, f"model (default: the one the prompt was trained on, else {DEFAULT_MODEL})")
-    device: str = h("auto", "cpu, cuda, cuda:N or auto")
-    dtype: str = h("auto", "float32, bfloat16, float16 or auto (float32 on CPU, bfloat16 on CUDA)")
-    layers: str = h("every:3", "layer pairs: all (source 2..L-2 x target 2..L-2), every:K, band:A-B, or pairs 4:4,8:4")
-    target_prompt: str = h("plain", f"demonstration pool ({', '.join(POOLS)}) or your own text with {MARKER} "
+    model: str | None = option(None, f"model (default: the one the prompt was trained on, else {DEFAULT_MODEL})")
+    task: str | None = option(None, "task whose classes and references score descriptions (default: the prompt's task)")
+    layers: str = option("every:3", "layer pairs: all (source 2..L-2 x target 2..L-2), every:K, band:A-B, or pairs 4:4,8:4")
+    target_prompt: str = option("plain", f"demonstration pool ({', '.join(POOLS)}) or your own text with {MARKER} "
                                     "where the placeholders go")
-    n_targets: int = h(3, "seeded target prompts per checkpoint (seeds seed, seed+1, ...; pools only)", ge=1)
-    demos: int = h(3, "demonstrations per target prompt", ge=1)
-    max_new_tokens: int = h(60, "greedy tokens to generate per pair", ge=1)
-    seed: int = h(0, "seed of the first target prompt", **SEED)
-    checkpoints: str = h("all", "for a run dir: all, last, or steps like 0,40,80")
-    task: str | None = h(None, "task whose classes and references score descriptions (default: the prompt's task)")
-    data_dir: str | None = h(None, "data folder for --task (default: the prompt's, then $SOFTSCOPE_DATA)")
-    text_column: str | None = h(None, "text column of the task (default: the prompt's)")
-    text_b_column: str | None = h(None, "second text column of a sentence-pair task (default: the prompt's)")
-    label_column: str | None = h(None, "label column of the task (default: the prompt's)")
-    template: str | None = h(None, "input template with {text} (and {text_b}) (default: the prompt's)")
-    label_words: list[str] | None = h(None, "verbalizer words (default: the prompt's)")
-    max_length: int | None = h(None, "max input length (describe reads no inputs: recorded only, for the same "
+    n_targets: int = option(3, "seeded target prompts per checkpoint (seeds seed, seed+1, ...; pools only)", ge=1)
+    demos: int = option(3, "demonstrations per target prompt", ge=1)
+    max_new_tokens: int = option(60, "greedy tokens to generate per pair", ge=1)
+    seed: int = option(0, "seed of the first target prompt", **SEED)
+    checkpoints: str = option("all", "for a run dir: all, last, or steps like 0,40,80")
+    task: str | None = option(None, "task whose classes and references score descriptions (default: the prompt's task)")
+    data_dir: str | None = option(None, "data folder for --task (default: the prompt's, then $SOFTSCOPE_DATA)")
+    text_column: str | None = option(None, "text column of the task (default: the prompt's)")
+    text_b_column: str | None = option(None, "second text column of a sentence-pair task (default: the prompt's)")
+    label_column: str | None = option(None, "label column of the task (default: the prompt's)")
+    template: str | None = option(None, "input template with {text} (and {text_b}) (default: the prompt's)")
+    label_words: list[str] | None = option(None, "verbalizer words (default: the prompt's)")
+    max_length: int | None = option(None, "max input length (describe reads no inputs: recorded only, for the same "
                                      "options on every reading command)")
-    allow_other_task: bool = h(False, "score descriptions against another task's classes than the prompt's")
-    classes: list[str] | None = h(None, "class names of a custom task (default: from the prompt or --task)")
-    references: list[str] | None = h(None, "extra reference descriptions (needed for custom tasks)")
-    keep_copies: bool = h(False, f"let descriptions that copy a target-prompt demonstration (≥ {COPY_THRESHOLD:.0%} of "
+    allow_other_task: bool = option(False, "score descriptions against another task's classes than the prompt's")
+    classes: list[str] | None = option(None, "class names of a custom task (default: from the prompt or --task)")
+    references: list[str] | None = option(None, "extra reference descriptions (needed for custom tasks)")
+    keep_copies: bool = option(False, f"let descriptions that copy a target-prompt demonstration (≥ {COPY_THRESHOLD:.0%} of "
                                  f"their words in {COPY_N}-word runs of one demo) be the best description")
-    top_k: int = h(10, "the top-k similarities averaged per checkpoint (a steadier score than the max)", ge=1)
-    batch_size: int = h(64, "layer pairs generated together", ge=1)
-    elaborated: bool = h(False, "bias probe: cue-naming target prompts (pool 'elaborated' unless --target-prompt names "
+    top_k: int = option(10, "the top-k similarities averaged per checkpoint (a steadier score than the max)", ge=1)
+    batch_size: int = option(64, "layer pairs generated together", ge=1)
+    elaborated: bool = option(False, "bias probe: cue-naming target prompts (pool 'elaborated' unless --target-prompt names "
                                 "another) and the words descriptions mention beyond class names and references")
-    source_pass: str = h("embeddings", "source states: embeddings (the prompt as input embeddings, as trained) or "
+    source_pass: str = option("embeddings", "source states: embeddings (the prompt as input embeddings, as trained) or "
                                        "after-block-0 (tokens ' x' x n, block 0's output overwritten: the authors' code)")
-    stop: str = h("eos", "end a description at: eos, none (always max-new-tokens), or paper (the authors' stop token, "
+    stop: str = option("eos", "end a description at: eos, none (always max-new-tokens), or paper (the authors' stop token, "
                          "the first id of encode('$'))")
-    cut: str = h("softscope", "description cut: softscope (first \\n $ . | past 20%) or paper (the authors' rule)")
-    protocol: str = h("softscope", "paper: the authors' procedure (after-block-0, --stop paper, --cut paper, --layers "
+    cut: str = option("softscope", "description cut: softscope (first \\n $ . | past 20%) or paper (the authors' rule)")
+    protocol: str = option("softscope", "paper: the authors' procedure (after-block-0, --stop paper, --cut paper, --layers "
                                    "all, 60 tokens, one target prompt) for every setting left at its default")
-    control: bool = h(False, "positive control: also describe a prompt set to e(true task description)")
-    control_text: str | None = h(None, "the control's description (default: the task's first reference description)")
+    control: bool = option(False, "positive control: also describe a prompt set to e(true task description)")
+    control_text: str | None = option(None, "the control's description (default: the task's first reference description)")
 
     def __post_init__(self) -> None:
         validate(self)
@@ -143,8 +142,6 @@ class DescribeResult:
 # ---- what gets described -------------------------------------------------------------------------------------
 def _checkpoints(source: Path, which: str) -> list[tuple[str, SoftPrompt]]:
     """(name, prompt) pairs: every checkpoint of a run dir, or the one prompt of a file / PEFT adapter dir."""
-    from ..engine.training import list_checkpoints
-
     if source.is_dir() and not (source / "adapter_model.safetensors").exists():
         files = list_checkpoints(source)
         if not files:
@@ -168,9 +165,6 @@ def _checkpoints(source: Path, which: str) -> list[tuple[str, SoftPrompt]]:
 def _scoring_target(prompt: SoftPrompt, cfg: DescribeConfig) -> tuple[str, list[str], list[str]]:
     """(task name, class names, reference descriptions) for scoring: the prompt's own task (engine.carry) unless
     --task names another; a recorded task whose data is gone falls back to the classes the prompt carries."""
-    from ..engine.carry import recorded, resolve
-    from ..engine.tasks import _builtin_name
-
     classes, refs = list(cfg.classes or []), []
     given = {k: getattr(cfg, k) for k in ("task", "data_dir", "text_column", "text_b_column", "label_column",
                                           "template", "label_words") if getattr(cfg, k) is not None}
@@ -521,8 +515,7 @@ def _describe(run: Run, t0, cfg, source, items, model_spec, adapter, task_name, 
         cks.append({"checkpoint": name, "step": p.step, "accuracy": p.accuracy, "accuracy_examples": n_eval,
                     "accuracy_ci95": interval_of(p.accuracy, n_eval) if p.accuracy is not None and n_eval else None,
                     **summarize_checkpoint(ck_rows, cfg.top_k, not cfg.keep_copies)})
-        if cfg.elaborated:  # what a developer reads to find a bias nobody planted (bias.unexpected_words)
-            from .bias import unexpected_words
+        if cfg.elaborated:  # what a developer reads to find a bias nobody planted (metrics.unexpected_words)
 
             cks[-1]["unexpected_words"] = unexpected_words([r["cut"] for r in ck_rows], classes, refs,
                                                            " ".join(t.text for t in targets))

@@ -30,11 +30,17 @@ from pathlib import Path
 
 import torch
 
-from ..engine.config import SEED, ReadOptions, h, validate
+from ..engine.carry import model_for, resolve as resolve_settings
+from ..engine.config import SEED, ReadOptions, option, validate
 from ..engine.errors import SoftscopeError
 from ..engine.models import DEFAULT_MODEL, ModelAdapter, load_model
+from ..engine.projection import hard_ids, project
 from ..engine.prompts import SoftPrompt
 from ..engine.runs import Run, fingerprint, read_jsonl
+from ..engine.scoring import Scorer
+from .describe import DescribeConfig, describe
+from .interpret import interpret_reading
+from .pez import PezConfig, run_pez
 
 READINGS = ("projection", "inspect", "pez")
 
@@ -44,20 +50,20 @@ class ExplainConfig(ReadOptions):
     """Read one soft prompt three ways (projection, InSPEcT, PEZ) and measure each reading (task settings: the
     prompt's own unless an option overrides them)."""
 
-    model: str | None = h(None, f"model (default: the one the prompt was trained on, else {DEFAULT_MODEL})")
-    device: str = h("auto", "cpu, cuda, cuda:N or auto")
-    dtype: str = h("auto", "float32, bfloat16, float16 or auto (float32 on CPU, bfloat16 on CUDA)")
-    readings: list[str] = h(list(READINGS), "readings to compute: projection, inspect, pez")
-    metric: str = h("cos", "projection distance: cos, l2 or dot")
-    examples: int = h(100, "seeded test examples for faithfulness (0 = the whole test set)", ge=0)
-    layers: str = h("every:6", "InSPEcT layer grid when the run has no describe results for this prompt")
-    n_targets: int = h(1, "InSPEcT target prompts when describing here", ge=1)
-    max_new_tokens: int = h(30, "InSPEcT tokens generated per layer pair when describing here", ge=1)
-    pez_steps: int = h(20, "PEZ steps from the soft prompt (0 = the plain cosine projection)", ge=0)
-    pez_lr: float = h(0.1, "PEZ learning rate", gt=0)
-    pez_batch_size: int = h(8, "PEZ examples per step", ge=1)
-    fluency_weight: float = h(0.0, "PEZ fluency weight w in [0, 1): w*NLL_LM + (1-w)*task loss", ge=0, lt=1)
-    seed: int = h(0, "seed for the test subset, PEZ data order and InSPEcT target prompts", **SEED)
+    model: str | None = option(None, f"model (default: the one the prompt was trained on, else {DEFAULT_MODEL})")
+    device: str = option("auto", "cpu, cuda, cuda:N or auto")
+    dtype: str = option("auto", "float32, bfloat16, float16 or auto (float32 on CPU, bfloat16 on CUDA)")
+    readings: list[str] = option(list(READINGS), "readings to compute: projection, inspect, pez")
+    metric: str = option("cos", "projection distance: cos, l2 or dot")
+    examples: int = option(100, "seeded test examples for faithfulness (0 = the whole test set)", ge=0)
+    layers: str = option("every:6", "InSPEcT layer grid when the run has no describe results for this prompt")
+    n_targets: int = option(1, "InSPEcT target prompts when describing here", ge=1)
+    max_new_tokens: int = option(30, "InSPEcT tokens generated per layer pair when describing here", ge=1)
+    pez_steps: int = option(20, "PEZ steps from the soft prompt (0 = the plain cosine projection)", ge=0)
+    pez_lr: float = option(0.1, "PEZ learning rate", gt=0)
+    pez_batch_size: int = option(8, "PEZ examples per step", ge=1)
+    fluency_weight: float = option(0.0, "PEZ fluency weight w in [0, 1): w*NLL_LM + (1-w)*task loss", ge=0, lt=1)
+    seed: int = option(0, "seed for the test subset, PEZ data order and InSPEcT target prompts", **SEED)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -106,8 +112,6 @@ class Judge:
 
     def __init__(self, adapter: ModelAdapter, task, prompt: SoftPrompt, examples: int, seed: int,
                  settings: dict | None = None):
-        from ..engine.scoring import Scorer
-
         self.adapter, self.task, self.prompt = adapter, task, prompt
         settings = settings or prompt.settings
         self.scoring = {"max_length": settings.get("max_length") or 80,
@@ -122,8 +126,6 @@ class Judge:
 
     def __call__(self, ids: list[int]) -> dict:
         """interpret.interpret_reading of these token ids: faithfulness, scrutability, the verdicts."""
-        from .interpret import interpret_reading
-
         rep = interpret_reading(self.adapter, self.task, self.prompt, list(ids), examples=self.test,
                                 soft_logprobs=self.lp_soft, **self.scoring)
         return {k: rep[k] for k in ("faithfulness", "scrutability", "faithful", "scrutable", "interpretable",
@@ -132,8 +134,6 @@ class Judge:
 
 # ---- the three readings ------------------------------------------------------------------------------------
 def read_projection(adapter: ModelAdapter, prompt: SoftPrompt, cfg: ExplainConfig) -> dict:
-    from ..engine.projection import project
-
     proj = project(adapter, prompt.tensor, cfg.metric, top_k=3)
     return {"name": f"projection ({cfg.metric})", "method": "projection", "text": proj.text, "ids": proj.ids,
             "details": [{"position": i, **{f"top{k + 1}": f"{t['token']!r} {t['score']:.3f}" for k, t in enumerate(top)}}
@@ -155,9 +155,8 @@ def read_inspect(adapter: ModelAdapter, prompt: SoftPrompt, prompt_file: Path, r
                  cfg: ExplainConfig, out: Path, progress: bool) -> dict:
     rows, where = _describe_rows(run, prompt)
     if not rows:
-        from .describe import DescribeConfig, describe
-
-        dcfg = DescribeConfig(model=adapter.name, device=cfg.device, dtype=cfg.dtype, layers=cfg.layers,
+        dcfg = DescribeConfig(model=adapter.name, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code,
+                              layers=cfg.layers,
                               n_targets=cfg.n_targets, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
                               task=cfg.task, data_dir=cfg.data_dir, text_column=cfg.text_column,
                               text_b_column=cfg.text_b_column, label_column=cfg.label_column, template=cfg.template,
@@ -177,11 +176,7 @@ def read_inspect(adapter: ModelAdapter, prompt: SoftPrompt, prompt_file: Path, r
 
 def read_pez(adapter: ModelAdapter, prompt: SoftPrompt, task, cfg: ExplainConfig, out: Path, progress: bool) -> dict:
     """PEZ started at the soft prompt (its step 0 is the cosine projection); the held-out-best hard prompt."""
-    from .pez import PezConfig, run_pez
-
     if cfg.pez_steps == 0:
-        from .pez import hard_ids
-
         ids = hard_ids(adapter, prompt.tensor)
         return {"name": "PEZ (0 steps)", "method": "pez", "text": adapter.decode(ids), "ids": ids}
     holdout = 0 if task.dev else min(300, max(1, len(task.train) // 4))
@@ -203,7 +198,6 @@ def explain(source: str | Path, cfg: ExplainConfig | None = None, out: str | Pat
     """Read the prompt at `source` (file, run dir or PEFT dir) three ways and measure each; writes `out`."""
     t0 = time.time()
     cfg = cfg or ExplainConfig()
-    from ..engine.carry import model_for, resolve as resolve_settings
 
     prompt_file, run = resolve(source)
     prompt = SoftPrompt.load(prompt_file)
@@ -297,14 +291,3 @@ def table(summary: dict, width: int = 48) -> str:
                  "KL(soft‖reading) of the label distributions; ppl: perplexity under the LM; dict: dictionary words; "
                  "interpretable: faithful and scrutable by softscope.interpret's thresholds")
     return "\n".join(lines)
-
-
-def demo_step(run_dir: str | Path, adapter: ModelAdapter | None = None) -> ExplainResult:
-    """`make demo`'s explain stage: the default (cheap) reading of the run's final prompt, printed as a table."""
-    import click
-
-    click.echo("\n== explain: the final prompt read three ways ==")
-    res = explain(run_dir, ExplainConfig(), adapter=adapter)
-    click.echo(table(res.summary))
-    click.echo(f"written to {res.out_dir}")
-    return res

@@ -16,38 +16,44 @@ from __future__ import annotations
 import functools
 import math
 import re
+import tempfile
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..engine.config import SEED, ReadOptions, h, validate
+from ..engine.carry import model_for, resolve
+from ..engine.config import SEED, ReadOptions, option, validate
 from ..engine.errors import SoftscopeError
 from ..engine.metrics import perplexity
-from ..engine.models import ModelAdapter
+from ..engine.models import DEFAULT_MODEL, ModelAdapter, load_model
+from ..engine.projection import hard_ids, project
 from ..engine.prompts import SoftPrompt
+from ..engine.runs import Run
 from ..engine.scoring import Scorer
 from ..engine.stats import compare_paired, interval_of
+from .pez import PezConfig, run_pez
 
 
 @dataclass
 class InterpretConfig(ReadOptions):
     """Faithfulness and scrutability of a discrete reading of a soft prompt (task settings: the prompt's own)."""
 
-    model: str | None = h(None, "model (default: the one the prompt was trained on): alias, local folder or hub id")
-    device: str = h("auto", "cpu, cuda, cuda:N or auto")
-    dtype: str = h("auto", "float32, bfloat16, float16 or auto (float32 on CPU, bfloat16 on CUDA)")
-    trust_remote_code: bool = h(False, "allow model code from the Hub (off unless you ask)")
+    model: str | None = option(None, "model (default: the one the prompt was trained on): alias, local folder or hub id")
+    device: str = option("auto", "cpu, cuda, cuda:N or auto")
+    dtype: str = option("auto", "float32, bfloat16, float16 or auto (float32 on CPU, bfloat16 on CUDA)")
+    trust_remote_code: bool = option(False, "allow model code from the Hub (off unless you ask)")
 
-    reading: str = h("projection", "projection[:l2|cos|dot], pez (a PEZ fit started at the prompt, or the "
+    reading: str = option("projection", "projection[:l2|cos|dot], pez (a PEZ fit started at the prompt, or the "
                      "projection of a PEZ run), pez:RUN_DIR, text:STRING or ids:1,2,3")
-    pez_steps: int = h(30, "steps of the PEZ fit for --reading pez on a prompt that is not a PEZ run", ge=0)
-    examples: int = h(300, "held-out test examples for faithfulness (seeded subset; 0 = all)", ge=0)
-    min_agreement: float = h(0.9, "faithful when prediction agreement is at least this", ge=0, le=1)
-    max_perplexity: float = h(1000.0, "scrutable when LM perplexity is at most this ...", gt=0)
-    min_dictionary_share: float = h(0.7, "... and at least this share of its words are dictionary words", ge=0, le=1)
-    eval_batch_size: int = h(32, "batch size for evaluation", ge=1)
-    seed: int = h(0, "seed of the example subset", **SEED)
+    pez_steps: int = option(30, "steps of the PEZ fit for --reading pez on a prompt that is not a PEZ run", ge=0)
+    examples: int = option(300, "held-out test examples for faithfulness (seeded subset; 0 = all)", ge=0)
+    min_agreement: float = option(0.9, "faithful when prediction agreement is at least this", ge=0, le=1)
+    max_perplexity: float = option(1000.0, "scrutable when LM perplexity is at most this ...", gt=0)
+    min_dictionary_share: float = option(0.7, "... and at least this share of its words are dictionary words", ge=0, le=1)
+    eval_batch_size: int = option(32, "batch size for evaluation", ge=1)
+    seed: int = option(0, "seed of the example subset", **SEED)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -140,12 +146,8 @@ def reading_ids(adapter: ModelAdapter, soft_prompt: SoftPrompt, reading) -> tupl
     if kind == "ids":
         return parse_ids(arg, adapter.vocab_size), "ids"
     if kind == "projection":
-        from ..engine.projection import project
-
         return project(adapter, soft_prompt.tensor, arg or "cos", top_k=1).ids, f"projection:{arg or 'cos'}"
     if kind == "pez":  # the final projection of a PEZ run: the reading of its continuous prompt
-        from .pez import hard_ids
-
         run = Path(arg) if arg else Path(soft_prompt.extra.get("run", ""))
         if not (run / "prompt.safetensors").exists() or not (run / "prompt_continuous.safetensors").exists():
             raise SoftscopeError(f"{run} is not a PEZ run (no prompt.safetensors + prompt_continuous.safetensors): "
@@ -199,18 +201,11 @@ def interpret(cfg: InterpretConfig, prompt_path: str | Path, out: str | Path | N
 
     The task, template, label words, max length and placement are the prompt's own (engine.carry) unless cfg
     overrides them; overrides are listed in the report."""
-    from contextlib import nullcontext
-
-    from ..engine.runs import Run
-
     with Run.open(out, "interpret") if out else nullcontext() as run:  # lock and check the folder before any work
         return _interpret(cfg, prompt_path, run, adapter, task)
 
 
 def _interpret(cfg: InterpretConfig, prompt_path, run, adapter, task) -> dict:
-    from ..engine.carry import model_for, resolve
-    from ..engine.models import DEFAULT_MODEL, load_model
-
     out = run.path if run else None
     sp = SoftPrompt.load(prompt_path)
     if Path(prompt_path).is_dir() and (Path(prompt_path) / "prompt_continuous.safetensors").exists():
@@ -250,10 +245,6 @@ def _interpret(cfg: InterpretConfig, prompt_path, run, adapter, task) -> dict:
 def _pez_fit(cfg: InterpretConfig, sp: SoftPrompt, adapter: ModelAdapter, task, out: Path | None,
              settings: dict) -> list[int]:
     """A PEZ reading of any soft prompt: PEZ (w = 0) started at the prompt itself; returns the hard prompt's ids."""
-    import tempfile
-
-    from .pez import PezConfig, run_pez
-
     pcfg = PezConfig(model=adapter.name, task=task.origin or task.name, tokens=sp.n_tokens, steps=cfg.pez_steps,
                      checkpoint_every=max(1, cfg.pez_steps // 3), test_examples=min(cfg.examples or 200, 200),
                      fluency_weight=[0.0], final_eval="none", max_length=settings.get("max_length") or 80,

@@ -19,41 +19,42 @@ scale, and PEZ runs without gradient clipping, so the steps are those of L itsel
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..engine.config import TrainConfig, h, subconfig
+from ..engine.carry import record
+from ..engine.config import TrainConfig, option, subconfig
 from ..engine.errors import SoftscopeError
 from ..engine.metrics import perplexity
-from ..engine.models import ModelAdapter, final_hidden, lm_logits, special_ids, token_embeddings
-from ..engine.projection import nearest_ids, project_straight_through
+from ..engine.models import ModelAdapter, final_hidden, lm_logits, load_model_for, special_ids, token_embeddings
+from ..engine.projection import hard_ids, project_straight_through
 from ..engine.prompts import SoftPrompt
-from ..engine.runs import Run, config_dict, fingerprint, read_json, save_figure
+from ..engine.runs import Run, fingerprint, read_json
 from ..engine.scoring import Scorer
-from ..engine.stats import interval_of
-from ..engine.training import LossTerm, load_model_for, load_task_for, tensor_digest, train
+from ..engine.sweeps import plot_curves, sweep_settings, weight_sweep
+from ..engine.tasks import holdout_task, load_task_for
+from ..engine.training import LossTerm, init_prompt, tensor_digest, train
 
 
 @dataclass
 class PezConfig(TrainConfig):
     """PEZ hard-prompt search: one run per fluency weight, selected by held-out accuracy."""
 
-    tokens: int = h(10, "hard prompt length (tokens)", ge=1)
-    steps: int = h(100, "optimizer steps per weight", ge=0)
-    batch_size: int = h(16, "examples per step", ge=1)
-    lr: float = h(0.3, "AdamW learning rate on the continuous prompt (PEZ: ~0.1-0.3)", gt=0)
-    grad_clip: float = h(0.0, "clip the gradient norm (0 = off, as PEZ)", ge=0)
-    init: str = h("labels", "labels (class-label tokens, PEZ), vocab, random or text")
-    checkpoint_every: int = h(10, "evaluate the hard prompt on the held-out set every this many steps", ge=1)
-    eval_examples: int = h(200, "held-out examples for checkpoint selection (0 = all)", ge=0)
-    fluency_weight: list[float] = h([0.0], "fluency weights w in L = w*NLL_LM + (1-w)*L_task, one run each (0 <= w < 1)",
+    tokens: int = option(10, "hard prompt length (tokens)", ge=1)
+    steps: int = option(100, "optimizer steps per weight", ge=0)
+    batch_size: int = option(16, "examples per step", ge=1)
+    lr: float = option(0.3, "AdamW learning rate on the continuous prompt (PEZ: ~0.1-0.3)", gt=0)
+    grad_clip: float = option(0.0, "clip the gradient norm (0 = off, as PEZ)", ge=0)
+    init: str = option("labels", "labels (class-label tokens, PEZ), vocab, random or text")
+    checkpoint_every: int = option(10, "evaluate the hard prompt on the held-out set every this many steps", ge=1)
+    eval_examples: int = option(200, "held-out examples for checkpoint selection (0 = all)", ge=0)
+    fluency_weight: list[float] = option([0.0], "fluency weights w in L = w*NLL_LM + (1-w)*L_task, one run each (0 <= w < 1)",
                                     ge=0, lt=1, why="w = 1 would ignore the task")
-    holdout: int = h(300, "held-out examples cut from train when the task has no dev split", ge=1)
-    test_examples: int = h(0, "test examples for the selected prompt (0 = the whole test set, -1 = skip)", ge=-1)
+    holdout: int = option(300, "held-out examples cut from train when the task has no dev split", ge=1)
+    test_examples: int = option(0, "test examples for the selected prompt (0 = the whole test set, -1 = skip)", ge=-1)
 
     def __post_init__(self) -> None:
         self.fluency_weight = [float(w) for w in (self.fluency_weight or [0.0])]
@@ -69,12 +70,6 @@ def pez_transform(adapter: ModelAdapter):
     """P ↦ nearest non-special token embeddings by cosine, straight-through (what the model sees at every step)."""
     E, skip = token_embeddings(adapter).detach(), special_ids(adapter)
     return lambda P: project_straight_through(P, E, "cos", skip)
-
-
-def hard_ids(adapter: ModelAdapter, P: torch.Tensor) -> list[int]:
-    """The hard prompt's token ids: the cosine-nearest non-special vocabulary token of each virtual token."""
-    E = token_embeddings(adapter).detach().float()
-    return nearest_ids(P.detach().float().to(E.device), E, "cos", special_ids(adapter)).tolist()
 
 
 def fluency_nll(adapter: ModelAdapter, seen: torch.Tensor, ids: list[int] | torch.Tensor) -> torch.Tensor:
@@ -120,20 +115,6 @@ def label_init(adapter: ModelAdapter, task, n: int) -> torch.Tensor:
     return token_embeddings(adapter).detach().float()[ids].clone()
 
 
-def holdout_task(task, size: int, seed: int):
-    """A copy of the task whose `test` is a held-out split (dev, else a seeded cut of train removed from train)."""
-    if task.dev:
-        return dataclasses.replace(task, test=list(task.dev)), "dev"
-    if len(task.train) <= size:
-        raise SoftscopeError(f"task {task.name} has {len(task.train)} training examples and no dev split: "
-                             f"lower --holdout below that")
-    g = torch.Generator().manual_seed(seed + 7919)
-    perm = torch.randperm(len(task.train), generator=g).tolist()
-    held = set(perm[:size])
-    return (dataclasses.replace(task, train=[e for i, e in enumerate(task.train) if i not in held],
-                                test=[e for i, e in enumerate(task.train) if i in held]), "train-holdout")
-
-
 # ---- one PEZ run ----------------------------------------------------------------------------------------
 def run_pez(cfg: PezConfig, weight: float, out: str | Path, adapter: ModelAdapter, task, progress: bool = True,
             init: torch.Tensor | None = None) -> dict:
@@ -149,8 +130,6 @@ def run_pez(cfg: PezConfig, weight: float, out: str | Path, adapter: ModelAdapte
     elif cfg.init == "labels":
         P0 = label_init(adapter, task, cfg.tokens)
     else:
-        from ..engine.training import init_prompt
-
         P0 = init_prompt(adapter, cfg.tokens, cfg.init, gen, cfg.init_text)
     terms = [fluency_term(adapter, weight)] if weight > 0 else []
     settings = fingerprint(tcfg, pez=sweep_settings(cfg), fluency_weight=weight, init_prompt=tensor_digest(P0))
@@ -162,7 +141,6 @@ def run_pez(cfg: PezConfig, weight: float, out: str | Path, adapter: ModelAdapte
         best = max(res.checkpoints, key=lambda c: (c["accuracy"], c["step"]))  # ties: the later (more trained) one
         chosen = SoftPrompt.load(out / best["path"])
         ids = hard_ids(adapter, chosen.tensor)
-        from ..engine.carry import record
 
         scorer = Scorer(adapter, task, max_length=cfg.max_length, verbalizer=cfg.verbalizer)
         test = task.subset("test", cfg.test_examples or None, cfg.seed) if cfg.test_examples >= 0 else []
@@ -186,11 +164,6 @@ def run_pez(cfg: PezConfig, weight: float, out: str | Path, adapter: ModelAdapte
     return summary
 
 
-def sweep_settings(cfg) -> dict:
-    """A weight sweep's settings without the weight list (one sub-run's fingerprint names its own weight)."""
-    return {k: v for k, v in config_dict(cfg).items() if k != "fluency_weight"}
-
-
 def pez(cfg: PezConfig, out: str | Path, adapter: ModelAdapter | None = None, task=None, progress: bool = True) -> dict:
     """PEZ sweep over cfg.fluency_weight: one sub-run per weight (w-<weight>/), a table and curve plots."""
     with Run.open(out, "pez", fingerprint(cfg), growable=("fluency_weight",)) as run:  # more weights may be added
@@ -201,38 +174,3 @@ def pez(cfg: PezConfig, out: str | Path, adapter: ModelAdapter | None = None, ta
                                      task.name, adapter.name)
         plot_curves(rows, run.file("pez_curves.png"), "heldout_accuracy", f"PEZ on {task.name}")
     return summary
-
-
-def weight_sweep(cfg, run: Run, kind: str, run_one, task_name: str, model_name: str,
-                 drop: tuple[str, ...] = ()) -> tuple[list[dict], dict]:
-    """One sub-run per fluency weight in <run>/w-<weight>/ (a finished one with the same settings is reused, one
-    with other settings refused by its fingerprint), then <kind>.jsonl (one row per weight, minus the `drop`
-    keys) and <kind>_summary.json. Shared by PEZ and RLPrompt."""
-    rows = [run_one(w, run.path / f"w-{w:g}") for w in cfg.fluency_weight]
-    run.write_jsonl(f"{kind}.jsonl", [{k: v for k, v in r.items() if k not in drop} for r in rows])
-    summary = {"task": task_name, "model": model_name, "runs": [
-        {**{k: r[k] for k in ("fluency_weight", "text", "test_accuracy", "perplexity", "selected_step")},
-         "test_examples": r.get("test_examples"),
-         "test_ci95": interval_of(r["test_accuracy"], r.get("test_examples") or 0)
-         if r["test_accuracy"] is not None else None} for r in rows]}
-    run.write_json(f"{kind}_summary.json", summary)
-    return rows, summary
-
-
-def plot_curves(rows: list[dict], path: Path, key: str, title: str) -> None:
-    """One training curve per fluency weight (held-out accuracy by step)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for r in rows:
-        c = r["curve"]
-        ax.plot([p["step"] for p in c], [p[key] for p in c], marker="o", ms=3, label=f"w={r['fluency_weight']:g}")
-    ax.set_xlabel("step")
-    ax.set_ylabel(key.replace("_", " "))
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)

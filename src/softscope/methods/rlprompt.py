@@ -34,45 +34,47 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..engine.carry import record
-from ..engine.config import SEED, ModelOptions, TaskOptions, h, validate
+from ..engine.config import SEED, ModelOptions, TaskOptions, option, validate
 from ..engine.errors import SoftscopeError
 from ..engine.metrics import perplexity
-from ..engine.models import ModelAdapter, cache_kwarg, last_hidden, lm_logits, returned_cache
+from ..engine.models import ModelAdapter, cache_kwarg, last_hidden, lm_logits, load_model, load_model_for, returned_cache
 from ..engine.prompts import SoftPrompt
 from ..engine.runs import Run, fingerprint, read_json, save_figure
 from ..engine.scoring import Scorer
+from ..engine.sweeps import plot_curves, sweep_settings, weight_sweep
+from ..engine.tasks import holdout_task, load_task_for
 
 
 @dataclass
 class RLPromptConfig(ModelOptions, TaskOptions):
     """RLPrompt: soft Q-learning of a prompt policy, one run per fluency weight."""
 
-    policy: str = h("", "policy LM (default: the task model; a different model must share its tokenizer)")
-    tokens: int = h(5, "prompt length L (tokens)", ge=1)
-    steps: int = h(100, "training steps (paper: 12000)", ge=0)
-    prompts_per_step: int = h(8, "prompts K sampled per step (paper: 16)", ge=2,
+    policy: str = option("", "policy LM (default: the task model; a different model must share its tokenizer)")
+    tokens: int = option(5, "prompt length L (tokens)", ge=1)
+    steps: int = option(100, "training steps (paper: 12000)", ge=0)
+    prompts_per_step: int = option(8, "prompts K sampled per step (paper: 16)", ge=2,
                               why="the rewards of a step are z-scored")
-    batch_size: int = h(8, "task inputs each prompt is scored on per step (paper: 16)", ge=1)
-    lr: float = h(5e-5, "Adam learning rate of the MLP (paper: 5e-5; 1e-3 collapses the policy in ~4 steps)", gt=0)
-    hidden: int = h(2048, "MLP hidden width", ge=1)
-    top_k: int = h(256, "sample among the policy's top-k tokens", ge=1)
-    fluent: bool = h(False, "fluent mode: sample only among the frozen LM's own top-k next tokens")
-    fluent_top_k: int = h(20, "k of the fluent mode", ge=1)
-    fluency_weight: list[float] = h([0.0], "lambda of the reward term -lambda*NLL_LM(prompt), one run each", ge=0)
-    correct_coeff: float = h(200.0, "gap reward factor when the prediction is right", ge=0)
-    incorrect_coeff: float = h(180.0, "gap reward factor when it is wrong", ge=0)
-    zscore: bool = h(True, "z-score the rewards of the prompts of a step")
-    shaping_old: list[float] = h([0.0, 1.0], "reward shaping: linear map from [old_min, old_max] ...")
-    shaping_new: list[float] = h([0.0, 50.0], "... to [new_min, new_max] (paper: 0,5; see docs/rlprompt.md for why 50)")
-    target_polyak: float = h(1e-3, "target network update: theta' <- (1-tau) theta' + tau theta", gt=0, le=1)
-    grad_clip: float = h(5.0, "clip the MLP gradient to this global norm (RLPrompt's trainer: 5; 0 = off)", ge=0)
-    eval_every: int = h(20, "score the greedy prompt on the held-out set every this many steps", ge=1)
-    eval_examples: int = h(100, "held-out examples for selection", ge=0)
-    holdout: int = h(300, "held-out examples cut from train when the task has no dev split", ge=1)
-    test_examples: int = h(0, "test examples for the selected prompt (0 = the whole test set, -1 = skip)", ge=-1)
-    max_length: int = h(80, "truncate formatted inputs to this many tokens", ge=1)
-    eval_batch_size: int = h(32, "batch size for evaluation", ge=1)
-    seed: int = h(0, "seed for the policy init, sampling and data order", **SEED)
+    batch_size: int = option(8, "task inputs each prompt is scored on per step (paper: 16)", ge=1)
+    lr: float = option(5e-5, "Adam learning rate of the MLP (paper: 5e-5; 1e-3 collapses the policy in ~4 steps)", gt=0)
+    hidden: int = option(2048, "MLP hidden width", ge=1)
+    top_k: int = option(256, "sample among the policy's top-k tokens", ge=1)
+    fluent: bool = option(False, "fluent mode: sample only among the frozen LM's own top-k next tokens")
+    fluent_top_k: int = option(20, "k of the fluent mode", ge=1)
+    fluency_weight: list[float] = option([0.0], "lambda of the reward term -lambda*NLL_LM(prompt), one run each", ge=0)
+    correct_coeff: float = option(200.0, "gap reward factor when the prediction is right", ge=0)
+    incorrect_coeff: float = option(180.0, "gap reward factor when it is wrong", ge=0)
+    zscore: bool = option(True, "z-score the rewards of the prompts of a step")
+    shaping_old: list[float] = option([0.0, 1.0], "reward shaping: linear map from [old_min, old_max] ...")
+    shaping_new: list[float] = option([0.0, 50.0], "... to [new_min, new_max] (paper: 0,5; see docs/rlprompt.md for why 50)")
+    target_polyak: float = option(1e-3, "target network update: theta' <- (1-tau) theta' + tau theta", gt=0, le=1)
+    grad_clip: float = option(5.0, "clip the MLP gradient to this global norm (RLPrompt's trainer: 5; 0 = off)", ge=0)
+    eval_every: int = option(20, "score the greedy prompt on the held-out set every this many steps", ge=1)
+    eval_examples: int = option(100, "held-out examples for selection", ge=0)
+    holdout: int = option(300, "held-out examples cut from train when the task has no dev split", ge=1)
+    test_examples: int = option(0, "test examples for the selected prompt (0 = the whole test set, -1 = skip)", ge=-1)
+    max_length: int = option(80, "truncate formatted inputs to this many tokens", ge=1)
+    eval_batch_size: int = option(32, "batch size for evaluation", ge=1)
+    seed: int = option(0, "seed for the policy init, sampling and data order", **SEED)
 
     def __post_init__(self) -> None:
         self.fluency_weight = [float(w) for w in (self.fluency_weight or [0.0])]
@@ -248,8 +250,6 @@ def run_rlprompt(cfg: RLPromptConfig, weight: float, out: str | Path, adapter: M
 
     The sub-run folder `out` is reused when it holds a finished run with the same settings (and refused when its
     settings differ); an unfinished one (RLPrompt keeps no resume state) is trained again from the start."""
-    from .pez import sweep_settings
-
     pa = policy_adapter or adapter
     settings = fingerprint(cfg, rlprompt=sweep_settings(cfg), fluency_weight=weight, policy=pa.name)
     settings.pop("config")  # the sweep's settings (rlprompt) say it all
@@ -261,8 +261,6 @@ def run_rlprompt(cfg: RLPromptConfig, weight: float, out: str | Path, adapter: M
 
 def _run_one(cfg: RLPromptConfig, weight: float, run: Run, adapter: ModelAdapter, task, pa: ModelAdapter,
              progress: bool) -> dict:
-    from .pez import holdout_task
-
     t0 = time.time()
     out = run.path
     if pa.vocab_size != adapter.vocab_size or pa.encode("a test") != adapter.encode("a test"):
@@ -346,10 +344,6 @@ def _run_one(cfg: RLPromptConfig, weight: float, run: Run, adapter: ModelAdapter
 def rlprompt(cfg: RLPromptConfig, out: str | Path, adapter: ModelAdapter | None = None, task=None,
              progress: bool = True) -> dict:
     """RLPrompt sweep over cfg.fluency_weight: one sub-run per weight (w-<weight>/), a table, curve plots."""
-    from ..engine.models import load_model
-    from .pez import plot_curves, weight_sweep
-    from ..engine.training import load_model_for, load_task_for
-
     with Run.open(out, "rlprompt", fingerprint(cfg), growable=("fluency_weight",)) as run:
         adapter = adapter or load_model_for(cfg)
         task = task or load_task_for(cfg)

@@ -16,41 +16,48 @@ from pathlib import Path
 
 import torch
 
-from ..engine.config import SEED, ModelOptions, TaskOptions, TrainConfig, h, subconfig, validate
-from .interpret import dictionary_share, interpret_reading
+from ..engine.config import SEED, ModelOptions, TaskOptions, TrainConfig, option, subconfig, validate
+from ..engine.models import load_model_for
+from ..engine.projection import project
 from ..engine.prompts import SoftPrompt
 from ..engine.runs import Run, fingerprint, read_json, save_figure
 from ..engine.scoring import Scorer
+from ..engine.sweeps import sweep_settings
+from ..engine.tasks import load_task_for
+from ..engine.training import train
+from .interpret import dictionary_share, interpret_reading
+from .pez import PezConfig, pez
+from .rlprompt import RLPromptConfig, rlprompt
 
 
 @dataclass
 class TradeoffConfig(ModelOptions, TaskOptions):
     """Weight sweeps of PEZ and RLPrompt beside a soft prompt, on one task."""
 
-    examples: int = h(300, "seeded test examples every prompt is scored on (0 = all)", ge=0)
-    soft_tokens: int = h(10, "virtual tokens of the reference soft prompt", ge=1)
-    soft_steps: int = h(40, "prompt-tuning steps of the reference soft prompt", ge=1)
-    soft_lr: float = h(3e-2, "its learning rate", gt=0)
-    pez_weights: list[float] = h([0.0, 0.1, 0.3, 0.5], "PEZ fluency weights w (0 <= w < 1)", ge=0, lt=1)
-    pez_tokens: int = h(10, "PEZ prompt length", ge=1)
-    pez_steps: int = h(50, "PEZ steps per weight", ge=0)
-    pez_batch_size: int = h(8, "PEZ batch size (paper: 16)", ge=1)
-    pez_lr: float = h(0.3, "PEZ learning rate", gt=0)
-    rl_weights: list[float] = h([0.0, 1.0, 5.0], "RLPrompt fluency weights lambda", ge=0)
-    rl_tokens: int = h(5, "RLPrompt prompt length", ge=1)
-    rl_steps: int = h(60, "RLPrompt steps per weight", ge=0)
-    rl_prompts_per_step: int = h(8, "RLPrompt prompts per step", ge=2)
-    rl_batch_size: int = h(4, "RLPrompt inputs per prompt per step", ge=1)
-    rl_lr: float = h(5e-5, "RLPrompt MLP learning rate", gt=0)
-    rl_fluent: bool = h(False, "RLPrompt fluent mode (sample among the LM's top-k)")
-    rl_eval_every: int = h(0, "RLPrompt: score the greedy prompt every this many steps (0 = rl_steps / 5)", ge=0)
-    rl_selection_examples: int = h(0, "RLPrompt: held-out examples for selection (0 = selection_examples)", ge=0)
-    selection_examples: int = h(100, "held-out examples for checkpoint selection (PEZ, RLPrompt)", ge=1)
-    holdout: int = h(300, "held-out examples cut from train for selection when the task has no dev split", ge=1)
-    max_perplexity: float = h(1000.0, "scrutability threshold on perplexity", gt=0)
-    min_dictionary_share: float = h(0.7, "scrutability threshold on dictionary-word share", ge=0, le=1)
-    min_agreement: float = h(0.9, "faithfulness threshold on agreement with the soft prompt", ge=0, le=1)
-    seed: int = h(0, "seed for everything", **SEED)
+    examples: int = option(300, "seeded test examples every prompt is scored on (0 = all)", ge=0)
+    soft_tokens: int = option(10, "virtual tokens of the reference soft prompt", ge=1)
+    soft_steps: int = option(40, "prompt-tuning steps of the reference soft prompt", ge=1)
+    soft_lr: float = option(3e-2, "its learning rate", gt=0)
+    pez_weights: list[float] = option([0.0, 0.1, 0.3, 0.5], "PEZ fluency weights w (0 <= w < 1)", ge=0, lt=1)
+    pez_tokens: int = option(10, "PEZ prompt length", ge=1)
+    pez_steps: int = option(50, "PEZ steps per weight", ge=0)
+    pez_batch_size: int = option(8, "PEZ batch size (paper: 16)", ge=1)
+    pez_lr: float = option(0.3, "PEZ learning rate", gt=0)
+    rl_weights: list[float] = option([0.0, 1.0, 5.0], "RLPrompt fluency weights lambda", ge=0)
+    rl_tokens: int = option(5, "RLPrompt prompt length", ge=1)
+    rl_steps: int = option(60, "RLPrompt steps per weight", ge=0)
+    rl_prompts_per_step: int = option(8, "RLPrompt prompts per step", ge=2)
+    rl_batch_size: int = option(4, "RLPrompt inputs per prompt per step", ge=1)
+    rl_lr: float = option(5e-5, "RLPrompt MLP learning rate", gt=0)
+    rl_fluent: bool = option(False, "RLPrompt fluent mode (sample among the LM's top-k)")
+    rl_eval_every: int = option(0, "RLPrompt: score the greedy prompt every this many steps (0 = rl_steps / 5)", ge=0)
+    rl_selection_examples: int = option(0, "RLPrompt: held-out examples for selection (0 = selection_examples)", ge=0)
+    selection_examples: int = option(100, "held-out examples for checkpoint selection (PEZ, RLPrompt)", ge=1)
+    holdout: int = option(300, "held-out examples cut from train for selection when the task has no dev split", ge=1)
+    max_perplexity: float = option(1000.0, "scrutability threshold on perplexity", gt=0)
+    min_dictionary_share: float = option(0.7, "scrutability threshold on dictionary-word share", ge=0, le=1)
+    min_agreement: float = option(0.9, "faithfulness threshold on agreement with the soft prompt", ge=0, le=1)
+    seed: int = option(0, "seed for everything", **SEED)
 
     def __post_init__(self) -> None:
         self.pez_weights = [float(w) for w in self.pez_weights or []]
@@ -87,8 +94,6 @@ def tradeoff(cfg: TradeoffConfig, out: str | Path, adapter=None, task=None, prog
     """Run (or resume) the sweeps and write tradeoff.jsonl, tradeoff_summary.json and the two plots.
 
     Its parts (soft/, pez/, rlprompt/, the score cache) are reused only under the same settings."""
-    from ..engine.training import load_model_for, load_task_for
-
     with Run.open(out, "tradeoff", fingerprint(cfg), growable=GROWABLE) as run:  # more weights may be added
         adapter = adapter or load_model_for(cfg)
         task = task or load_task_for(cfg)
@@ -100,10 +105,6 @@ GROWABLE = ("pez_weights", "rl_weights")
 
 
 def _tradeoff(cfg: TradeoffConfig, run: Run, adapter, task, progress: bool) -> dict:
-    from .pez import PezConfig, pez, sweep_settings
-    from .rlprompt import RLPromptConfig, rlprompt
-    from ..engine.training import train
-
     out = run.path
     examples = task.subset("test", cfg.examples or None, cfg.seed)
     common = dict(model=cfg.model, device=cfg.device, dtype=cfg.dtype, task=cfg.task, data_dir=cfg.data_dir,
@@ -155,7 +156,6 @@ def _tradeoff(cfg: TradeoffConfig, run: Run, adapter, task, progress: bool) -> d
 
     rows = [{"method": "soft prompt", "weight": None, "text": None, "ids": None, "accuracy": soft_acc,
              "perplexity": None, "dictionary_share": None, "agreement": 1.0, "kl": 0.0, "accuracy_gap": 0.0}]
-    from ..engine.projection import project
 
     for metric in ("cos", "l2"):
         rows.append(score(f"projection ({metric})", None, project(adapter, soft.tensor, metric, 1).ids))

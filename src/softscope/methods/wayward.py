@@ -35,17 +35,19 @@ from pathlib import Path
 
 import torch
 
-from ..engine.config import TrainConfig, h, subconfig, validate
+from ..engine.carry import record as record_settings
+from ..engine.config import TrainConfig, option, subconfig, validate
 from ..engine.errors import SoftscopeError
 from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, run_units
 from ..engine.metrics import word_f1
-from ..engine.models import ModelAdapter, choose_autocast, text_embeddings, token_embeddings
+from ..engine.models import ModelAdapter, choose_autocast, load_model_for, text_embeddings, token_embeddings
 from ..engine.projection import project
 from ..engine.prompts import SoftPrompt
 from ..engine.runs import Run, fingerprint, read_json, read_jsonl, save_figure
 from ..engine.scoring import Scorer
 from ..engine.stats import paired_bootstrap
-from ..engine.training import LossTerm, init_prompt, load_model_for, tensor_digest, train, train_many
+from ..engine.tasks import BUILTIN, WAYWARD_TEMPLATES, data_dir, load_task
+from ..engine.training import LossTerm, init_prompt, tensor_digest, train, train_many
 
 PAPER_GAMMAS = [0.0, 1e-4, 5e-4, 1e-3, 3e-3, 5e-3, 1e-2, 3e-2]
 N_BOOT = 2000  # paired bootstrap resamples for the drop's interval (examples × resamples stay a few MB)
@@ -92,39 +94,39 @@ PROTOCOLS: dict[str, dict] = {
 class WaywardConfig(TrainConfig, ExecutorOptions):
     """A γ sweep over target texts: train, project (Euclidean), score prompt-F1, accuracy and distance."""
 
-    targets: list[str] | None = h(None, "target files: JSON {name: text} or [texts], or .txt with one per line "
+    targets: list[str] | None = option(None, "target files: JSON {name: text} or [texts], or .txt with one per line "
                                         "(bare names are looked up in <data-dir>/targets/)")
-    target: list[str] | None = h(None, "target texts given directly (repeat --target for several)")
-    gamma: list[float] = h(PAPER_GAMMAS, "γ values of the distance term (0 = plain prompt tuning)", ge=0)
-    f1_threshold: float = h(0.9, "prompt-F1 a projection must reach to count as reading as the target", gt=0, le=1)
-    within: float = h(0.02, "accuracy margin to the reference prompt that counts as 'no loss' (0.02 = 2 points); "
+    target: list[str] | None = option(None, "target texts given directly (repeat --target for several)")
+    gamma: list[float] = option(PAPER_GAMMAS, "γ values of the distance term (0 = plain prompt tuning)", ge=0)
+    f1_threshold: float = option(0.9, "prompt-F1 a projection must reach to count as reading as the target", gt=0, le=1)
+    within: float = option(0.02, "accuracy margin to the reference prompt that counts as 'no loss' (0.02 = 2 points); "
                             "with per-example scores it is claimed only when the whole 95% paired interval is inside",
                       ge=0, le=1)
-    protocol: str = h("custom", "paper (the authors' released settings), cpu (early-stopped test of the claim), "
+    protocol: str = option("custom", "paper (the authors' released settings), cpu (early-stopped test of the claim), "
                                 "quick (16-step subset), full (paper targets/γ, softscope training) or custom; a "
                                 "preset fixes the targets and training settings")
-    train_seeds: list[int] | None = h(None, "train seeds (data order; init for --start init): one prompt per seed "
+    train_seeds: list[int] | None = option(None, "train seeds (data order; init for --start init): one prompt per seed "
                                             "and γ, accuracy and F1 averaged over seeds (default: --seed)")
-    selection: str = h("softscope", "softscope (most accurate prompt with F1 >= threshold, drop vs γ = 0) or paper "
+    selection: str = option("softscope", "softscope (most accurate prompt with F1 >= threshold, drop vs γ = 0) or paper "
                                     "(the authors': γ by seed-mean accuracy, first with F1 > threshold, else the most "
                                     "accurate; drop vs the best accuracy)")
-    distance_norm: str = h("none", "none (Σ‖p − e(t)‖²/n, the paper's) or embedding (divided by the mean squared norm "
+    distance_norm: str = option("none", "none (Σ‖p − e(t)‖²/n, the paper's) or embedding (divided by the mean squared norm "
                                    "of the input embeddings, so one γ weighs the same on models with other scales)")
-    patience: int = h(0, "early stopping: end a prompt's training once its dev accuracy has not improved for this many "
+    patience: int = option(0, "early stopping: end a prompt's training once its dev accuracy has not improved for this many "
                          "evaluations, keep its best-dev prompt (0 = train all --steps, keep the last)", ge=0)
-    eval_every: int = h(25, "steps between dev evaluations when --patience > 0", ge=1)
-    dev_examples: int = h(200, "dev examples for early stopping (the task's dev split, else held out of train)", ge=1)
-    bootstrap: int = h(N_BOOT, "paired bootstrap resamples for the drop's 95% interval (0 = point estimates only)",
+    eval_every: int = option(25, "steps between dev evaluations when --patience > 0", ge=1)
+    dev_examples: int = option(200, "dev examples for early stopping (the task's dev split, else held out of train)", ge=1)
+    bootstrap: int = option(N_BOOT, "paired bootstrap resamples for the drop's 95% interval (0 = point estimates only)",
                        ge=0)
-    baseline_min: float = h(0.0, "the accuracy the γ = 0 prompt must reach for a target to count (0 = no check)",
+    baseline_min: float = option(0.0, "the accuracy the γ = 0 prompt must reach for a target to count (0 = no check)",
                             ge=0, le=1)
-    max_targets: int | None = h(None, "use only the first N targets", ge=1)
-    test_examples: int = h(500, "fixed seeded test subset for accuracy (0 = whole test set)", ge=0)
-    template: str = h("wayward", "wayward (the paper's template for built-in tasks) or task (the task's default)")
-    start: str = h("init", "init (every γ from --init), target (every γ from e(t)) or mixed (γ = 0 from --init, "
+    max_targets: int | None = option(None, "use only the first N targets", ge=1)
+    test_examples: int = option(500, "fixed seeded test subset for accuracy (0 = whole test set)", ge=0)
+    template: str = option("wayward", "wayward (the paper's template for built-in tasks) or task (the task's default)")
+    start: str = option("init", "init (every γ from --init), target (every γ from e(t)) or mixed (γ = 0 from --init, "
                            "γ > 0 from e(t))")
-    batched: bool = h(True, "train all γ of a target in one batched pass (training.train_many) instead of one by one")
-    eval_bf16: bool = h(False, "score accuracy under bf16 autocast too (default: float32 scoring even when "
+    batched: bool = option(True, "train all γ of a target in one batched pass (training.train_many) instead of one by one")
+    eval_bf16: bool = option(False, "score accuracy under bf16 autocast too (default: float32 scoring even when "
                                "--bf16-autocast trains in mixed precision)")
 
     def __post_init__(self) -> None:
@@ -176,8 +178,6 @@ class WaywardConfig(TrainConfig, ExecutorOptions):
 
 # ---- targets ---------------------------------------------------------------------------------------------
 def _targets_dir(cfg: WaywardConfig) -> Path | None:
-    from ..engine.tasks import data_dir
-
     d = data_dir(cfg.data_dir)
     return d / "targets" if d is not None and (d / "targets").is_dir() else None
 
@@ -288,8 +288,6 @@ def safe_name(name: str) -> str:
 
 # ---- the sweep ---------------------------------------------------------------------------------------------
 def _task_for(cfg: WaywardConfig):
-    from ..engine.tasks import BUILTIN, WAYWARD_TEMPLATES, load_task
-
     key = re.sub(r"[-_ ]", "", cfg.task.strip().lower())
     template = WAYWARD_TEMPLATES.get(key) if cfg.template == "wayward" and key in BUILTIN else None
     return load_task(cfg.task, data_dir=cfg.data_dir, text_column=cfg.text_column, label_column=cfg.label_column,
@@ -461,7 +459,6 @@ def _run_sweep(cfg: WaywardConfig, run: Run, adapter, task, progress: bool) -> d
     test = task.subset("test", cfg.test_examples or None, cfg.seed)
     train_task, dev = dev_split(task, cfg.dev_examples, cfg.seed) if cfg.patience else (task, [])
     scorer = Scorer(adapter, task, max_length=cfg.max_length, verbalizer=cfg.verbalizer, autocast_bf16=cfg.eval_bf16)
-    from ..engine.carry import record as record_settings
 
     settings = record_settings(task, adapter, scorer, task_spec=task.origin, data_dir=cfg.data_dir, seed=cfg.seed,
                                max_train=cfg.max_train, max_test=cfg.max_test,

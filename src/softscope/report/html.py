@@ -26,13 +26,14 @@ import base64
 import html
 import io
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..engine.errors import SoftscopeError
-from ..engine.runs import atomic_write_text, read_json, read_jsonl
+from ..engine.runs import atomic_write_text, dumps, read_json, read_jsonl
 
 SKIP_DIRS = {"checkpoints", "__pycache__"}
 
@@ -140,8 +141,6 @@ def kv_table(d: dict, skip: Iterable[str] = ()) -> str:
 
 
 def _short(v: Any, limit: int = 160) -> str:
-    from ..engine.runs import dumps
-
     s = dumps(v, indent=None)
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
@@ -704,16 +703,5 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
 
 def report_sections(path: str | Path) -> list[str]:
     """The section titles of a written report, in page order."""
-    import re
-
     text = Path(path).read_text(encoding="utf-8")
     return [html.unescape(t) for t in re.findall(r'<section id="[^"]*"><h2>(.*?)</h2>', text)]
-
-
-def demo_step(run_dir: str | Path, adapter=None) -> Path:
-    """`make demo`'s last stage: write the run's report and print where it is."""
-    import click
-
-    path = build_report(run_dir)
-    click.echo(f"\nreport: {path.resolve()} ({path.stat().st_size / 1024:.0f} KB, open it in any browser)")
-    return path

@@ -1,0 +1,128 @@
+"""The package's layering, read from the source: imports point down (cli → methods → engine) and never loop.
+
+Every import counts, including those inside functions, so a cycle cannot hide behind a late import.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "src" / "softscope"
+# what each layer may import; the package root (layer "") re-exports the engine's API
+ALLOWED = {"engine": {"engine"}, "methods": {"engine", "methods"}, "report": {"engine", "report"},
+           "cli": {"engine", "methods", "report", "cli"}, "": {"engine", "methods", "report", "cli", ""}}
+
+
+def module_name(path: Path, root: Path = PKG) -> str:
+    parts = ("softscope",) + path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path, root: Path = PKG) -> set[str]:
+    """Every softscope module `path` imports (at the top or inside a function), by absolute name."""
+    name = module_name(path, root)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.split(".")[0] == "softscope"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != "softscope":
+                continue
+            for a in node.names:  # `from . import core` imports the module softscope.cli.core
+                sub = f"{target}.{a.name}"
+                as_path = root.parent / Path(*sub.split("."))
+                out.add(sub if as_path.with_suffix(".py").exists() or (as_path / "__init__.py").exists() else target)
+    out.discard(name)
+    return out
+
+
+def graph(root: Path = PKG) -> dict[str, set[str]]:
+    return {module_name(p, root): imports_of(p, root) for p in sorted(root.rglob("*.py"))}
+
+
+def layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in ALLOWED else ""
+
+
+def upward_imports(g: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """(importer, imported) pairs that break the layering: engine → methods/report/cli, methods → report/cli, ..."""
+    return sorted((m, t) for m, ts in g.items() for t in ts if layer(t) not in ALLOWED[layer(m)])
+
+
+def find_cycle(g: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as a list of modules (first == last), or None. Package __init__ edges to their own
+    submodules are the package's re-exports, not a dependency of the submodule on its package."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        stack.append(m)
+        for t in sorted(g.get(m, ())):
+            if t not in g or (t.startswith(m + ".") and t != m):
+                continue
+            if state.get(t) == 1:
+                return stack[stack.index(t):] + [t]
+            if t not in state and (c := visit(t)):
+                return c
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in g:
+        if m not in state and (c := visit(m)):
+            return c
+    return None
+
+
+def test_the_package_has_the_three_layers_and_nothing_loose():
+    assert {p.name for p in PKG.iterdir() if p.is_dir() and p.name != "__pycache__"} >= {"engine", "methods", "cli",
+                                                                                          "report"}
+    loose = sorted(p.name for p in PKG.glob("*.py") if p.name != "__init__.py")
+    assert loose == [], f"modules outside the layers: {loose}"
+
+
+def test_no_upward_imports():
+    assert upward_imports(graph()) == []
+
+
+def test_no_import_cycles():
+    assert find_cycle(graph()) is None
+
+
+def test_the_checks_catch_a_cycle_and_an_upward_import(tmp_path):
+    """The walker itself: a function-level import that closes a loop, and an engine module importing a method."""
+    pkg = tmp_path / "softscope"
+    for d in ("engine", "methods", "cli", "report"):
+        (pkg / d).mkdir(parents=True)
+        (pkg / d / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "engine" / "a.py").write_text("from .b import x\n")
+    (pkg / "engine" / "b.py").write_text("def f():\n    from .a import y\n")
+    (pkg / "engine" / "c.py").write_text("from ..methods import m\n")
+    (pkg / "methods" / "m.py").write_text("import softscope.engine.a\n")
+    g = graph(pkg)
+    assert find_cycle(g) in (["softscope.engine.a", "softscope.engine.b", "softscope.engine.a"],
+                             ["softscope.engine.b", "softscope.engine.a", "softscope.engine.b"])
+    assert upward_imports(g) == [("softscope.engine.c", "softscope.methods.m")]
+
+
+@pytest.mark.parametrize("module", ["engine", "methods"])
+def test_lower_layers_import_no_cli_library(module):
+    """click belongs to the CLI: engines and methods are used from Python without it."""
+    for p in sorted((PKG / module).rglob("*.py")):
+        names = {a.name.split(".")[0] for n in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+                 if isinstance(n, (ast.Import, ast.ImportFrom)) for a in (n.names if isinstance(n, ast.Import)
+                                                                          else [ast.alias(n.module or "")])}
+        assert "click" not in names, p
