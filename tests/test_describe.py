@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
+from scipy.stats import spearmanr
 
 from conftest import tiny_task
-from softscope.methods.describe import DescribeConfig, cut, describe, summarize_checkpoint
+from softscope.methods.describe import SCORES, DescribeConfig, correlations, cut, describe, summarize_checkpoint
 from softscope.engine.errors import SoftscopeError
 from softscope.engine.metrics import class_rate, rouge_normalize, rouge_scores, semantic_similarity
 from softscope.engine.target_prompts import POOLS, build, sample_demos
@@ -97,6 +99,11 @@ def test_describe_run_dir_end_to_end(tiny, tmp_path, monkeypatch):
     assert set(s["correlation"]["class_rate_mean"]) >= {"spearman", "spearman_p", "spearman_ci95"}
     assert s["primary_score"] == "similarity_topk" and "similarity_topk" not in s["secondary_scores"]
     assert all(c["accuracy_examples"] and len(c["accuracy_ci95"]) == 2 for c in s["checkpoints"])
+    acc = [c["accuracy"] for c in s["checkpoints"]]
+    for key in ("class_rate_mean", "similarity_topk"):  # against scipy on the summary's own columns
+        want = spearmanr(acc, [c[key] for c in s["checkpoints"]]).statistic
+        got = s["correlation"][key]["spearman"]
+        assert (math.isnan(want) and math.isnan(got)) or got == pytest.approx(want), key
     assert (out / "heatmap_class_rate.png").stat().st_size > 1000
     assert (out / "accuracy_vs_score.png").exists()
     assert json.loads((out / "config.json").read_text())["config"]["layers"] == "band:1-2"
@@ -193,3 +200,21 @@ def test_describe_control_and_paper_protocol(tiny, tmp_path, monkeypatch):
     assert paper.summary["pairs"] == 16 and paper.summary["target_prompts"] == 1  # 4-layer model: 0..3 squared
     assert (paper.summary["source_pass"], paper.summary["stop"], paper.summary["cut"]) == ("after-block-0", "paper",
                                                                                            "paper")
+
+
+def test_spearman_over_synthetic_checkpoints_has_the_known_rho():
+    """Five checkpoints whose scores rank 1,3,2,5,4 against accuracy: rho = 1 - 6*4/(5*24) = 0.8 for every score;
+    reversed scores give -1, and a constant score has no rho (NaN)."""
+    acc = [0.5, 0.6, 0.7, 0.8, 0.9]
+    up, down, flat = [0.1, 0.3, 0.2, 0.5, 0.4], [0.9, 0.7, 0.5, 0.3, 0.1], [0.2] * 5
+
+    def ck(i, v):
+        return {"accuracy": acc[i], "best": {m: {"score": v} for m in ("class_rate", "rouge1", "similarity")},
+                **{k: v for k in SCORES if not k.startswith("best.")}}
+
+    for scores, rho in ((up, 0.8), (down, -1.0)):
+        c = correlations([ck(i, v) for i, v in enumerate(scores)])
+        assert set(c) == set(SCORES)
+        for key in SCORES:
+            assert c[key]["spearman"] == pytest.approx(rho, abs=1e-12) and c[key]["n"] == 5, key
+    assert math.isnan(correlations([ck(i, v) for i, v in enumerate(flat)])["class_rate_mean"]["spearman"])

@@ -1,5 +1,6 @@
 """interpret: a prompt is perfectly faithful to itself; perplexity and dictionary share against direct computations."""
 
+import dataclasses
 import math
 
 import pytest
@@ -128,3 +129,51 @@ def test_cli_interpret_prints_the_report(tiny, tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert "agreement with the soft prompt 1.000" in res.output and "interpretable:" in res.output
     assert (tmp_path / "out" / "interpret_summary.json").exists()
+
+
+def _class_logprobs_by_hand(adapter, task, prompt: torch.Tensor, examples) -> torch.Tensor:
+    """[N, C] log-probs of each class's label token, one full-model forward per example (no Scorer)."""
+    label_tok = [adapter.encode(" " + w)[0] for w in task.label_words]
+    out = []
+    for e in examples:
+        ids = torch.tensor(list(adapter.bos_ids) + adapter.encode(task.format(e)))
+        nb = len(adapter.bos_ids)
+        emb = adapter.embed(ids)
+        x = torch.cat([emb[:nb], prompt.to(emb.dtype), emb[nb:]])[None]
+        with torch.no_grad():
+            logits = adapter.model(inputs_embeds=x).logits[0, -1].float()
+        out.append(logits.log_softmax(-1)[label_tok])
+    return torch.stack(out)
+
+
+def test_agreement_kl_and_perplexity_against_a_hand_computation(tiny):
+    """interpret_reading's numbers on a tiny model, against per-example forwards and the formulas written out.
+
+    The random tiny model prefers one label word whatever the text; label words whose logits lie close ('!' vs
+    'good') make the soft prompt and the reading disagree on some examples, so agreement is not trivially 1.
+    """
+    task = dataclasses.replace(tiny_task(8, 8), label_words=["!", "good"])
+    torch.manual_seed(3)
+    soft = torch.randn(3, tiny.width)
+    ids = tiny.encode("awful boring film")
+    rep = interpret_reading(tiny, task, SoftPrompt(tensor=soft), ids, n_examples=0)
+    a = _class_logprobs_by_hand(tiny, task, soft, task.test)
+    b = _class_logprobs_by_hand(tiny, task, tiny.embed(torch.tensor(ids)).detach(), task.test)
+    gold = [task.classes.index(e.label) for e in task.test]
+    agree = kl = 0.0
+    for ra, rb in zip(a.tolist(), b.tolist()):
+        za, zb = math.log(sum(map(math.exp, ra))), math.log(sum(map(math.exp, rb)))
+        pa, pb = [x - za for x in ra], [x - zb for x in rb]  # log-softmax over the classes
+        agree += max(range(2), key=lambda c: pa[c]) == max(range(2), key=lambda c: pb[c])
+        kl += sum(math.exp(x) * (x - y) for x, y in zip(pa, pb))
+    n = len(task.test)
+    f = rep["faithfulness"]
+    assert f["agreement"] == pytest.approx(agree / n, abs=1e-9)
+    assert f["kl"] == pytest.approx(kl / n, rel=1e-4)
+    assert f["reading_accuracy"] == pytest.approx(sum(int(b[i].argmax()) == g for i, g in enumerate(gold)) / n)
+    seq = [tiny.model.config.bos_token_id] + ids  # the tiny tokenizer's start token is its BOS <s>
+    with torch.no_grad():
+        lp = tiny.model(input_ids=torch.tensor([seq])).logits[0, :-1].float().log_softmax(-1)
+    nll = -sum(lp[i, t].item() for i, t in enumerate(seq[1:])) / len(ids)
+    assert rep["scrutability"]["perplexity"] == pytest.approx(math.exp(nll), rel=1e-4)
+    assert (agree, n) == (4, 8)  # 4 of 8 predictions agree (seeded tiny model and prompt): not a trivial 0 or 1
