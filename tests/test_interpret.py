@@ -171,7 +171,7 @@ def test_agreement_kl_and_perplexity_against_a_hand_computation(tiny):
     assert f["agreement"] == pytest.approx(agree / n, abs=1e-9)
     assert f["kl"] == pytest.approx(kl / n, rel=1e-4)
     assert f["reading_accuracy"] == pytest.approx(sum(int(b[i].argmax()) == g for i, g in enumerate(gold)) / n)
-    seq = [tiny.model.config.bos_token_id] + ids  # the tiny tokenizer's start token is its BOS <s>
+    seq = [tiny.doc_start_id] + ids  # the document start the LM scores text after
     with torch.no_grad():
         lp = tiny.model(input_ids=torch.tensor([seq])).logits[0, :-1].float().log_softmax(-1)
     nll = -sum(lp[i, t].item() for i, t in enumerate(seq[1:])) / len(ids)
