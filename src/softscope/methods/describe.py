@@ -61,7 +61,8 @@ class DescribeConfig(ExecutorOptions):
     """Describe the soft prompt(s) of a run dir, a prompt file or a PEFT adapter dir over a layer grid."""
 
     model: str | None = option(None, f"model (default: the one the prompt was trained on, else {DEFAULT_MODEL})")
-    task: str | None = option(None, "task whose classes and references score descriptions (default: the prompt's task)")
+    device: str = option("auto", "cpu, cuda, cuda:N or auto")
+    dtype: str = option("auto", "float32, bfloat16, float16 or auto (float32 on CPU, bfloat16 on CUDA)")
     layers: str = option("every:3", "layer pairs: all (source 2..L-2 x target 2..L-2), every:K, band:A-B, or pairs 4:4,8:4")
     target_prompt: str = option("plain", f"demonstration pool ({', '.join(POOLS)}) or your own text with {MARKER} "
                                     "where the placeholders go")
