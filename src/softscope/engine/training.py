@@ -1,6 +1,10 @@
 """The prompt-tuning loop every method reuses: batches → scoring → loss (+ plug-in terms) → AdamW.
 
-Writes a run folder (a `runs.Run` of kind train): config.json, metrics.jsonl, checkpoints/step-XXXX.safetensors
+`optimize` is that loop, for one prompt [n, d] or K prompts [K, n, d] on the same batches. `train` runs it for one
+prompt inside a run folder (checkpoints, resume, final eval); `train_many` runs it for K prompts in memory
+(waywardness trains every γ of a target at once). PEZ plugs in a `prompt_transform`, waywardness a `LossTerm`.
+
+`train` writes a run folder (a `runs.Run` of kind train): config.json, metrics.jsonl, checkpoints/step-XXXX.safetensors
 (+ .json with the checkpoint's eval accuracy), state.safetensors (prompt, optimizer, step and metrics in one atomic
 file, for --resume) and prompt.safetensors. Data order is a pure function of (seed, epoch), so a resumed run
 replays exactly what the killed one would have. A non-finite loss or prompt stops the run (SoftscopeError naming
@@ -238,31 +242,15 @@ def _train(cfg: TrainConfig, run: Run, adapter, task, loss_terms, prompt_transfo
 
     if loaded is None:  # a resumed run already holds its step-0 checkpoint (and its metrics row)
         checkpoint(0)
-    bar = tqdm(range(start, cfg.steps), desc=f"train {task.name}", disable=not progress, initial=start, total=cfg.steps)
-    for step in bar:
-        idx = stream(step)
-        rows = scorer.rows([task.train[i] for i in idx])
-        task_loss = scorer.label_loss(seen(), rows)
-        loss = task_loss
-        logged = {"step": step + 1, "event": "train", "loss": task_loss.item(), "lr": opt.param_groups[0]["lr"]}
-        for term in loss_terms:
-            v = term.fn(P)
-            loss = loss + v
-            logged[term.name] = v.item()
-        _check_finite("loss", loss.detach(), step + 1, last[0])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_([P], cfg.grad_clip)
-        opt.step()
-        sched.step()
-        _check_finite("prompt", P.detach(), step + 1, last[0])
-        metrics.append(logged)
-        bar.set_postfix(loss=f"{logged['loss']:.3f}")
-        done = step + 1
+
+    def on_step(done: int, _P: torch.Tensor) -> bool:
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             checkpoint(done)
-    bar.close()
+        return False
+
+    optimize(cfg, scorer, task.train, P, opt, sched, stream, start=start, metrics=metrics, loss_terms=loss_terms,
+             prompt_transform=prompt_transform, on_step=on_step, last=last, progress=progress,
+             desc=f"train {task.name}")
 
     final_acc = None
     if cfg.final_eval != "none":
@@ -348,31 +336,62 @@ def train_many(cfg: TrainConfig, inits: torch.Tensor, *, adapter: ModelAdapter |
     opt = torch.optim.AdamW([P], lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
     stream = BatchStream(scorer, task.train, cfg.batch_size, cfg.seed, cfg.bucket)
-    metrics: list[dict] = []
     if on_step is not None and on_step(0, P.detach()):
-        return P.detach().float().cpu(), metrics
-    for step in tqdm(range(cfg.steps), desc=f"train {K} prompts", disable=not progress):
-        rows = scorer.rows([task.train[i] for i in stream(step)])
-        B = len(rows)
-        per_row = scorer.label_loss_per_row(P.repeat_interleave(B, 0), rows * K).view(K, B)
-        task_loss = per_row.mean(-1)  # `train`'s loss: the mean over rows
-        loss = task_loss.sum()
-        logged = {"step": step + 1, "event": "train", "loss": task_loss.tolist(), "lr": opt.param_groups[0]["lr"]}
-        for term in loss_terms:
+        return P.detach().float().cpu(), []
+    metrics = optimize(cfg, scorer, task.train, P, opt, sched, stream, loss_terms=loss_terms, on_step=on_step,
+                       progress=progress, desc=f"train {K} prompts")
+    return P.detach().float().cpu(), metrics
+
+
+def optimize(cfg: TrainConfig, scorer: Scorer, examples, P: torch.nn.Parameter, opt: torch.optim.Optimizer,
+             sched, stream: BatchStream, *, start: int = 0, metrics: list[dict] | None = None,
+             loss_terms: list[LossTerm] = (), prompt_transform: Callable | None = None,
+             on_step: Callable[[int, torch.Tensor], bool] | None = None, last: list[int] | None = None,
+             progress: bool = True, desc: str = "train") -> list[dict]:
+    """The one prompt-tuning loop: steps start..cfg.steps of label loss (+ loss terms) → AdamW, on P [n, d] (one
+    prompt, as `train` holds it) or P [K, n, d] (K prompts on the same batches, as `train_many` holds them).
+
+    Per step: the batch `stream(step)`, the label loss of what the model sees (`prompt_transform(P)`, e.g. PEZ's
+    straight-through projection, else P), the loss terms on P, backward, the gradient clipped per prompt, AdamW and
+    the schedule. A non-finite loss or prompt stops it (naming `last[0]`, the last committed checkpoint).
+    `on_step(step, P)` runs after every step; True ends the loop. Returns `metrics` with one row per step appended.
+    """
+    batched = P.dim() == 3
+    K = P.shape[0] if batched else 1
+    metrics = [] if metrics is None else metrics
+    bar = tqdm(range(start, cfg.steps), desc=desc, disable=not progress, initial=start, total=cfg.steps)
+    for step in bar:
+        rows = scorer.rows([examples[i] for i in stream(step)])
+        seen = prompt_transform(P) if prompt_transform else P
+        if batched:  # every prompt on the same B rows, in one pass of K·B rows
+            B = len(rows)
+            task_loss = scorer.label_loss_per_row(seen.repeat_interleave(B, 0), rows * K).view(K, B).mean(-1)
+            loss = task_loss.sum()
+        else:
+            loss = task_loss = scorer.label_loss(seen, rows)
+        logged = {"step": step + 1, "event": "train", "loss": task_loss.tolist() if batched else task_loss.item(),
+                  "lr": opt.param_groups[0]["lr"]}
+        for term in loss_terms:  # a term maps P to a scalar or (batched) to one value per prompt
             v = term.fn(P)
-            loss = loss + v.sum()
+            loss = loss + (v.sum() if batched else v)
             logged[term.name] = v.tolist() if v.dim() else v.item()
-        _check_finite("loss", loss.detach(), step + 1, None)
+        committed = last[0] if last is not None else None
+        _check_finite("loss", loss.detach(), step + 1, committed)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if cfg.grad_clip:  # clip each prompt's gradient on its own, as K separate runs would
+        if cfg.grad_clip and batched:  # each prompt's gradient clipped on its own, as K separate runs would
             with torch.no_grad():
                 norm = P.grad.flatten(1).norm(dim=1)
                 P.grad.mul_((cfg.grad_clip / (norm + 1e-6)).clamp(max=1.0)[:, None, None])
+        elif cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_([P], cfg.grad_clip)
         opt.step()
         sched.step()
-        _check_finite("prompt", P.detach(), step + 1, None)
+        _check_finite("prompt", P.detach(), step + 1, committed)
         metrics.append(logged)
+        if not batched:
+            bar.set_postfix(loss=f"{logged['loss']:.3f}")
         if on_step is not None and on_step(step + 1, P.detach()):
             break
-    return P.detach().float().cpu(), metrics
+    bar.close()
+    return metrics
