@@ -104,9 +104,9 @@ def test_document_start_is_never_a_chat_token():
 def test_perplexity_pez_and_rlprompt_condition_on_the_document_start():
     """All three fluency scores read the same start token: the separator, never <|im_start|>."""
     from conftest import tiny_model
-    from softscope.engine.metrics import token_nll
+    from softscope.engine.scoring import token_nll
     from softscope.engine.models import wrap
-    from softscope.methods.pez import fluency_nll
+    from softscope.engine.scoring import prompt_nll as fluency_nll
     from softscope.methods.rlprompt import prompt_nll
 
     tok = _chat_tokenizer(with_separator=True)
@@ -116,7 +116,7 @@ def test_perplexity_pez_and_rlprompt_condition_on_the_document_start():
     with torch.no_grad():
         logits = a.model(input_ids=seq).logits[0, :-1].float()
     direct = torch.nn.functional.cross_entropy(logits, seq[0, 1:], reduction="none")
-    torch.testing.assert_close(torch.tensor(token_nll(a, ids)), direct, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(torch.tensor(token_nll(a, ids)[0].tolist()), direct, rtol=1e-4, atol=1e-5)
     with torch.no_grad():
         pez = fluency_nll(a, a.embed(torch.tensor(ids)).float(), ids)
     assert float(pez) == pytest.approx(float(direct.mean()), rel=1e-4)

@@ -5,10 +5,10 @@ import torch
 
 from conftest import make_adapter, needs_default_model, tiny_task
 from softscope.engine.errors import SoftscopeError
-from softscope.engine.metrics import token_nll
+from softscope.engine.scoring import prompt_nll, token_nll
 from softscope.engine.projection import hard_ids
 from softscope.engine.tasks import holdout_task
-from softscope.methods.pez import PezConfig, fluency_nll, fluency_term, label_init, pez, pez_transform
+from softscope.methods.pez import PezConfig, fluency_term, label_init, pez, pez_transform
 from softscope.engine.prompts import SoftPrompt
 from softscope.engine.runs import read_json, read_jsonl
 from softscope.engine.scoring import Scorer
@@ -64,8 +64,8 @@ def test_fluency_nll_equals_token_nll_and_has_gradient(tiny_any):
     P = torch.nn.Parameter(torch.randn(4, tiny_any.width) * 0.5)
     seen = pez_transform(tiny_any)(P)
     ids = hard_ids(tiny_any, P)
-    nll = fluency_nll(tiny_any, seen, ids)
-    direct = sum(token_nll(tiny_any, ids)) / len(ids)
+    nll = prompt_nll(tiny_any, seen, ids)
+    direct = sum(token_nll(tiny_any, ids)[0].tolist()) / len(ids)
     assert nll.item() == pytest.approx(direct, abs=1e-4)
     nll.backward()
     assert P.grad.abs().sum() > 0
@@ -73,7 +73,7 @@ def test_fluency_nll_equals_token_nll_and_has_gradient(tiny_any):
 
 def test_fluency_term_weight_scaling(tiny):
     P = torch.randn(3, tiny.width)
-    base = fluency_nll(tiny, tiny.embed(torch.tensor(hard_ids(tiny, P))), hard_ids(tiny, P)).item()
+    base = prompt_nll(tiny, tiny.embed(torch.tensor(hard_ids(tiny, P))), hard_ids(tiny, P)).item()
     assert fluency_term(tiny, 0.5).fn(P).item() == pytest.approx(base, rel=1e-5)  # w/(1-w) = 1
     assert fluency_term(tiny, 0.2).fn(P).item() == pytest.approx(0.25 * base, rel=1e-5)
 
@@ -115,8 +115,8 @@ def test_default_model_projection_roundtrip():
     P = label_init(a, load_task("sst2"), 6)
     ids = hard_ids(a, P)
     assert a.decode(ids).strip().split()[0] in ("negative", "positive")
-    nll = fluency_nll(a, pez_transform(a)(P), ids)
-    assert nll.item() == pytest.approx(sum(token_nll(a, ids)) / 6, abs=1e-3)
+    nll = prompt_nll(a, pez_transform(a)(P), ids)
+    assert nll.item() == pytest.approx(sum(token_nll(a, ids)[0].tolist()) / 6, abs=1e-3)
 
 
 def test_sweep_reuses_finished_runs_and_refuses_other_settings(tiny, tmp_path):
@@ -145,3 +145,4 @@ def test_hard_prompt_never_uses_special_tokens(tiny):
     sims[special] = float("-inf")
     assert ids[0] == int(sims.argmax())  # the nearest of the rest, not just any ordinary token
     assert torch.allclose(pez_transform(tiny)(P), E[ids], atol=1e-6)  # the model sees the same tokens
+

@@ -7,7 +7,7 @@ import torch
 
 from conftest import tiny_task
 from softscope.engine.errors import SoftscopeError
-from softscope.engine.metrics import token_nll
+from softscope.engine.scoring import token_nll
 from softscope.engine.models import lm_logits
 from softscope.methods.rlprompt import (PromptPolicy, RLPromptConfig, gap_reward, prompt_nll, rlprompt, shape_rewards,
                                 sql_loss)
@@ -67,7 +67,7 @@ def test_policy_starts_uniform_and_fluent_mode_restricts(tiny):
 
 def test_prompt_nll_is_token_nll(tiny):
     ids = torch.tensor([[5, 6, 7], [8, 9, 10]])
-    want = [sum(token_nll(tiny, r.tolist())) / 3 for r in ids]
+    want = [sum(token_nll(tiny, r.tolist())[0].tolist()) / 3 for r in ids]
     assert prompt_nll(tiny, ids).tolist() == pytest.approx(want, abs=1e-4)
 
 
@@ -146,7 +146,7 @@ def test_fluency_weight_changes_reward_and_update(tiny):
     ids = torch.tensor([[5, 6], [7, 7], [9, 12]])
     r0 = prompt_rewards(RLPromptConfig(tokens=2, prompts_per_step=3), 0.0, tiny, sc, ids, rows)
     r2 = prompt_rewards(RLPromptConfig(tokens=2, prompts_per_step=3), 2.0, tiny, sc, ids, rows)
-    nll = torch.tensor([sum(token_nll(tiny, r.tolist())) / 2 for r in ids])  # mean token NLL after the start token
+    nll = torch.tensor([sum(token_nll(tiny, r.tolist())[0].tolist()) / 2 for r in ids])  # mean token NLL after the start token
     assert r0["raw"].tolist() == pytest.approx(r0["task"].tolist(), abs=1e-6)
     assert r2["task"].tolist() == pytest.approx(r0["task"].tolist(), abs=1e-6)
     assert r2["raw"].tolist() == pytest.approx((r0["task"] - 2.0 * nll).tolist(), abs=1e-4)

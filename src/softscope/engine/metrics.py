@@ -13,10 +13,10 @@ import string
 from pathlib import Path
 from typing import Sequence
 
-import torch
 
 from .errors import SoftscopeError
-from .models import ModelAdapter, last_hidden, lm_logits
+from .models import ModelAdapter
+from .scoring import token_nll
 
 
 # ---- SQuAD-style word F1 (waywardness prompt-F1) ----------------------------------------------------------
@@ -42,22 +42,13 @@ def word_f1(prediction: str, reference: str) -> float:
 
 
 # ---- perplexity of a discrete prompt under the LM ---------------------------------------------------------
-@torch.no_grad()
-def token_nll(adapter: ModelAdapter, ids: list[int]) -> list[float]:
-    """NLL of every token of `ids` given the document start (`adapter.doc_start_id`) and the tokens before it."""
-    if not ids:
-        return []
-    seq = torch.tensor([[adapter.doc_start_id] + list(ids)], device=adapter.device)
-    out = adapter.model.base_model(input_ids=seq, use_cache=False)
-    lp = lm_logits(adapter, last_hidden(out)[0, :-1]).float().log_softmax(-1)
-    return (-lp.gather(1, seq[0, 1:, None])[:, 0]).tolist()
-
-
 def perplexity(adapter: ModelAdapter, text_or_ids: str | list[int]) -> float:
     """exp(mean NLL) of a text (or token ids) under the LM, every token scored (after the document start)."""
     ids = adapter.encode(text_or_ids) if isinstance(text_or_ids, str) else list(text_or_ids)
-    nll = token_nll(adapter, ids)
-    return math.exp(sum(nll) / len(nll)) if nll else float("nan")
+    if not ids:
+        return float("nan")
+    nll = token_nll(adapter, ids)[0].tolist()
+    return math.exp(sum(nll) / len(nll))
 
 
 # ---- description scores (InSPEcT, bias probe) -------------------------------------------------------------

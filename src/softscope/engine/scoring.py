@@ -10,6 +10,9 @@ word — "first": of the word's first token only; "full": summed over all the wo
 the negative of the gold class's score averaged over rows (for "full", −log p(whole word); continuation tokens
 alone earn no credit, and a single-token word gives the usual cross-entropy).
 
+The NLL of a discrete prompt under the LM (scrutability's perplexity, PEZ's fluency term, RLPrompt's reward) is
+`token_nll`; `prompt_nll` is the same quantity with a gradient to the prompt's embeddings.
+
 Truncation never drops the input nor the template: when a formatted input is longer than max_length, the text
 field is cut at its end (both fields of a pair task, in proportion to their lengths) and the row is marked
 `truncated`; a template that alone does not fit is an error.
@@ -25,7 +28,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .errors import SoftscopeError
-from .models import ModelAdapter, final_hidden, lm_logits
+from .models import ModelAdapter, final_hidden, last_hidden, lm_logits
 
 PLACEMENTS = ("after_bos", "before_bos")
 
@@ -237,3 +240,38 @@ class Scorer:
         if not len(examples):
             return float("nan")
         return float(self.correct(prompt, examples, batch_size, progress).float().mean())
+
+
+# ---- NLL of a discrete prompt under the LM ---------------------------------------------------------------
+@torch.no_grad()
+def token_nll(adapter: ModelAdapter, ids: torch.Tensor) -> torch.Tensor:
+    """NLL [K, L] of every token of each row of ids [K, L], given the document start (`adapter.doc_start_id`) and
+    the tokens before it: the one definition behind perplexity (metrics), PEZ's fluency term and RLPrompt's reward."""
+    ids = torch.as_tensor(ids, dtype=torch.long)
+    ids = ids[None] if ids.dim() == 1 else ids
+    seq = torch.cat([torch.full((ids.shape[0], 1), adapter.doc_start_id), ids.cpu()], 1).to(adapter.device)
+    out = adapter.model.base_model(input_ids=seq, use_cache=False)
+    lp = lm_logits(adapter, last_hidden(out)[:, :-1]).float().log_softmax(-1)
+    return -lp.gather(2, seq[:, 1:, None])[..., 0]
+
+
+def prompt_nll(adapter: ModelAdapter, seen: torch.Tensor, ids: list[int] | torch.Tensor) -> torch.Tensor:
+    """Mean token NLL of the tokens `ids` whose embeddings are `seen` [n, d], differentiable (PEZ's fluency term).
+
+    In the forward pass this is `token_nll(adapter, ids).mean()`; gradients reach `seen` as LM inputs and, with
+    tied embeddings, through each target token's logit.
+    """
+    ids = torch.as_tensor(ids, device=adapter.device)
+    start = adapter.embed(torch.tensor([adapter.doc_start_id], device=adapter.device))
+    x = torch.cat([start.to(seen.dtype), seen.to(adapter.device)], 0)[None]
+    hid = final_hidden(adapter, x, torch.ones(1, x.shape[1], dtype=torch.long, device=adapter.device))[0, :-1]
+    logits = lm_logits(adapter, hid).float()
+    head = adapter.model.get_output_embeddings()
+    if adapter.tied_embeddings and getattr(head, "bias", None) is None:
+        target = (hid.float() * (seen.float() / adapter.embed_scale)).sum(-1)
+        cap = getattr(adapter.model.config, "final_logit_softcapping", None)
+        if cap:
+            target = torch.tanh(target / cap) * cap
+    else:  # untied head: the target logit carries no gradient to the prompt, the inputs still do
+        target = logits.gather(1, ids[:, None])[:, 0]
+    return (logits.logsumexp(-1) - target).mean()

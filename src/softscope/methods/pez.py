@@ -29,11 +29,11 @@ from ..engine.carry import record
 from ..engine.config import TrainConfig, option, subconfig
 from ..engine.errors import SoftscopeError
 from ..engine.metrics import perplexity
-from ..engine.models import ModelAdapter, final_hidden, lm_logits, load_model_for, special_ids, token_embeddings
+from ..engine.models import ModelAdapter, load_model_for, special_ids, token_embeddings
 from ..engine.projection import hard_ids, project_straight_through
 from ..engine.prompts import SoftPrompt
 from ..engine.runs import Run, fingerprint, read_json
-from ..engine.scoring import Scorer
+from ..engine.scoring import Scorer, prompt_nll
 from ..engine.sweeps import plot_curves, sweep_settings, weight_sweep
 from ..engine.tasks import holdout_task, load_task_for
 from ..engine.training import LossTerm, init_prompt, tensor_digest, train
@@ -72,28 +72,6 @@ def pez_transform(adapter: ModelAdapter):
     return lambda P: project_straight_through(P, E, "cos", skip)
 
 
-def fluency_nll(adapter: ModelAdapter, seen: torch.Tensor, ids: list[int] | torch.Tensor) -> torch.Tensor:
-    """Mean NLL of the tokens `ids` (whose embeddings are `seen` [n, d]) after the document start, differentiable.
-
-    In the forward pass this equals `metrics.token_nll` of the ids; gradients reach `seen` as LM inputs and,
-    with tied embeddings, through each target token's logit.
-    """
-    ids = torch.as_tensor(ids, device=adapter.device)
-    start = adapter.embed(torch.tensor([adapter.doc_start_id], device=adapter.device))
-    x = torch.cat([start.to(seen.dtype), seen.to(adapter.device)], 0)[None]
-    hid = final_hidden(adapter, x, torch.ones(1, x.shape[1], dtype=torch.long, device=adapter.device))[0, :-1]
-    logits = lm_logits(adapter, hid).float()
-    head = adapter.model.get_output_embeddings()
-    if adapter.tied_embeddings and getattr(head, "bias", None) is None:
-        target = (hid.float() * (seen.float() / adapter.embed_scale)).sum(-1)
-        cap = getattr(adapter.model.config, "final_logit_softcapping", None)
-        if cap:
-            target = torch.tanh(target / cap) * cap
-    else:  # untied head: the target logit carries no gradient to the prompt, the inputs still do
-        target = logits.gather(1, ids[:, None])[:, 0]
-    return (logits.logsumexp(-1) - target).mean()
-
-
 def fluency_term(adapter: ModelAdapter, weight: float) -> LossTerm:
     """The LossTerm w/(1−w) · NLL_LM(P'), computed on the projection of the trained parameters."""
     transform = pez_transform(adapter)
@@ -101,7 +79,7 @@ def fluency_term(adapter: ModelAdapter, weight: float) -> LossTerm:
 
     def fn(P: torch.Tensor) -> torch.Tensor:
         seen = transform(P)
-        return scale * fluency_nll(adapter, seen, hard_ids(adapter, P))
+        return scale * prompt_nll(adapter, seen, hard_ids(adapter, P))
 
     return LossTerm("fluency", fn)
 

@@ -40,7 +40,7 @@ from ..engine.metrics import perplexity
 from ..engine.models import ModelAdapter, cache_kwarg, last_hidden, lm_logits, load_model, load_model_for, returned_cache
 from ..engine.prompts import SoftPrompt
 from ..engine.runs import Run, fingerprint, read_json, save_figure
-from ..engine.scoring import Scorer
+from ..engine.scoring import Scorer, token_nll
 from ..engine.sweeps import plot_curves, sweep_settings, weight_sweep
 from ..engine.tasks import holdout_task, load_task_for
 
@@ -103,13 +103,9 @@ def shape_rewards(r: torch.Tensor, zscore: bool = True, old=(0.0, 1.0), new=(0.0
     return (r - old[0]) * (new[1] - new[0]) / (old[1] - old[0]) + new[0]
 
 
-@torch.no_grad()
 def prompt_nll(adapter: ModelAdapter, ids: torch.Tensor) -> torch.Tensor:
-    """Mean token NLL [K] of each prompt row of ids [K, L] after the document start (batched metrics.token_nll)."""
-    seq = torch.cat([torch.full((ids.shape[0], 1), adapter.doc_start_id), ids.cpu()], 1).to(adapter.device)
-    out = adapter.model.base_model(input_ids=seq, use_cache=False)
-    lp = lm_logits(adapter, last_hidden(out)[:, :-1]).float().log_softmax(-1)
-    return -lp.gather(2, seq[:, 1:, None])[..., 0].mean(-1).cpu()
+    """Mean token NLL [K] of each prompt row of ids [K, L] after the document start (scoring.token_nll)."""
+    return token_nll(adapter, ids).mean(-1).cpu()
 
 
 # ---- policy ---------------------------------------------------------------------------------------------
