@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..engine.config import SEED, ModelOptions, TaskOptions, TrainConfig, option, subconfig, validate
+from ..engine.metrics import STOP_WORDS
 from ..engine.models import load_model_for
 from ..engine.projection import project
 from ..engine.prompts import SoftPrompt
@@ -66,10 +67,6 @@ class TradeoffConfig(ModelOptions, TaskOptions):
 
 
 # ---- odd prompts ------------------------------------------------------------------------------------------
-FUNCTION_WORDS = frozenset("the a an of to in and or but is was it this that for on with as at by be are i you he "
-                           "she we they his her its their my your".split())
-
-
 def oddness(text: str, ids: list[int]) -> list[str]:
     """Why a prompt is odd even if fluent by the proxy: repeated tokens, only function words/punctuation,
     non-dictionary words. Empty when none applies."""
@@ -80,7 +77,7 @@ def oddness(text: str, ids: list[int]) -> list[str]:
     elif any(a == b for a, b in zip(ids, ids[1:])):
         why.append("a token repeats back to back")
     words = [re.sub(r"[^\w]", "", w.lower()) for w in text.split()]
-    content = [w for w in words if w and w not in FUNCTION_WORDS]
+    content = [w for w in words if w and w not in STOP_WORDS]
     if words and not content:
         why.append("only function words and punctuation")
     share, bad = dictionary_share(text)
