@@ -82,6 +82,17 @@ class ModelOptions:
 
 
 @dataclass
+class PromptModelOptions:
+    """ModelOptions for a command that reads a saved prompt: the model defaults to the one it was trained on."""
+
+    model: str | None = option(None, f"model (default: the one the prompt was trained on, else {DEFAULT_MODEL}): "
+                                     "alias, local folder or hub id")
+    device: str = option("auto", "cpu, cuda, cuda:N or auto")
+    dtype: str = option("auto", "float32, bfloat16, float16 or auto (float32 on CPU, bfloat16 on CUDA)")
+    trust_remote_code: bool = option(False, "allow model code from the Hub (off unless you ask)")
+
+
+@dataclass
 class DataOptions:
     """Which task, and the folder its data is read from (enough for a built-in or a file task as it stands)."""
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from ..engine.carry import model_for, resolve as resolve_settings
-from ..engine.config import SEED, ReadOptions, option, validate
+from ..engine.config import SEED, PromptModelOptions, ReadOptions, option, validate
 from ..engine.errors import SoftscopeError
 from ..engine.models import DEFAULT_MODEL, ModelAdapter, load_model
 from ..engine.projection import hard_ids, project
@@ -46,13 +46,10 @@ READINGS = ("projection", "inspect", "pez")
 
 
 @dataclass
-class ExplainConfig(ReadOptions):
+class ExplainConfig(PromptModelOptions, ReadOptions):
     """Read one soft prompt three ways (projection, InSPEcT, PEZ) and measure each reading (task settings: the
     prompt's own unless an option overrides them)."""
 
-    model: str | None = option(None, f"model (default: the one the prompt was trained on, else {DEFAULT_MODEL})")
-    device: str = option("auto", "cpu, cuda, cuda:N or auto")
-    dtype: str = option("auto", "float32, bfloat16, float16 or auto (float32 on CPU, bfloat16 on CUDA)")
     readings: list[str] = option(list(READINGS), "readings to compute: projection, inspect, pez")
     metric: str = option("cos", "projection distance: cos, l2 or dot")
     examples: int = option(100, "seeded test examples for faithfulness (0 = the whole test set)", ge=0)
@@ -204,7 +201,8 @@ def explain(source: str | Path, cfg: ExplainConfig | None = None, out: str | Pat
     overrides: list[dict] = []
     if adapter is None:
         name, overrides = model_for(prompt, cfg.model)
-        adapter = load_model(name or DEFAULT_MODEL, device=cfg.device, dtype=cfg.dtype)
+        adapter = load_model(name or DEFAULT_MODEL, device=cfg.device, dtype=cfg.dtype,
+                             trust_remote_code=cfg.trust_remote_code)
     prompt.check_width(adapter.width, adapter.name)
     settings = None
     if task is None:

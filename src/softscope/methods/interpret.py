@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from ..engine.carry import model_for, resolve
-from ..engine.config import SEED, ReadOptions, option, validate
+from ..engine.config import SEED, PromptModelOptions, ReadOptions, option, validate
 from ..engine.errors import SoftscopeError
 from ..engine.metrics import perplexity
 from ..engine.models import DEFAULT_MODEL, ModelAdapter, load_model
@@ -37,13 +37,8 @@ from .pez import PezConfig, run_pez
 
 
 @dataclass
-class InterpretConfig(ReadOptions):
+class InterpretConfig(PromptModelOptions, ReadOptions):
     """Faithfulness and scrutability of a discrete reading of a soft prompt (task settings: the prompt's own)."""
-
-    model: str | None = option(None, "model (default: the one the prompt was trained on): alias, local folder or hub id")
-    device: str = option("auto", "cpu, cuda, cuda:N or auto")
-    dtype: str = option("auto", "float32, bfloat16, float16 or auto (float32 on CPU, bfloat16 on CUDA)")
-    trust_remote_code: bool = option(False, "allow model code from the Hub (off unless you ask)")
 
     reading: str = option("projection", "projection[:l2|cos|dot], pez (a PEZ fit started at the prompt, or the "
                      "projection of a PEZ run), pez:RUN_DIR, text:STRING or ids:1,2,3")
