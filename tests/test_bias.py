@@ -108,6 +108,65 @@ def test_biased_prediction_rate_of_hand_built_classifiers(spec):
     assert both["feature_flip_rate"] == 1.0 and both["biased_prediction_rate"] == 0.0
 
 
+def test_biased_prediction_rate_pins_every_rate_on_a_constructed_classifier():
+    """Ten clean reviews; the classifier's class per review is fixed by hand (logit 2 for the predicted class, 0
+    for the other), so every field has a known value. Favoured = 1. Clean: reviews 0-3 predicted 1 (4 of 10), so
+    6 are eligible. The feature moves 4, 5, 6 to 1 (3/6 = 0.5) and 0 away to 0 (1/4 = 0.25); the control moves 7
+    to 1 (1/6). A move between classes shifts log p(favoured) by exactly 2 (log(1+e^2) − log(1+e^-2) = 2)."""
+    import re
+
+    f, ctrl = Feature.parse("word:Spielberg"), Feature.parse("word:Johnson")
+    ex = [Example(f"review {i} , fine .", "negative") for i in range(10)]
+    clean_fav, to_fav, away, ctrl_fav = {0, 1, 2, 3}, {4, 5, 6}, {0}, {7}
+
+    def predict(exs):
+        out = torch.zeros(len(exs), 2)
+        for j, e in enumerate(exs):
+            i = int(re.search(r"\d+", e.text).group())
+            fav = i in clean_fav
+            if f.present(e.text):
+                fav = (fav or i in to_fav) and i not in away
+            elif ctrl.present(e.text):
+                fav = fav or i in ctrl_fav
+            out[j, int(fav)] = 2.0
+        return out
+
+    r = biased_prediction_rate(predict, ex, f, ctrl, favoured=1)
+    assert (r["examples"], r["eligible"]) == (10, 6)
+    assert r["feature_flip_rate"] == pytest.approx(0.5) and r["control_flip_rate"] == pytest.approx(1 / 6)
+    assert r["biased_prediction_rate"] == pytest.approx(1 / 3)
+    assert r["away_flip_rate"] == pytest.approx(0.25) and r["changed_by_feature"] == pytest.approx(0.4)
+    assert r["predicted_favoured_clean"] == pytest.approx(0.4) and r["predicted_favoured_feature"] == pytest.approx(0.6)
+    assert r["favoured_logprob_shift"] == pytest.approx(0.4, abs=1e-6)  # (3 − 1) moves × 2 / 10
+    assert r["control_logprob_shift"] == pytest.approx(0.2, abs=1e-6)  # 1 move × 2 / 10
+
+
+def test_bias_summary_means_spreads_and_mention_rates_on_constructed_rows():
+    """summarize: per-strength means, min and max over seeds; correlations over prompts (here against numpy)."""
+    import numpy as np
+
+    from softscope.methods.bias import mention_rate, summarize
+
+    keys = ("accuracy", "feature_flip_rate", "control_flip_rate", "favoured_logprob_shift", "mention_rate_string",
+            "mention_rate_embedding", "control_mention_rate")
+    mention, bpr = [0.0, 0.25, 0.5, 1.0], [0.0, 0.1, 0.4, 0.6]
+    rows = [{"strength": s, "mention_rate": m, "biased_prediction_rate": b, **{k: 0.5 for k in keys}}
+            for s, m, b in zip([0.0, 0.0, 1.0, 1.0], mention, bpr)]
+    s = summarize(rows, [0.0, 1.0], "word:Spielberg", "word:Johnson", "positive", "tiny", "tiny")
+    lo, hi = s["per_strength"]
+    assert (lo["prompts"], hi["prompts"]) == (2, 2)
+    assert lo["mention_rate"] == pytest.approx(0.125) and (lo["mention_rate_min"], lo["mention_rate_max"]) == (0.0, 0.25)
+    assert hi["mention_rate"] == pytest.approx(0.75) and hi["biased_prediction_rate"] == pytest.approx(0.5)
+    assert (hi["biased_prediction_rate_min"], hi["biased_prediction_rate_max"]) == (0.4, 0.6)
+    c = s["correlation"]
+    assert c["mention_vs_biased_prediction"]["pearson"] == pytest.approx(np.corrcoef(mention, bpr)[0, 1])
+    assert c["mention_vs_biased_prediction"]["spearman"] == pytest.approx(1.0)  # both rise together, no ties
+    assert c["mention_vs_strength"]["pearson"] == pytest.approx(np.corrcoef(mention, [0, 0, 1, 1])[0, 1])
+    scores = [{"string": True, "embedding": False, "any": True}, {"string": False, "embedding": True, "any": True},
+              {"string": False, "embedding": False, "any": False}, {"string": False, "embedding": False, "any": False}]
+    assert (mention_rate(scores), mention_rate(scores, "string"), mention_rate(scores, "embedding")) == (0.5, 0.25, 0.25)
+
+
 def test_mentions_by_string_and_embedding():
     f = Feature.parse("word:Spielberg")
     assert string_mention("cue words: Steven Spielberg, dinosaurs", f.mention_terms())

@@ -57,6 +57,20 @@ def test_projecting_target_embeddings_gives_f1_one(tiny):
     assert r["projection"] == TARGET
 
 
+def test_reading_of_a_prompt_two_words_off_the_target(tiny):
+    """P = e("the movie was bad and boring"), target "the movie was great and fun": the projection reads P back, and
+    SQuAD F1 over (movie, was, bad, and, boring) vs (movie, was, great, and, fun) is 3/5 each way -> 0.6."""
+    ids, e_t = target_embeddings(tiny, TARGET)
+    other_ids, P = target_embeddings(tiny, "the movie was bad and boring")
+    assert len(other_ids) == len(ids)  # one token per word in the tiny tokenizer: positions line up
+    r = reading(tiny, P, TARGET, ids)
+    assert r["projection"] == "the movie was bad and boring" and r["f1"] == pytest.approx(0.6)
+    same = sum(a == b for a, b in zip(other_ids, ids))
+    assert same == 4 and r["token_match"] == pytest.approx(4 / 6)
+    want = sum(float(((P[i] - e_t[i]) ** 2).sum()) for i in range(len(ids))) / len(ids)
+    assert r["distance"] == pytest.approx(want, rel=1e-5)
+
+
 @needs_default_model
 def test_projecting_target_embeddings_gives_f1_one_on_default_model():
     from softscope.engine.models import load_model
@@ -113,8 +127,9 @@ def test_sweep_rows_summary_plots_and_batched_equals_sequential(tiny, tmp_path):
     rows = read_jsonl(tmp_path / "b" / "wayward.jsonl")
     assert len(rows) == 6 and s["rows"] == 6 and s["targets"] == 2
     assert {r["n_tokens"] for r in rows} == {6, 3}
-    for r in rows:
-        assert 0 <= r["f1"] <= 1 and 0 <= r["accuracy"] <= 1 and (tmp_path / "b" / r["prompt"]).exists()
+    for r in rows:  # each row's F1 is SQuAD F1 of its own projection against its target text
+        assert r["f1"] == word_f1(r["projection"], r["target_text"])
+        assert 0 <= r["accuracy"] <= 1 and (tmp_path / "b" / r["prompt"]).exists()
     for name in ("wayward_summary.json", "f1_vs_accuracy.png", "drop_vs_length.png", "config.json"):
         assert (tmp_path / "b" / name).exists()
     run_wayward(_sweep_cfg(batched=False), tmp_path / "s", adapter=tiny, task=task, progress=False)
