@@ -125,3 +125,16 @@ def tiny_task_file(tmp_path_factory):
     for split, rows in (("train", t.train), ("test", t.test)):
         (d / f"{split}.jsonl").write_text("".join(json.dumps({"text": e.text, "label": e.label}) + "\n" for e in rows))
     return d
+
+
+def run_cli(args, capsys):
+    """`softscope ARGS` in-process: (exit code, stdout, stderr)."""
+    from softscope.cli import main
+
+    try:
+        main(args)
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err

@@ -9,22 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from softscope.cli import main
+from conftest import run_cli as run
 from softscope.engine.prompts import SoftPrompt
 from softscope.engine.tasks import Example, Task
 
 WORDS_POS = ["the movie was great", "loved this film", "great fun plot", "it was really good"]
 WORDS_NEG = ["the movie was awful", "hated this film", "boring awful plot", "it was really bad"]
-
-
-def run(args, capsys):
-    try:
-        main(args)
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:

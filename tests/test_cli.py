@@ -4,18 +4,8 @@ import json
 
 import pytest
 
-from softscope.cli import main
+from conftest import run_cli as run
 from softscope.engine.stats import wilson_interval
-
-
-def run(args, capsys):
-    try:
-        main(args)
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_help_lists_commands(capsys):

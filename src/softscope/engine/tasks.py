@@ -446,19 +446,25 @@ def _label_str(v: Any) -> str:
     return s.lower() if s.lower() in ("true", "false") else s
 
 
+def _one_value(v: Any) -> bool:
+    """A cell that holds one text or label (not a list, a dict or a non-finite number)."""
+    return not (isinstance(v, (list, dict)) or (isinstance(v, float) and not math.isfinite(v)))
+
+
 def _examples(table: _Table, text: str, text_b: str | None, label: str) -> tuple[list[Example], dict[str, int]]:
     """Examples of one table, plus the line each label was first seen on (for error messages)."""
     out, first = [], {}
+    cols = [c for c in (text, text_b, label) if c]
     for n, row in table.rows:
-        for col in (text, text_b, label):
-            if col and row.get(col) is None:
-                raise SoftscopeError(f"{table.where} {table.unit} {n} has no {col!r} value: fill it in or remove "
-                                     f"that {table.unit}")
-        for col in (text, text_b, label):
-            v = row.get(col) if col else None
-            if isinstance(v, (list, dict)) or (isinstance(v, float) and not math.isfinite(v)):
-                raise SoftscopeError(f"{table.where} {table.unit} {n} has a {type(v).__name__} {str(v)[:40]!r} in "
-                                     f"{col!r}: give one text or label per {table.unit}")
+        missing = next((c for c in cols if row.get(c) is None), None)
+        if missing:
+            raise SoftscopeError(f"{table.where} {table.unit} {n} has no {missing!r} value: fill it in or remove "
+                                 f"that {table.unit}")
+        col = next((c for c in cols if not _one_value(row[c])), None)
+        if col:
+            v = row[col]
+            raise SoftscopeError(f"{table.where} {table.unit} {n} has a {type(v).__name__} {str(v)[:40]!r} in "
+                                 f"{col!r}: give one text or label per {table.unit}")
         y = _label_str(row[label])
         if not y:
             raise SoftscopeError(f"{table.where} {table.unit} {n} has an empty label: fill it in or remove "
