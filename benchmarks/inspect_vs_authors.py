@@ -87,7 +87,14 @@ def _authors(args) -> None:
         return plain_decode(ids, *a, **k)
 
     tok.batch_decode = recording_decode
-    model = AutoModelForCausalLM.from_pretrained(args.model)  # their get_model: float32, default settings
+    # A config.json written by transformers 5 keeps RoPE's base under "rope_parameters", which 4.46 does not read:
+    # it would silently fall back to rope_theta 10000 (SmolLM2 uses 100000) and every position > 0 would differ.
+    cfg_json = json.loads((Path(args.model) / "config.json").read_text())
+    extra = {}
+    if "rope_theta" not in cfg_json and "rope_theta" in cfg_json.get("rope_parameters", {}):
+        extra["rope_theta"] = cfg_json["rope_parameters"]["rope_theta"]
+    model = AutoModelForCausalLM.from_pretrained(args.model, **extra)  # their get_model: float32, default settings
+    print(f"authors: rope_theta {model.config.rope_theta}" + (" (from rope_parameters)" if extra else ""))
     model.eval()
     soft = torch.load(out / "prompt.pt")
     end_token = tok.encode("$")[0]  # their run_patching_and_save
@@ -99,6 +106,7 @@ def _authors(args) -> None:
         text = run_patchscopes_with_params(model, tok, soft, inp["target_prompt"], inp["n"], s, t, end_token)
         rows.append({"source_layer": s, "target_layer": t, "ids": seen[-1][len(target_ids):], "text": text})
     (out / "authors.json").write_text(json.dumps({"transformers": transformers.__version__, "end_token": end_token,
+                                                  "rope_theta": model.config.rope_theta,
                                                   "target_ids": target_ids, "seconds": time.time() - t0,
                                                   "pairs": rows}, indent=1))
     print(f"authors: {len(rows)} pairs in {time.time() - t0:.0f} s (transformers {transformers.__version__})")
