@@ -3,7 +3,9 @@
 Every sweep command (wayward, describe over checkpoints, ...) describes its work as `Unit`s and one module-level
 `work(ctx, unit)` function; `ctx` comes from `setup(*setup_args)` (load the model and task), built once per worker
 process and kept. `run_units` returns each unit's result to the driver, which alone writes the run folder, so no
-shared file system is needed and every write stays atomic.
+shared file system is needed and every write stays atomic. A unit that writes a folder of its own (a training
+sub-run) does so through `sub_run`: in place when it runs in the driver's process, else in a scratch folder on the
+worker whose files come back with the result and are written on the driver by `land`.
 
     local  in this process, one unit after another (the default; today's behaviour)
     ray    Ray tasks (`ray.init(address)`; "auto" joins a running cluster); a task whose worker dies is retried by Ray
@@ -12,17 +14,21 @@ shared file system is needed and every write stays atomic.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from tqdm import tqdm
 
 from .config import option, validate
 from .errors import SoftscopeError
+from .runs import LOCK, OWNER, RECORD, Run
 
 RAY_INSTALL = "pip install 'softscope[ray]'"
 
@@ -81,12 +87,15 @@ def run_units(units: list[Unit], work: Callable, *, setup: Callable | None = Non
 
     Keys must be unique. Locally, `ctx` (e.g. an already loaded model) is used as is when given, else
     `setup(*setup_args)`; on Ray each worker process builds its own from `setup(*setup_args)` and keeps it.
+    `log` gets one line per unit (its worker and seconds); by default on stderr for Ray runs, none for local runs,
+    which keep their one progress bar.
     """
     options = options or ExecutorOptions()
     keys = [u.key for u in units]
     if len(set(keys)) != len(keys):
         raise SoftscopeError("a sweep produced two units with the same key: this is a bug in the sweep definition")
-    log = log or (lambda line: print(line, file=sys.stderr))
+    if log is None:
+        log = (lambda line: print(line, file=sys.stderr)) if options.executor == "ray" else (lambda line: None)
     results: dict[str, Any] = {}
     by_key = {u.key: u for u in units}
 
@@ -172,3 +181,38 @@ def _slots(ray, options: ExecutorOptions) -> int:
     cpu = res.get("CPU", 1) / options.cpus_per_unit if options.cpus_per_unit else float("inf")
     gpu = res.get("GPU", 0) / options.gpus_per_unit if options.gpus_per_unit else float("inf")
     return max(1, int(min(cpu, gpu)))
+
+
+# ---- units that write a folder of their own -------------------------------------------------------------------
+def sub_run(dest: str | Path, in_place: bool, make: Callable[[Path], Any]) -> tuple[Any, dict[str, bytes] | None]:
+    """(result, files) of `make(folder)`, a unit that writes a sub-run folder (a training run, say) meant for `dest`.
+
+    In the driver's own process (`in_place`) it writes `dest` itself, so a killed local sweep resumes inside it;
+    on a worker it writes a scratch folder whose files come back with the result, for `land` on the driver."""
+    if in_place:
+        return make(Path(dest)), None
+    with tempfile.TemporaryDirectory(prefix="softscope-unit-") as tmp:
+        folder = Path(tmp) / Path(dest).name
+        result = make(folder)
+        return result, folder_files(folder)
+
+
+def folder_files(folder: Path) -> dict[str, bytes]:
+    """Every file of a sub-run folder (not its lock or a temp file), in the order they were last written."""
+    files = [p for p in folder.rglob("*") if p.is_file() and p.name not in (LOCK, OWNER)
+             and not (p.name.startswith(".") and p.name.endswith(".tmp"))]
+    files.sort(key=lambda p: (p.stat().st_mtime_ns, str(p)))
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in files}
+
+
+def land(dest: str | Path, files: dict[str, bytes] | None) -> None:
+    """Write the files a worker's `sub_run` returned into `dest` (nothing when it ran in place), through a Run of
+    the kind and settings the worker recorded, so a folder there with other settings is refused. Files land in the
+    worker's order: a folder cut short by a kill looks like a run cut short, never like a finished one."""
+    if files is None:
+        return
+    rec = json.loads(files[RECORD])
+    with Run.open(dest, rec["kind"], rec.get("settings"), command=rec.get("command")) as run:
+        for name, data in files.items():
+            if name != RECORD:
+                run.write_bytes(name, data)

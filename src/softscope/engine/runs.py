@@ -448,6 +448,10 @@ class Run:
         atomic_write_text(self.file(name), text)
         return self.path / name
 
+    def write_bytes(self, name: str, data: bytes) -> Path:
+        atomic_write_bytes(self.file(name), data)
+        return self.path / name
+
     def write_jsonl(self, name: str, rows: Iterable[Any]) -> Path:
         write_jsonl(self.file(name), rows)
         return self.path / name

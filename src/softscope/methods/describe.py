@@ -432,10 +432,6 @@ def describe_unit(adapter: ModelAdapter, unit: Unit) -> list[dict]:
     return rows
 
 
-def _quiet(line: str) -> None:
-    """Local runs keep today's single progress bar; per-unit lines are for Ray runs."""
-
-
 # ---- the method --------------------------------------------------------------------------------------------
 def default_out(source: str | Path) -> Path:
     """Where results go by default: RUN_DIR/describe, or <prompt file stem>-describe beside a file."""
@@ -501,7 +497,7 @@ def _describe(run: Run, t0, cfg, source, items, model_spec, adapter, task_name, 
         rows.extend(new)
 
     run_units(units, describe_unit, setup=load_model, setup_args=(model_spec, cfg.device, cfg.dtype), ctx=adapter,
-              options=cfg, on_result=record, progress=progress, log=None if cfg.executor == "ray" else _quiet)
+              options=cfg, on_result=record, progress=progress)
     control = None
     if cfg.control:
         control = _control(adapter, cfg, rows, run, classes, refs)

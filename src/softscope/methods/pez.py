@@ -28,20 +28,21 @@ import torch
 from ..engine.carry import record
 from ..engine.config import TrainConfig, option, subconfig
 from ..engine.errors import SoftscopeError
+from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, run_units, sub_run
 from ..engine.metrics import perplexity
 from ..engine.models import ModelAdapter, load_model_for, special_ids, token_embeddings
 from ..engine.projection import hard_ids, project_straight_through
 from ..engine.prompts import SoftPrompt
 from ..engine.runs import Run, fingerprint, read_json
 from ..engine.scoring import Scorer, prompt_nll
-from ..engine.sweeps import plot_curves, sweep_settings, weight_sweep
+from ..engine.sweeps import SweepContext, WeightSweep, plan_weights, plot_curves, sweep_settings, sweep_setup
 from ..engine.tasks import holdout_task, load_task_for
 from ..engine.training import LossTerm, init_prompt, tensor_digest, train
 
 
 @dataclass
-class PezConfig(TrainConfig):
-    """PEZ hard-prompt search: one run per fluency weight, selected by held-out accuracy."""
+class PezConfig(TrainConfig, ExecutorOptions):
+    """PEZ hard-prompt search: one run per fluency weight (one executor unit each), selected by held-out accuracy."""
 
     tokens: int = option(10, "hard prompt length (tokens)", ge=1)
     steps: int = option(100, "optimizer steps per weight", ge=0)
@@ -62,6 +63,7 @@ class PezConfig(TrainConfig):
             raise SoftscopeError(f"--init {self.init!r}: use labels, vocab, random or text")
         init, self.init = self.init, "vocab"  # TrainConfig checks the rest; 'labels' is PEZ's own init
         super().__post_init__()
+        ExecutorOptions.__post_init__(self)
         self.init = init
 
 
@@ -94,23 +96,29 @@ def label_init(adapter: ModelAdapter, task, n: int) -> torch.Tensor:
 
 
 # ---- one PEZ run ----------------------------------------------------------------------------------------
-def run_pez(cfg: PezConfig, weight: float, out: str | Path, adapter: ModelAdapter, task, progress: bool = True,
-            init: torch.Tensor | None = None) -> dict:
-    """Train one hard prompt at fluency weight `weight`; select the checkpoint by held-out accuracy; test it.
-
-    `init` (a continuous prompt [n, d]) overrides cfg.init, e.g. to read a trained soft prompt with PEZ."""
-    out = Path(out)
-    held, held_name = holdout_task(task, cfg.holdout, cfg.seed)
+def pez_start(cfg: PezConfig, weight: float, adapter: ModelAdapter, task,
+              init: torch.Tensor | None = None) -> tuple[TrainConfig, torch.Tensor, dict]:
+    """One weight's training config, initial prompt and sub-run settings (the fingerprint its folder records)."""
     tcfg = subconfig(TrainConfig, cfg, init="vocab", final_eval="none")
-    gen = torch.Generator().manual_seed(cfg.seed)
     if init is not None:
         P0 = init.detach().float()
     elif cfg.init == "labels":
         P0 = label_init(adapter, task, cfg.tokens)
     else:
-        P0 = init_prompt(adapter, cfg.tokens, cfg.init, gen, cfg.init_text)
+        P0 = init_prompt(adapter, cfg.tokens, cfg.init, torch.Generator().manual_seed(cfg.seed), cfg.init_text)
+    return tcfg, P0, fingerprint(tcfg, pez=sweep_settings(cfg), fluency_weight=weight, init_prompt=tensor_digest(P0))
+
+
+def run_pez(cfg: PezConfig, weight: float, out: str | Path, adapter: ModelAdapter, task, progress: bool = True,
+            init: torch.Tensor | None = None, label: str | None = None) -> dict:
+    """Train one hard prompt at fluency weight `weight`; select the checkpoint by held-out accuracy; test it.
+
+    `init` (a continuous prompt [n, d]) overrides cfg.init, e.g. to read a trained soft prompt with PEZ. `label` is
+    the folder the hard prompt records as its run (default `out`; a Ray worker writes a scratch copy of it)."""
+    out = Path(out)
+    held, held_name = holdout_task(task, cfg.holdout, cfg.seed)
+    tcfg, P0, settings = pez_start(cfg, weight, adapter, task, init)
     terms = [fluency_term(adapter, weight)] if weight > 0 else []
-    settings = fingerprint(tcfg, pez=sweep_settings(cfg), fluency_weight=weight, init_prompt=tensor_digest(P0))
     with Run.open(out, "train", settings, command="pez") as run:
         if run.existing and (out / "pez_summary.json").exists():  # finished with these settings: reuse it
             return read_json(out / "pez_summary.json")
@@ -128,7 +136,7 @@ def run_pez(cfg: PezConfig, weight: float, out: str | Path, adapter: ModelAdapte
         hard = SoftPrompt(tensor=P_hard.float().cpu(), model=adapter.name, task=task.name, template=task.template,
                           label_words=list(task.label_words), classes=list(task.classes), step=best["step"],
                           accuracy=acc, extra={"method": "pez", "ids": ids, "text": text, "fluency_weight": weight,
-                                               "selected_by": f"{held_name} accuracy", "run": str(out)},
+                                               "selected_by": f"{held_name} accuracy", "run": str(label or out)},
                           settings=record(task, adapter, scorer, task_spec=task.origin, data_dir=cfg.data_dir,
                                           seed=cfg.seed, max_train=cfg.max_train, max_test=cfg.max_test,
                                           test_examples=len(test) if test and len(test) < len(task.test) else None))
@@ -142,13 +150,40 @@ def run_pez(cfg: PezConfig, weight: float, out: str | Path, adapter: ModelAdapte
     return summary
 
 
+# ---- the sweep: one executor unit per weight ----------------------------------------------------------------
+GROWABLE = ("fluency_weight", *PLACEMENT_FIELDS)  # a resumed sweep may add weights or run elsewhere
+
+
+def pez_unit(ctx: SweepContext, unit: Unit) -> tuple[dict, dict | None]:
+    """One weight of a PEZ sweep, here or on a Ray worker: its summary, and from a worker its sub-run's files.
+
+    Depends only on the config and the weight (PEZ's generators are seeded by the config's seed)."""
+    a = unit.args
+    return sub_run(a["dir"], ctx.in_place, lambda d: run_pez(a["cfg"], a["weight"], d, ctx.adapter, ctx.task,
+                                                             ctx.progress, label=a["dir"]))
+
+
+def pez_plan(cfg: PezConfig, run: Run, adapter: ModelAdapter, task, prefix: str = "") -> WeightSweep:
+    """The sweep's units (keys `<prefix>w-<weight>`): every weight without a finished sub-run in <run>/w-<weight>/."""
+    return plan_weights(run, "pez", cfg.fluency_weight, lambda w: ("train", pez_start(cfg, w, adapter, task)[2], "pez"),
+                        "pez_summary.json", {"cfg": cfg, "tuner": "pez"}, prefix)
+
+
+def pez_finish(sweep: WeightSweep, task, adapter: ModelAdapter) -> dict:
+    """pez.jsonl, pez_summary.json and pez_curves.png once every weight is done; returns the summary."""
+    rows, summary = sweep.finish(task.name, adapter.name)
+    plot_curves(rows, sweep.run.file("pez_curves.png"), "heldout_accuracy", f"PEZ on {task.name}")
+    return summary
+
+
 def pez(cfg: PezConfig, out: str | Path, adapter: ModelAdapter | None = None, task=None, progress: bool = True) -> dict:
     """PEZ sweep over cfg.fluency_weight: one sub-run per weight (w-<weight>/), a table and curve plots."""
-    with Run.open(out, "pez", fingerprint(cfg), growable=("fluency_weight",)) as run:  # more weights may be added
+    with Run.open(out, "pez", fingerprint(cfg), growable=GROWABLE) as run:  # more weights may be added
         adapter = adapter or load_model_for(cfg)
         task = task or load_task_for(cfg)
         run.write_config(cfg, task=task.to_dict())
-        rows, summary = weight_sweep(cfg, run, "pez", lambda w, sub: run_pez(cfg, w, sub, adapter, task, progress),
-                                     task.name, adapter.name)
-        plot_curves(rows, run.file("pez_curves.png"), "heldout_accuracy", f"PEZ on {task.name}")
-    return summary
+        sweep = pez_plan(cfg, run, adapter, task)
+        run_units(sweep.units, pez_unit, setup=sweep_setup, setup_args=(cfg,),
+                  ctx=SweepContext(adapter, task, adapter, progress=progress), options=cfg, on_result=sweep.record,
+                  progress=progress)
+        return pez_finish(sweep, task, adapter)

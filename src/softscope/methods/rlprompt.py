@@ -36,18 +36,19 @@ from tqdm.auto import tqdm
 from ..engine.carry import record
 from ..engine.config import SEED, ModelOptions, TaskOptions, option, validate
 from ..engine.errors import SoftscopeError
+from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, run_units, sub_run
 from ..engine.metrics import perplexity
 from ..engine.models import ModelAdapter, cache_kwarg, last_hidden, lm_logits, load_model, load_model_for, returned_cache
 from ..engine.prompts import SoftPrompt
 from ..engine.runs import Run, fingerprint, read_json, save_figure
 from ..engine.scoring import Scorer, token_nll
-from ..engine.sweeps import plot_curves, sweep_settings, weight_sweep
+from ..engine.sweeps import SweepContext, WeightSweep, plan_weights, plot_curves, sweep_settings, sweep_setup
 from ..engine.tasks import holdout_task, load_task_for
 
 
 @dataclass
-class RLPromptConfig(ModelOptions, TaskOptions):
-    """RLPrompt: soft Q-learning of a prompt policy, one run per fluency weight."""
+class RLPromptConfig(ModelOptions, TaskOptions, ExecutorOptions):
+    """RLPrompt: soft Q-learning of a prompt policy, one run per fluency weight (one executor unit each)."""
 
     policy: str = option("", "policy LM (default: the task model; a different model must share its tokenizer)")
     tokens: int = option(5, "prompt length L (tokens)", ge=1)
@@ -81,6 +82,7 @@ class RLPromptConfig(ModelOptions, TaskOptions):
         self.shaping_old = [float(x) for x in self.shaping_old]
         self.shaping_new = [float(x) for x in self.shaping_new]
         validate(self)
+        ExecutorOptions.__post_init__(self)
         if len(self.shaping_old) != 2 or len(self.shaping_new) != 2 or self.shaping_old[0] == self.shaping_old[1]:
             raise SoftscopeError("--shaping-old and --shaping-new take two numbers: min,max (old min != old max)")
 
@@ -240,25 +242,30 @@ def policy_update(policy: PromptPolicy, target: torch.nn.Module, opt: torch.opti
 
 
 # ---- training -------------------------------------------------------------------------------------------
+def rl_settings(cfg: RLPromptConfig, weight: float, policy: ModelAdapter) -> dict:
+    """One weight's sub-run settings (the fingerprint its folder records): the sweep's settings, weight and policy."""
+    settings = fingerprint(cfg, rlprompt=sweep_settings(cfg), fluency_weight=weight, policy=policy.name)
+    settings.pop("config")  # the sweep's settings (rlprompt) say it all
+    return settings
+
+
 def run_rlprompt(cfg: RLPromptConfig, weight: float, out: str | Path, adapter: ModelAdapter, task,
-                 policy_adapter: ModelAdapter | None = None, progress: bool = True) -> dict:
+                 policy_adapter: ModelAdapter | None = None, progress: bool = True, label: str | None = None) -> dict:
     """Train one policy at fluency weight λ = `weight`; select the greedy prompt by held-out accuracy; test it.
 
     The sub-run folder `out` is reused when it holds a finished run with the same settings (and refused when its
-    settings differ); an unfinished one (RLPrompt keeps no resume state) is trained again from the start."""
+    settings differ); an unfinished one (RLPrompt keeps no resume state) is trained again from the start. `label`
+    is the folder the hard prompt records as its run (default `out`; a Ray worker writes a scratch copy of it)."""
     pa = policy_adapter or adapter
-    settings = fingerprint(cfg, rlprompt=sweep_settings(cfg), fluency_weight=weight, policy=pa.name)
-    settings.pop("config")  # the sweep's settings (rlprompt) say it all
-    with Run.open(out, "rlprompt", settings) as run:
+    with Run.open(out, "rlprompt", rl_settings(cfg, weight, pa)) as run:
         if run.existing and (run.path / "rlprompt_summary.json").exists():  # finished with these settings: reuse it
             return read_json(run.path / "rlprompt_summary.json")
-        return _run_one(cfg, weight, run, adapter, task, pa, progress)
+        return _run_one(cfg, weight, run, adapter, task, pa, progress, label or str(run.path))
 
 
 def _run_one(cfg: RLPromptConfig, weight: float, run: Run, adapter: ModelAdapter, task, pa: ModelAdapter,
-             progress: bool) -> dict:
+             progress: bool, label: str) -> dict:
     t0 = time.time()
-    out = run.path
     if pa.vocab_size != adapter.vocab_size or pa.encode("a test") != adapter.encode("a test"):
         raise SoftscopeError(f"policy {pa.name} and task model {adapter.name} do not share a tokenizer: "
                              "pick a policy of the same family")
@@ -320,7 +327,7 @@ def _run_one(cfg: RLPromptConfig, weight: float, run: Run, adapter: ModelAdapter
     SoftPrompt(tensor=adapter.embed(torch.tensor(ids)).detach().float().cpu(), model=adapter.name, task=task.name,
                template=task.template, label_words=list(task.label_words), classes=list(task.classes),
                step=best["step"], accuracy=acc,
-               extra={"method": "rlprompt", "ids": ids, "text": text, "fluency_weight": weight, "run": str(out)},
+               extra={"method": "rlprompt", "ids": ids, "text": text, "fluency_weight": weight, "run": label},
                settings=record(task, adapter, scorer, task_spec=task.origin, data_dir=cfg.data_dir, seed=cfg.seed,
                                max_train=cfg.max_train, max_test=cfg.max_test,
                                test_examples=len(test) if test and len(test) < len(task.test) else None)
@@ -337,22 +344,48 @@ def _run_one(cfg: RLPromptConfig, weight: float, run: Run, adapter: ModelAdapter
     return summary
 
 
+GROWABLE = ("fluency_weight", *PLACEMENT_FIELDS)  # a resumed sweep may add weights or run elsewhere
+
+
+def rlprompt_unit(ctx: SweepContext, unit: Unit) -> tuple[dict, dict | None]:
+    """One weight of an RLPrompt sweep, here or on a Ray worker: its summary, and from a worker its sub-run's files.
+
+    Depends only on the config and the weight (the policy init, sampling and data order are seeded by the config)."""
+    a = unit.args
+    return sub_run(a["dir"], ctx.in_place, lambda d: run_rlprompt(a["cfg"], a["weight"], d, ctx.adapter, ctx.task,
+                                                                  ctx.policy, ctx.progress, label=a["dir"]))
+
+
+def rlprompt_plan(cfg: RLPromptConfig, run: Run, policy: ModelAdapter, prefix: str = "") -> WeightSweep:
+    """The sweep's units (keys `<prefix>w-<weight>`): every weight without a finished sub-run in <run>/w-<weight>/."""
+    return plan_weights(run, "rlprompt", cfg.fluency_weight,
+                        lambda w: ("rlprompt", rl_settings(cfg, w, policy), "rlprompt"), "rlprompt_summary.json",
+                        {"cfg": cfg, "tuner": "rlprompt"}, prefix)
+
+
+def rlprompt_finish(sweep: WeightSweep, task, adapter: ModelAdapter) -> dict:
+    """rlprompt.jsonl, rlprompt_summary.json and the two plots once every weight is done; returns the summary."""
+    rows, summary = sweep.finish(task.name, adapter.name, drop=("reward_curve",))
+    plot_curves(rows, sweep.run.file("rlprompt_curves.png"), "heldout_accuracy",
+                f"RLPrompt on {task.name} (greedy prompt)")
+    plot_rewards(rows, sweep.run.file("rlprompt_rewards.png"), task.name)
+    return summary
+
+
 def rlprompt(cfg: RLPromptConfig, out: str | Path, adapter: ModelAdapter | None = None, task=None,
              progress: bool = True) -> dict:
     """RLPrompt sweep over cfg.fluency_weight: one sub-run per weight (w-<weight>/), a table, curve plots."""
-    with Run.open(out, "rlprompt", fingerprint(cfg), growable=("fluency_weight",)) as run:
+    with Run.open(out, "rlprompt", fingerprint(cfg), growable=GROWABLE) as run:
         adapter = adapter or load_model_for(cfg)
         task = task or load_task_for(cfg)
         pa = (load_model(cfg.policy, device=cfg.device, dtype=cfg.dtype) if cfg.policy and cfg.policy != adapter.name
               else adapter)
         run.write_config(cfg, task=task.to_dict())
-        rows, summary = weight_sweep(cfg, run, "rlprompt",
-                                     lambda w, sub: run_rlprompt(cfg, w, sub, adapter, task, pa, progress),
-                                     task.name, adapter.name, drop=("reward_curve",))
-        plot_curves(rows, run.file("rlprompt_curves.png"), "heldout_accuracy",
-                    f"RLPrompt on {task.name} (greedy prompt)")
-        plot_rewards(rows, run.file("rlprompt_rewards.png"), task.name)
-    return summary
+        sweep = rlprompt_plan(cfg, run, pa)
+        run_units(sweep.units, rlprompt_unit, setup=sweep_setup, setup_args=(cfg,),
+                  ctx=SweepContext(adapter, task, pa, progress=progress), options=cfg, on_result=sweep.record,
+                  progress=progress)
+        return rlprompt_finish(sweep, task, adapter)
 
 
 def plot_rewards(rows: list[dict], path: Path, task_name: str) -> None:

@@ -1,7 +1,8 @@
 """The interpretability/accuracy trade-off of discrete prompts, measured on one task (Patel et al. 2025, §5).
 
 One run: a reference soft prompt (prompt tuning) and its nearest-token projection; PEZ at each fluency weight;
-RLPrompt at each fluency weight. Every prompt is scored on the same seeded test examples: accuracy,
+RLPrompt at each fluency weight (each tuner × weight one executor unit, so the two sweeps run together, locally or
+on a Ray cluster; the driver then scores every prompt). Every prompt is scored on the same seeded test examples: accuracy,
 faithfulness to the reference soft prompt (agreement, KL), perplexity and dictionary-word share. Plots:
 accuracy vs perplexity and accuracy vs agreement. It also lists the *odd* prompts that the perplexity proxy
 favours: low perplexity, yet repetitive, made of function words/punctuation, or not dictionary words.
@@ -11,29 +12,33 @@ from __future__ import annotations
 
 import collections
 import re
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..engine.config import SEED, ModelOptions, TaskOptions, TrainConfig, option, subconfig, validate
+from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, run_units
 from ..engine.metrics import STOP_WORDS
 from ..engine.models import load_model_for
 from ..engine.projection import project
 from ..engine.prompts import SoftPrompt
 from ..engine.runs import Run, fingerprint, read_json, save_figure
 from ..engine.scoring import Scorer
-from ..engine.sweeps import sweep_settings
+from ..engine.sweeps import SweepContext, sweep_settings, sweep_setup
 from ..engine.tasks import load_task_for
 from ..engine.training import train
 from .interpret import dictionary_share, interpret_reading
-from .pez import PezConfig, pez
-from .rlprompt import RLPromptConfig, rlprompt
+from .pez import GROWABLE as PEZ_GROWABLE
+from .pez import PezConfig, pez_finish, pez_plan, pez_unit
+from .rlprompt import GROWABLE as RL_GROWABLE
+from .rlprompt import RLPromptConfig, rlprompt_finish, rlprompt_plan, rlprompt_unit
 
 
 @dataclass
-class TradeoffConfig(ModelOptions, TaskOptions):
-    """Weight sweeps of PEZ and RLPrompt beside a soft prompt, on one task."""
+class TradeoffConfig(ModelOptions, TaskOptions, ExecutorOptions):
+    """Weight sweeps of PEZ and RLPrompt beside a soft prompt, on one task (one executor unit per tuner × weight)."""
 
     examples: int = option(300, "seeded test examples every prompt is scored on (0 = all)", ge=0)
     soft_tokens: int = option(10, "virtual tokens of the reference soft prompt", ge=1)
@@ -64,6 +69,7 @@ class TradeoffConfig(ModelOptions, TaskOptions):
         self.pez_weights = [float(w) for w in self.pez_weights or []]
         self.rl_weights = [float(w) for w in self.rl_weights or []]
         validate(self)
+        ExecutorOptions.__post_init__(self)
 
 
 # ---- odd prompts ------------------------------------------------------------------------------------------
@@ -98,7 +104,12 @@ def tradeoff(cfg: TradeoffConfig, out: str | Path, adapter=None, task=None, prog
         return _tradeoff(cfg, run, adapter, task, progress)
 
 
-GROWABLE = ("pez_weights", "rl_weights")
+GROWABLE = ("pez_weights", "rl_weights", *PLACEMENT_FIELDS)  # more weights may be added, units run elsewhere
+
+
+def tradeoff_unit(ctx: SweepContext, unit: Unit) -> tuple[dict, dict | None]:
+    """One tuner × weight of the trade-off (a PEZ or an RLPrompt sub-run), here or on a Ray worker."""
+    return (pez_unit if unit.args["tuner"] == "pez" else rlprompt_unit)(ctx, unit)
 
 
 def _tradeoff(cfg: TradeoffConfig, run: Run, adapter, task, progress: bool) -> dict:
@@ -157,27 +168,35 @@ def _tradeoff(cfg: TradeoffConfig, run: Run, adapter, task, progress: bool) -> d
     for metric in ("cos", "l2"):
         rows.append(score(f"projection ({metric})", None, project(adapter, soft.tensor, metric, 1).ids))
 
-    # 2. PEZ sweep
-    if cfg.pez_weights:
-        pcfg = PezConfig(**common, tokens=cfg.pez_tokens, steps=cfg.pez_steps, batch_size=cfg.pez_batch_size,
-                         lr=cfg.pez_lr, checkpoint_every=max(1, cfg.pez_steps // 5), fluency_weight=cfg.pez_weights)
-        pez(pcfg, out / "pez", adapter=adapter, task=task, progress=progress)
-        for w in cfg.pez_weights:
-            r = read_json(out / "pez" / f"w-{w:g}" / "pez_summary.json")
-            rows.append(score("PEZ", w, r["ids"], {"selected_step": r["selected_step"]}))
-
-    # 3. RLPrompt sweep
-    if cfg.rl_weights:
-        rcfg = RLPromptConfig(**common, tokens=cfg.rl_tokens, steps=cfg.rl_steps,
-                              prompts_per_step=cfg.rl_prompts_per_step, batch_size=cfg.rl_batch_size, lr=cfg.rl_lr,
-                              fluent=cfg.rl_fluent, eval_every=cfg.rl_eval_every or max(1, cfg.rl_steps // 5),
-                              fluency_weight=cfg.rl_weights)
-        if cfg.rl_selection_examples:
-            rcfg.eval_examples = cfg.rl_selection_examples
-        rlprompt(rcfg, out / "rlprompt", adapter=adapter, task=task, progress=progress)
-        for w in cfg.rl_weights:
-            r = read_json(out / "rlprompt" / f"w-{w:g}" / "rlprompt_summary.json")
-            rows.append(score("RLPrompt", w, r["ids"], {"selected_step": r["selected_step"]}))
+    # 2-3. the PEZ and RLPrompt weight sweeps: every tuner × weight is one unit, all in one executor call
+    pcfg = PezConfig(**common, tokens=cfg.pez_tokens, steps=cfg.pez_steps, batch_size=cfg.pez_batch_size,
+                     lr=cfg.pez_lr, checkpoint_every=max(1, cfg.pez_steps // 5), fluency_weight=cfg.pez_weights)
+    rcfg = RLPromptConfig(**common, tokens=cfg.rl_tokens, steps=cfg.rl_steps,
+                          prompts_per_step=cfg.rl_prompts_per_step, batch_size=cfg.rl_batch_size, lr=cfg.rl_lr,
+                          fluent=cfg.rl_fluent, eval_every=cfg.rl_eval_every or max(1, cfg.rl_steps // 5),
+                          fluency_weight=cfg.rl_weights)
+    if cfg.rl_selection_examples:
+        rcfg.eval_examples = cfg.rl_selection_examples
+    with ExitStack() as stack:  # the two sweep folders stay locked until their tables are written
+        plans = {}
+        if cfg.pez_weights:
+            plans["PEZ"] = pez_plan(pcfg, _sweep_run(stack, out / "pez", "pez", pcfg, PEZ_GROWABLE, task), adapter, task,
+                                    prefix="pez/")
+        if cfg.rl_weights:
+            plans["RLPrompt"] = rlprompt_plan(rcfg, _sweep_run(stack, out / "rlprompt", "rlprompt", rcfg, RL_GROWABLE,
+                                                               task), adapter, prefix="rlprompt/")
+        tuner = {"pez": "PEZ", "rlprompt": "RLPrompt"}
+        run_units([u for p in plans.values() for u in p.units], tradeoff_unit, setup=sweep_setup, setup_args=(cfg,),
+                  ctx=SweepContext(adapter, task, adapter, progress=progress), options=cfg,
+                  on_result=lambda u, r: plans[tuner[u.args["tuner"]]].record(u, r), progress=progress)
+        if "PEZ" in plans:
+            pez_finish(plans["PEZ"], task, adapter)
+        if "RLPrompt" in plans:
+            rlprompt_finish(plans["RLPrompt"], task, adapter)
+    for method, plan in plans.items():
+        for w in plan.weights:
+            r = plan.summaries[w]
+            rows.append(score(method, w, r["ids"], {"selected_step": r["selected_step"]}))
 
     run.write_jsonl("tradeoff.jsonl", rows)
     discrete = [r for r in rows if r["ids"]]
@@ -191,6 +210,13 @@ def _tradeoff(cfg: TradeoffConfig, run: Run, adapter, task, progress: bool) -> d
     run.write_json("tradeoff_summary.json", summary)
     plot_tradeoff(rows, out, task.name)
     return summary
+
+
+def _sweep_run(stack: ExitStack, path: Path, kind: str, cfg, growable: tuple[str, ...], task) -> Run:
+    """A tuner's sweep folder inside the trade-off (pez/, rlprompt/), open until the stack closes, its config written."""
+    run = stack.enter_context(Run.open(path, kind, fingerprint(cfg), growable=growable))
+    run.write_config(cfg, task=task.to_dict())
+    return run
 
 
 def plot_tradeoff(rows: list[dict], out: Path, task_name: str) -> None:

@@ -437,10 +437,6 @@ def wayward_unit(ctx: tuple, unit: Unit) -> list[tuple[dict, torch.Tensor]]:
     return out
 
 
-def _quiet(line: str) -> None:
-    """Local runs keep one progress bar; per-unit log lines are for Ray runs."""
-
-
 def run_wayward(cfg: WaywardConfig, out: str | Path, *, resume: bool = False, adapter: ModelAdapter | None = None,
                 task=None, progress: bool = True) -> dict:
     """Run (or continue) a sweep into `out`; returns the summary (also written as wayward_summary.json)."""
@@ -495,7 +491,7 @@ def _run_sweep(cfg: WaywardConfig, run: Run, adapter, task, progress: bool) -> d
         run.append_jsonl("wayward.jsonl", new)  # a unit's finished rows land together: resume never recomputes them
 
     run_units(units, wayward_unit, setup=wayward_setup, setup_args=(cfg,), ctx=(ctx, cfg, run.path), options=cfg,
-              on_result=record, progress=progress, log=None if cfg.executor == "ray" else _quiet)
+              on_result=record, progress=progress)
     rows = run.read_jsonl("wayward.jsonl")
     summary = summarize(rows, cfg.f1_threshold, cfg.within, cfg.selection, cfg.bootstrap, cfg.baseline_min)
     summary.update(model=adapter.name, task=task.name, protocol=cfg.protocol, steps=cfg.steps, lr=cfg.lr,
