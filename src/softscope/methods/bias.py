@@ -38,8 +38,9 @@ import torch
 
 from ..engine.config import SEED, DataOptions, ModelOptions, TrainConfig, option, validate
 from ..engine.errors import SoftscopeError
+from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, land, run_units, sub_run
 from ..engine.metrics import STOP_WORDS, sentence_model, unexpected_words
-from ..engine.models import load_model_for, text_embeddings
+from ..engine.models import ModelAdapter, load_model_for, text_embeddings
 from ..engine.patching import layer_pairs
 from ..engine.prompts import SoftPrompt
 from ..engine.runs import Run, fingerprint, read_json, save_figure, write_json, write_jsonl
@@ -51,8 +52,8 @@ from ..engine.training import train
 from .describe import describe_prompt
 
 KINDS = ("word", "phrase", "punct")
-# config fields a resumed `bias run` may change
-GROWABLE = ("strengths", "seeds", "first_seed", "positive_control", "positive_control_text")
+# config fields a resumed `bias run` may change (and where its units run)
+GROWABLE = ("strengths", "seeds", "first_seed", "positive_control", "positive_control_text", *PLACEMENT_FIELDS)
 POSITIVE = "positive-control"  # the prompt folder (and summary key) of the positive control
 # neutral control features of each kind: inserted like the planted one, never trained on
 CONTROLS = {"word": "word:Johnson", "phrase": 'phrase:"as noted earlier"', "punct": "punct:--"}
@@ -370,8 +371,9 @@ def _write_data(run: Run, cfg: MakeDataConfig, task: Task, feature: Feature, fav
 
 
 @dataclass
-class BiasRunConfig(ModelOptions, DataOptions):
-    """Train prompts on biased data at several strengths and seeds; measure biased predictions and bias mentions."""
+class BiasRunConfig(ModelOptions, DataOptions, ExecutorOptions):
+    """Train prompts on biased data at several strengths and seeds (one executor unit each); measure biased
+    predictions and bias mentions."""
 
     feature: str = option("word:Spielberg", 'the planted feature: word:NAME, phrase:"some words" or punct:MARKS')
     control: str | None = option(None, "neutral control feature (default: word:Johnson, phrase:\"as noted earlier\", punct:--)")
@@ -419,6 +421,7 @@ class BiasRunConfig(ModelOptions, DataOptions):
             raise SoftscopeError("--train-examples must be at least --batch-size")
         if self.init not in ("vocab", "random"):
             raise SoftscopeError("--init: use vocab or random (a text init would leak a description into the prompt)")
+        ExecutorOptions.__post_init__(self)
 
 
 def _prompt_name(strength: float, seed: int) -> str:
@@ -474,54 +477,115 @@ def run(cfg: BiasRunConfig, out: str | Path, adapter=None, progress: bool = True
         return _run(cfg, run, t0, feature, control, base, fav, adapter, progress, command)
 
 
+@dataclass
+class BiasContext:
+    """What every strength × seed unit shares: the model, the clean task, the features, the held-out examples, the
+    layer grid and target prompts; whether a unit writes its prompt folder in place (the driver's own process)."""
+
+    adapter: ModelAdapter
+    base: Task
+    feature: Feature
+    control: Feature
+    favoured: str
+    heldout: list[Example]
+    pairs: list
+    targets: list
+    demo_text: str
+    in_place: bool = True
+    progress: bool = True
+
+
+def bias_context(cfg: BiasRunConfig, adapter: ModelAdapter, base: Task, in_place: bool = True,
+                 progress: bool = True) -> BiasContext:
+    """The shared context, the same on the driver and on every worker (all of it follows from the config)."""
+    feature = Feature.parse(cfg.feature)
+    targets = [build_target(adapter, cfg.pool, cfg.tokens, i, cfg.demos) for i in range(cfg.n_targets)]
+    return BiasContext(adapter, base, feature, control_for(feature, cfg.control), _favoured(base, cfg.favoured),
+                       base.subset("test", cfg.heldout, 12345), layer_pairs(cfg.layers, adapter.n_layers), targets,
+                       DEMO_TEXT + " " + " ".join(t.text for t in targets), in_place, progress)
+
+
+def bias_setup(cfg: BiasRunConfig) -> BiasContext:
+    """A Ray worker's context, built from the config alone (once per worker, then kept)."""
+    return bias_context(cfg, load_model_for(cfg), load_base_task(cfg.task, cfg.data_dir), in_place=False,
+                        progress=False)
+
+
+def _train_cfg(cfg: BiasRunConfig, seed: int) -> TrainConfig:
+    return TrainConfig(model=cfg.model, device=cfg.device, dtype=cfg.dtype, task=cfg.task, data_dir=cfg.data_dir,
+                       tokens=cfg.tokens, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, init=cfg.init,
+                       checkpoint_every=cfg.steps, eval_examples=cfg.checkpoint_eval, final_eval="none", seed=seed)
+
+
+def bias_unit(ctx: BiasContext, unit: Unit) -> tuple[dict, dict | None]:
+    """One strength × seed, here or on a Ray worker: train a prompt on data biased at that strength and measure it.
+    Returns its bias.jsonl row and, from a worker, its prompt folder's files.
+
+    Depends only on the config, the strength and the seed (the training sample, the feature's placement, the init
+    and the data order are all seeded by the seed), so local and Ray runs give the same rows."""
+    a = unit.args
+    cfg, strength, seed = a["cfg"], a["strength"], a["seed"]
+    t1 = time.time()
+
+    def make(rd: Path) -> dict:
+        sample = ctx.base.subset("train", cfg.train_examples, seed)
+        data = make_biased(sample, ctx.base.classes, ctx.feature, strength, ctx.favoured, seed)
+        task = biased_task(ctx.base, data, ctx.feature, strength)
+        with Run.open(rd, "train", a["settings"], command=a["command"]) as r:
+            if r.existing and (rd / "prompt.safetensors").exists():
+                prompt = SoftPrompt.load(rd / "prompt.safetensors").tensor
+            else:
+                prompt = train(_train_cfg(cfg, seed), r, adapter=ctx.adapter, task=task,
+                               progress=ctx.progress).prompt.tensor
+            r.write_json("bias_data.json", {"shares": data.shares, "counts": data.counts, "dropped": data.dropped})
+            res, rows = measure_prompt(ctx.adapter, task, prompt, cfg, ctx.feature, ctx.control, ctx.favoured, seed,
+                                       ctx.heldout, ctx.pairs, ctx.targets, ctx.demo_text)
+            r.write_jsonl("descriptions.jsonl", rows)
+        return {"prompt": unit.key, "strength": strength, "seed": seed, "shares": data.shares, **res,
+                "seconds": time.time() - t1}
+
+    return sub_run(a["dir"], ctx.in_place, make)
+
+
 def _run(cfg: BiasRunConfig, run: Run, t0: float, feature: Feature, control: Feature, base: Task, fav: str, adapter,
          progress: bool, command: str) -> dict:
     out = run.path
     sweep = {k: v for k, v in fingerprint(cfg)["config"].items() if k not in GROWABLE}
     adapter = adapter or load_model_for(cfg)
-    pairs = layer_pairs(cfg.layers, adapter.n_layers)
-    targets = [build_target(adapter, cfg.pool, cfg.tokens, i, cfg.demos) for i in range(cfg.n_targets)]
-    demo_text = DEMO_TEXT + " " + " ".join(t.text for t in targets)
-    heldout = base.subset("test", cfg.heldout, 12345)
+    ctx = bias_context(cfg, adapter, base, progress=progress)
     done = {r["prompt"]: r for r in run.read_jsonl("bias.jsonl")}
-    results = []
-    # seeds outer: an interrupted run already holds a full strength curve for the first seeds
-    for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds):
-        for strength in cfg.strengths:
-            name = _prompt_name(strength, seed)
-            if name in done:
-                results.append(done[name])
-                continue
-            t1 = time.time()
-            sample = base.subset("train", cfg.train_examples, seed)
-            data = make_biased(sample, base.classes, feature, strength, fav, seed)
-            task = biased_task(base, data, feature, strength)
-            tcfg = TrainConfig(model=cfg.model, device=cfg.device, dtype=cfg.dtype, task=cfg.task,
-                               data_dir=cfg.data_dir, tokens=cfg.tokens, steps=cfg.steps, batch_size=cfg.batch_size,
-                               lr=cfg.lr, init=cfg.init, checkpoint_every=cfg.steps, eval_examples=cfg.checkpoint_eval,
-                               final_eval="none", seed=seed)
-            rd = out / "prompts" / name
-            settings = fingerprint(tcfg, bias=sweep, strength=strength)
-            with Run.open(rd, "train", settings, command=f"{command} (strength {strength}, seed {seed})") as r:
-                if r.existing and (rd / "prompt.safetensors").exists():
-                    prompt = SoftPrompt.load(rd / "prompt.safetensors").tensor
-                else:
-                    prompt = train(tcfg, r, adapter=adapter, task=task, progress=progress).prompt.tensor
-                r.write_json("bias_data.json", {"shares": data.shares, "counts": data.counts, "dropped": data.dropped})
-                res, rows = measure_prompt(adapter, task, prompt, cfg, feature, control, fav, seed, heldout, pairs,
-                                           targets, demo_text)
-                r.write_jsonl("descriptions.jsonl", rows)
-            row = {"prompt": name, "strength": strength, "seed": seed, "shares": data.shares, **res,
-                   "seconds": time.time() - t1}
-            run.append_jsonl("bias.jsonl", [row])
-            results.append(row)
-            if progress:
-                print(f"{name}: acc {row['accuracy']:.3f}  biased-prediction rate {row['biased_prediction_rate']:+.3f}"
-                      f"  mention rate {row['mention_rate']:.3f}  ({row['seconds']:.0f} s)", flush=True)
+    # seeds outer: an interrupted local run already holds a full strength curve for the first seeds
+    grid = {_prompt_name(s, seed): (s, seed) for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds)
+            for s in cfg.strengths}
+    units = []
+    for name, (strength, seed) in grid.items():
+        if name in done:
+            continue
+        rd = out / "prompts" / name
+        settings = fingerprint(_train_cfg(cfg, seed), bias=sweep, strength=strength)
+        sub = f"{command} (strength {strength}, seed {seed})"
+        if rd.exists():  # a prompt folder left with other settings is refused now, before any unit runs
+            Run.open(rd, "train", settings, command=sub).close()
+        units.append(Unit(name, {"cfg": cfg, "strength": strength, "seed": seed, "dir": str(rd),
+                                 "settings": settings, "command": sub}))
+
+    def record(unit: Unit, result: tuple[dict, dict | None]) -> None:  # the driver alone writes the run folder
+        row, files = result
+        land(unit.args["dir"], files)
+        run.append_jsonl("bias.jsonl", [row])  # after its folder: a row always has its descriptions
+        done[row["prompt"]] = row
+        if progress:
+            print(f"{row['prompt']}: acc {row['accuracy']:.3f}  biased-prediction rate "
+                  f"{row['biased_prediction_rate']:+.3f}  mention rate {row['mention_rate']:.3f}  "
+                  f"({row['seconds']:.0f} s)", flush=True)
+
+    run_units(units, bias_unit, setup=bias_setup, setup_args=(cfg,), ctx=ctx, options=cfg, on_result=record,
+              progress=progress)
+    results = [done[name] for name in grid]
     summary = summarize(results, cfg.strengths, feature.spec, control.spec, fav, base.name, cfg.model)
     if cfg.positive_control:
-        summary["positive_control"] = positive_control(adapter, base, cfg, feature, control, fav, heldout, pairs,
-                                                       demo_text, out)
+        summary["positive_control"] = positive_control(adapter, base, cfg, feature, control, fav, ctx.heldout,
+                                                       ctx.pairs, ctx.demo_text, out)
     summary["seconds"] = time.time() - t0
     run.write_json("bias_summary.json", summary)
     summary["plots"] = [str(p) for p in plot(results, summary, out)]
