@@ -1,4 +1,5 @@
-"""The sweep executor: local vs a real two-node Ray cluster on 127.0.0.1, a killed worker, and the missing extra."""
+"""The sweep executor: local vs a real two-node Ray cluster on loopback for every sweep command, a killed worker,
+and the missing extra."""
 
 import os
 import signal
@@ -181,3 +182,118 @@ def test_wayward_sweep_on_ray_equals_local(ray_cluster, tiny_model_dir, tiny_tas
                 assert b[k] == pytest.approx(a[k], abs=1e-5), k
             else:
                 assert a[k] == b[k], k
+
+
+# ---- the other sweep commands on the same cluster: rows equal to --executor local ------------------------------
+def assert_same(a, b, path="row"):
+    """Equal up to float tolerance (a worker may use another thread count), `seconds` aside."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), path
+        for k in a:
+            if k != "seconds":
+                assert_same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{path}[{i}]")
+    elif isinstance(a, float):
+        assert b == pytest.approx(a, abs=1e-5, nan_ok=True), path
+    else:
+        assert a == b, path
+
+
+def _files(d):
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def _on_ray(cfg, address):
+    from dataclasses import replace
+
+    return replace(cfg, executor="ray", ray_address=address)
+
+
+def test_pez_and_rlprompt_weight_sweeps_on_ray_equal_local(ray_cluster, tiny_model_dir, tiny_task_file, tmp_path):
+    import torch
+
+    from softscope.engine.prompts import SoftPrompt
+    from softscope.engine.runs import read_jsonl
+    from softscope.methods.pez import PezConfig, pez
+    from softscope.methods.rlprompt import RLPromptConfig, rlprompt
+
+    common = dict(model=str(tiny_model_dir), task=str(tiny_task_file), device="cpu", holdout=6)
+    pcfg = PezConfig(**common, tokens=3, steps=2, batch_size=4, checkpoint_every=1, eval_examples=0, test_examples=4,
+                     fluency_weight=[0, 0.5])
+    rcfg = RLPromptConfig(**common, tokens=2, steps=2, prompts_per_step=2, batch_size=2, hidden=16, top_k=8,
+                          eval_every=1, eval_examples=4, test_examples=4, fluency_weight=[0, 1])
+    for kind, fn, cfg in (("pez", pez, pcfg), ("rlprompt", rlprompt, rcfg)):
+        local, remote = tmp_path / f"{kind}-local", tmp_path / f"{kind}-ray"
+        fn(cfg, local, progress=False)
+        fn(_on_ray(cfg, ray_cluster), remote, progress=False)
+        assert_same(read_jsonl(local / f"{kind}.jsonl"), read_jsonl(remote / f"{kind}.jsonl"), kind)
+        assert _files(local) == _files(remote)  # each weight's sub-run came back whole
+        for w in ("w-0", "w-0.5" if kind == "pez" else "w-1"):
+            a, b = (SoftPrompt.load(d / w / "hard_prompt.safetensors") for d in (local, remote))
+            assert torch.equal(a.tensor, b.tensor) and a.extra["ids"] == b.extra["ids"]
+            assert b.extra["run"] == str(remote / w)  # the driver's folder, not the worker's scratch copy
+    # resume by key, wherever it runs: the Ray sweep grown by one weight, locally, trains only that weight
+    before = {p: p.read_bytes() for p in (tmp_path / "pez-ray").rglob("*") if p.is_file() and "w-" in str(p)}
+    grown = pez(PezConfig(**{**pcfg.__dict__, "fluency_weight": [0, 0.5, 0.9]}), tmp_path / "pez-ray", progress=False)
+    assert [r["fluency_weight"] for r in grown["runs"]] == [0, 0.5, 0.9]
+    assert all(p.read_bytes() == data for p, data in before.items())  # the landed weights were not redone
+    assert (tmp_path / "pez-ray" / "w-0.9" / "pez_summary.json").exists()
+
+
+def test_tradeoff_on_ray_equals_local(ray_cluster, tiny_model_dir, tiny_task_file, tmp_path):
+    from softscope.engine.runs import read_jsonl
+    from softscope.methods.tradeoff import TradeoffConfig, tradeoff
+
+    cfg = TradeoffConfig(model=str(tiny_model_dir), task=str(tiny_task_file), device="cpu", examples=6,
+                         soft_tokens=3, soft_steps=2, pez_weights=[0, 0.5], pez_tokens=3, pez_steps=2, rl_weights=[1],
+                         rl_tokens=2, rl_steps=2, rl_prompts_per_step=2, rl_batch_size=2, selection_examples=4,
+                         holdout=6)
+    tradeoff(cfg, tmp_path / "local", progress=False)
+    tradeoff(_on_ray(cfg, ray_cluster), tmp_path / "ray", progress=False)
+    local, remote = (read_jsonl(tmp_path / d / "tradeoff.jsonl") for d in ("local", "ray"))
+    assert [(r["method"], r["weight"]) for r in local] == [
+        ("soft prompt", None), ("projection (cos)", None), ("projection (l2)", None), ("PEZ", 0.0), ("PEZ", 0.5),
+        ("RLPrompt", 1.0)]
+    assert_same(local, remote, "tradeoff")
+    for sub in ("pez", "rlprompt"):
+        assert_same(read_jsonl(tmp_path / "local" / sub / f"{sub}.jsonl"),
+                    read_jsonl(tmp_path / "ray" / sub / f"{sub}.jsonl"), sub)
+    assert _files(tmp_path / "local") == _files(tmp_path / "ray")
+
+
+def test_bias_run_on_ray_equals_local(ray_cluster, tiny_model_dir, tiny_task_file, tmp_path):
+    from softscope.engine.runs import read_jsonl
+    from softscope.methods.bias import BiasRunConfig, run
+
+    cfg = BiasRunConfig(model=str(tiny_model_dir), task=str(tiny_task_file), device="cpu", feature="word:Spielberg",
+                        favoured="positive", strengths=[0.0, 1.0], seeds=1, train_examples=16, tokens=2, steps=2,
+                        batch_size=4, heldout=8, layers="0:1,1:2", pool="elaborated", n_targets=1, demos=2,
+                        max_new_tokens=3)
+    run(cfg, tmp_path / "local", progress=False)
+    run(_on_ray(cfg, ray_cluster), tmp_path / "ray", progress=False)
+    key = lambda r: r["prompt"]  # noqa: E731  (Ray records units as they finish)
+    local, remote = (sorted(read_jsonl(tmp_path / d / "bias.jsonl"), key=key) for d in ("local", "ray"))
+    assert [r["prompt"] for r in local] == ["s0.00-seed0", "s1.00-seed0"]
+    assert_same(local, remote, "bias")
+    for r in local:
+        name = f"prompts/{r['prompt']}/descriptions.jsonl"
+        assert_same(read_jsonl(tmp_path / "local" / name), read_jsonl(tmp_path / "ray" / name), name)
+    assert _files(tmp_path / "local") == _files(tmp_path / "ray")
+
+
+@pytest.mark.parametrize("command", [["wayward"], ["describe", "run"], ["bias", "run"], ["pez"], ["rlprompt"],
+                                     ["tradeoff"]])
+def test_every_sweep_command_takes_the_executor_options(command, capsys, tmp_path):
+    """One option group on every sweep command: a bad value is a one-line error (exit 2) before any work."""
+    from softscope.cli import main
+
+    for flag, value, message in (("--executor", "spark", "error: --executor 'spark': use local or ray"),
+                                 ("--gpus-per-unit", "-1", "error: --gpus-per-unit -1: use a value >= 0")):
+        with pytest.raises(SystemExit) as e:
+            main([*command, flag, value, "--out", str(tmp_path / "out")])
+        err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+        assert e.value.code == 2 and err == [message]
+    assert not (tmp_path / "out").exists()
