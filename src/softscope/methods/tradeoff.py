@@ -1,9 +1,9 @@
 """The interpretability/accuracy trade-off of discrete prompts, measured on one task (Patel et al. 2025, §5).
 
 One run: a reference soft prompt (prompt tuning) and its nearest-token projection; PEZ at each fluency weight;
-RLPrompt at each fluency weight (each tuner × weight one executor unit, so the two sweeps run together, locally or
-on a Ray cluster; the driver then scores every prompt). Every prompt is scored on the same seeded test examples: accuracy,
-faithfulness to the reference soft prompt (agreement, KL), perplexity and dictionary-word share. Plots:
+RLPrompt at each fluency weight (each tuner × weight one executor unit, so the two sweeps run together, locally
+or on a Ray cluster; the driver then scores every prompt). Every prompt is scored on the same seeded test examples:
+accuracy, faithfulness to the reference soft prompt (agreement, KL), perplexity and dictionary-word share. Plots:
 accuracy vs perplexity and accuracy vs agreement. It also lists the *odd* prompts that the perplexity proxy
 favours: low perplexity, yet repetitive, made of function words/punctuation, or not dictionary words.
 """
@@ -180,22 +180,20 @@ def _tradeoff(cfg: TradeoffConfig, run: Run, adapter, task, progress: bool) -> d
     with ExitStack() as stack:  # the two sweep folders stay locked until their tables are written
         plans = {}
         if cfg.pez_weights:
-            plans["PEZ"] = pez_plan(pcfg, _sweep_run(stack, out / "pez", "pez", pcfg, PEZ_GROWABLE, task), adapter, task,
-                                    prefix="pez/")
+            sub = _sweep_run(stack, out / "pez", "pez", pcfg, PEZ_GROWABLE, task)
+            plans["pez"] = pez_plan(pcfg, sub, adapter, task, prefix="pez/")
         if cfg.rl_weights:
-            plans["RLPrompt"] = rlprompt_plan(rcfg, _sweep_run(stack, out / "rlprompt", "rlprompt", rcfg, RL_GROWABLE,
-                                                               task), adapter, prefix="rlprompt/")
-        tuner = {"pez": "PEZ", "rlprompt": "RLPrompt"}
+            sub = _sweep_run(stack, out / "rlprompt", "rlprompt", rcfg, RL_GROWABLE, task)
+            plans["rlprompt"] = rlprompt_plan(rcfg, sub, adapter, prefix="rlprompt/")
         run_units([u for p in plans.values() for u in p.units], tradeoff_unit, setup=sweep_setup, setup_args=(cfg,),
                   ctx=SweepContext(adapter, task, adapter, progress=progress), options=cfg,
-                  on_result=lambda u, r: plans[tuner[u.args["tuner"]]].record(u, r), progress=progress)
-        if "PEZ" in plans:
-            pez_finish(plans["PEZ"], task, adapter)
-        if "RLPrompt" in plans:
-            rlprompt_finish(plans["RLPrompt"], task, adapter)
-    for method, plan in plans.items():
-        for w in plan.weights:
-            r = plan.summaries[w]
+                  on_result=lambda u, r: plans[u.args["tuner"]].record(u, r), progress=progress)
+        for tuner, finish in (("pez", pez_finish), ("rlprompt", rlprompt_finish)):
+            if tuner in plans:
+                finish(plans[tuner], task, adapter)
+    for tuner, method in (("pez", "PEZ"), ("rlprompt", "RLPrompt")):
+        for w in plans[tuner].weights if tuner in plans else []:
+            r = plans[tuner].summaries[w]
             rows.append(score(method, w, r["ids"], {"selected_step": r["selected_step"]}))
 
     run.write_jsonl("tradeoff.jsonl", rows)
@@ -213,7 +211,7 @@ def _tradeoff(cfg: TradeoffConfig, run: Run, adapter, task, progress: bool) -> d
 
 
 def _sweep_run(stack: ExitStack, path: Path, kind: str, cfg, growable: tuple[str, ...], task) -> Run:
-    """A tuner's sweep folder inside the trade-off (pez/, rlprompt/), open until the stack closes, its config written."""
+    """A tuner's sweep folder in the trade-off (pez/, rlprompt/), its config written, open until the stack closes."""
     run = stack.enter_context(Run.open(path, kind, fingerprint(cfg), growable=growable))
     run.write_config(cfg, task=task.to_dict())
     return run
