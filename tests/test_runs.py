@@ -34,3 +34,33 @@ def test_save_tensors_round_trips_with_metadata_and_leaves_no_temp_file(tmp_path
     with safe_open(str(path), "pt") as f:
         assert f.metadata() == {"note": "hi"} and torch.equal(f.get_tensor("w"), t)
     assert [p.name for p in (tmp_path / "d").iterdir()] == ["x.safetensors"]
+
+
+def test_a_field_added_since_a_run_was_written_matches_it_only_at_its_default(tmp_path):
+    """run.json written before a config gained a field: reopening with that field at its default is the same
+    setting (and the record adopts it); any other value is a listed difference."""
+    import dataclasses
+
+    from softscope.engine.errors import SoftscopeError
+    from softscope.engine.runs import Run, fingerprint, read_json
+
+    @dataclasses.dataclass
+    class Old:
+        steps: int = 3
+
+    @dataclasses.dataclass
+    class New(Old):
+        trust_remote_code: bool = False
+
+    with Run.open(tmp_path / "r", "train", fingerprint(Old())) as run:
+        run.write_json("done.json", {})
+    with Run.open(tmp_path / "r", "train", fingerprint(New())) as run:
+        assert run.existing
+        run.write_json("more.json", {})
+    assert read_json(tmp_path / "r" / "run.json")["settings"]["config"]["trust_remote_code"] is False
+    with Run.open(tmp_path / "s", "train", fingerprint(Old())) as run:
+        run.write_json("done.json", {})
+    with pytest.raises(SoftscopeError, match=r"trust_remote_code \(<unset> → true\)"):
+        Run.open(tmp_path / "s", "train", fingerprint(New(trust_remote_code=True)))
+    with pytest.raises(SoftscopeError, match=r"steps \(3 → 4\)"):
+        Run.open(tmp_path / "s", "train", fingerprint(New(steps=4)))

@@ -221,9 +221,30 @@ def _is_path(key: str, value: str) -> bool:
     return os.path.exists(value)
 
 
-def fingerprint(config: Any, **inputs: Any) -> dict:
+class Settings(dict):
+    """A fingerprint (what run.json records) that also knows its config's field defaults, which are not recorded:
+    a field added after a run was written matches that run while it holds its default."""
+
+    defaults: dict[str, Any] = {}
+
+
+def _field_defaults(config: Any) -> dict[str, Any]:
+    """config.<field> -> its default, as config.json would hold it (dataclass configs only)."""
+    if not dataclasses.is_dataclass(config):
+        return {}
+    out = {}
+    for f in dataclasses.fields(config):
+        if f.default is not dataclasses.MISSING:
+            out[f"config.{f.name}"] = json.loads(dumps(f.default))
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f"config.{f.name}"] = json.loads(dumps(f.default_factory()))
+    return out
+
+
+def fingerprint(config: Any, **inputs: Any) -> Settings:
     """The settings a run's results depend on: the full config plus named inputs (source path, γ, init, ...)."""
-    fp = {"config": config_dict(config)}
+    fp = Settings(config=config_dict(config))
+    fp.defaults = _field_defaults(config)
     for k, v in inputs.items():
         v = json.loads(dumps(v))
         fp[k] = _resolved(k, v) if k in PATH_FIELDS else v
@@ -247,13 +268,17 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def settings_diff(old: dict, new: dict, ignore: Iterable[str] = ()) -> list[str]:
-    """'field (old → new)' for every leaf that differs; `config.` is left off the names."""
+    """'field (old → new)' for every leaf that differs; `config.` is left off the names. A config field the old
+    settings lack is no difference while the new value is that field's default (`Settings.defaults`)."""
     a, b = _flat(old), _flat(new)
+    defaults = getattr(new, "defaults", {})
     skip = set(ignore)
     out = []
     for k in sorted(set(a) | set(b)):
         name = k[len("config."):] if k.startswith("config.") else k
         if name in skip or k in skip or a.get(k, "<unset>") == b.get(k, "<unset>"):
+            continue
+        if k not in a and k in defaults and b[k] == defaults[k]:  # added since the run was written, left at default
             continue
         out.append(f"{name} ({_short(a.get(k, '<unset>'))} → {_short(b.get(k, '<unset>'))})")
     return out
