@@ -116,7 +116,7 @@ def test_default_model_reading_of_itself_is_faithful():
 def test_cli_interpret_prints_the_report(tiny, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from softscope.cli.pez import interpret_cmd
+    from softscope.cli.interpret import interpret_cmd
 
     task = tiny_task()
     ids = tiny.encode("the movie was great")
