@@ -19,8 +19,10 @@ from pathlib import Path
 
 import torch
 
+from inspect_experiment import DESCRIBE, OUT  # the grid, targets and tokens of the InSPEcT table; its run folders
+
 ROOT = Path(__file__).resolve().parents[1]
-RUN = ROOT / "benchmarks" / "runs" / "inspect" / "sst2"
+RUN = OUT / "sst2"
 PASSES = ("embeddings", "after-block-0")
 
 
@@ -38,8 +40,7 @@ def main(argv=None) -> None:
     adapter = load_model("smollm2-135m", device="cpu")
     out = {}
     for sp in PASSES:
-        cfg = DescribeConfig(layers="every:6", n_targets=3, max_new_tokens=16, batch_size=64, top_k=10,
-                             source_pass=sp, control=True)
+        cfg = DescribeConfig(**DESCRIBE, source_pass=sp, control=True)
         t = time.time()
         res = describe(RUN, cfg, out=RUN / f"describe-{sp}", adapter=adapter, progress=False,
                        command=f"benchmarks/inspect_source_pass.py (source pass {sp})")

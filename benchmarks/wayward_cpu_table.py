@@ -1,0 +1,60 @@
+"""The `--protocol cpu` table of results/wayward.md from one or more (partly finished) wayward sweeps: per target,
+each γ's accuracy with its 95% Wilson interval and the drop acc(γ = 0) − acc(γ = 1e-2) with the paired test
+(`engine.stats.compare_paired`: exact McNemar p and a paired bootstrap interval, the same rows
+`softscope wayward-compare --per-target` reads).
+
+    python benchmarks/wayward_cpu_table.py runs/wayward-cpu/sst2-smollm2 runs/wayward-cpu/sst2-smollm2-part2 \\
+        --json benchmarks/results/wayward_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from softscope.engine.runs import read_jsonl
+from softscope.engine.stats import compare_paired, wilson_interval
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("--gamma", type=float, default=0.01, help="the γ > 0 compared with γ = 0")
+    ap.add_argument("--baseline-min", type=float, default=0.85)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    by_target: dict[str, dict] = {}
+    for d in args.runs:
+        for r in read_jsonl(Path(d) / "wayward.jsonl"):
+            by_target.setdefault(r["target"], {})[r["gamma"]] = r
+    out = []
+    lines = ["| target (tokens) | e(t) start acc | γ = 0 acc [95%] (stopped at) | γ = 1e-2 acc [95%] (stopped at) | "
+             "γ = 1e-2 projection F1 | drop [95% paired], McNemar p | counts as within 2 points? |",
+             "|---|---|---|---|---|---|---|"]
+    for target, g in by_target.items():
+        if 0.0 not in g or args.gamma not in g:
+            continue  # an unfinished target
+        r0, r1 = g[0.0], g[args.gamma]
+        a, b = [int(c) for c in r0["correct"]], [int(c) for c in r1["correct"]]
+        c = compare_paired(a, b)
+        ci0, ci1 = wilson_interval(sum(a), len(a)), wilson_interval(sum(b), len(b))
+        base, within = r0["accuracy"] >= args.baseline_min, c["ci95"][1] <= r0.get("within", 0.02)
+        verdict = ("yes" if base and within and r1["f1"] >= 0.9 else f"no: γ = 0 below {args.baseline_min}"
+                   if not base else "no: interval reaches past 2 points")
+        out.append({"target": target, "text": r0["target_text"], "n_tokens": r0["n_tokens"],
+                    "start_accuracy": r0["start_accuracy"], "acc_gamma0": r0["accuracy"], "ci_gamma0": ci0,
+                    "stopped_gamma0": r0.get("stopped_at"), "acc_gamma001": r1["accuracy"], "ci_gamma001": ci1,
+                    "stopped_gamma001": r1.get("stopped_at"), "f1_gamma001": r1["f1"],
+                    "projection_gamma001": r1["projection"], "test_examples": len(a), "paired": c})
+        lines.append(f"| {target} ({r0['n_tokens']}) | {r0['start_accuracy']:.3f} | {r0['accuracy']:.3f} "
+                     f"[{ci0[0]:.3f}, {ci0[1]:.3f}] ({r0.get('stopped_at')}) | {r1['accuracy']:.3f} "
+                     f"[{ci1[0]:.3f}, {ci1[1]:.3f}] ({r1.get('stopped_at')}) | {r1['f1']:.2f} | {c['diff']:+.3f} "
+                     f"[{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}], p = {c['p']:.2f} | {verdict} |")
+    print("\n".join(lines))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1, default=float) + "\n")
+
+
+if __name__ == "__main__":
+    main()
