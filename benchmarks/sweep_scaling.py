@@ -7,12 +7,19 @@ Each round starts a fresh cluster on loopback (127.0.0.2) (head + one more node,
 runs the sweep with --executor ray and tears the cluster down; the two sizes alternate within a round and the
 ratio is taken inside the round. Model loading happens once per worker process and is timed separately (first
 unit per worker), so units/minute is measured over the sweep after the workers are warm.
+
+`--plain` adds the ceiling this machine allows without Ray, in the same rounds: the same units in 1 vs 2 plain
+Python processes (spawned once, model loaded and warmed once, `--executor local`, 1 torch thread each), the
+2-process arm splitting the units 4 + 4. Ray's efficiency = Ray's ratio / the plain ratio, per round. For each
+Ray sweep it also records the CPU seconds taken by the cluster's own processes (raylet, GCS, agents: everything
+of the cluster that is not a `ray::` worker) and by the driver, which compete with the units for the 2 cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import statistics
 import sys
@@ -25,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import torch  # noqa: E402
 
-from ray_cluster import start_cluster, stop_cluster  # noqa: E402
+import psutil  # noqa: E402  (a Ray dependency)
+from ray_cluster import _children, start_cluster, stop_cluster  # noqa: E402
 from softscope.engine.executor import ExecutorOptions, Unit, run_units  # noqa: E402
 from softscope.engine.models import cpu_features  # noqa: E402
 from softscope.methods.wayward import WaywardConfig, run_wayward  # noqa: E402
@@ -39,6 +47,33 @@ def noop(ctx, unit):
     return unit.key
 
 
+def _cluster_cpu(tmp: str) -> dict[int, tuple[str, float]]:
+    """{pid: (name, CPU seconds so far)} of every process of the cluster whose temp dir is `tmp`."""
+    import subprocess
+
+    roots = [int(x) for x in subprocess.run(["pgrep", "-f", tmp], capture_output=True, text=True).stdout.split()]
+    tree, todo, seen, out = _children(), list(roots), set(), {}
+    while todo:
+        pid = todo.pop()
+        if pid in seen or pid == os.getpid():
+            continue
+        seen.add(pid)
+        todo += tree.get(pid, [])
+        try:
+            p = psutil.Process(pid)
+            t = p.cpu_times()
+            out[pid] = (p.name(), t.user + t.system)
+        except psutil.Error:
+            pass
+    return out
+
+
+def _daemon_cpu(before: dict, after: dict) -> float:
+    """CPU seconds the cluster's non-worker processes used between two `_cluster_cpu` snapshots."""
+    return sum(sec - before.get(pid, (name, 0.0))[1] for pid, (name, sec) in after.items()
+               if not name.startswith("ray::"))
+
+
 def sweep_once(nodes: int, args, out: Path) -> dict:
     address, tmp = start_cluster(nodes=nodes, cpus_per_node=1, object_store_mb=150)
     try:
@@ -50,9 +85,11 @@ def sweep_once(nodes: int, args, out: Path) -> dict:
         # warm-up: one unit per worker loads the model; not counted
         warm = WaywardConfig(**{**cfg.__dict__, "target": TARGETS[-nodes:]})
         run_wayward(warm, out / f"warm-{nodes}", progress=False)
+        cpu0, drv0 = _cluster_cpu(tmp), time.process_time()
         t0 = time.perf_counter()
         run_wayward(cfg, out / f"sweep-{nodes}", progress=False)
         wall = time.perf_counter() - t0
+        daemon_s, driver_s = _daemon_cpu(cpu0, _cluster_cpu(tmp)), time.process_time() - drv0
         t1 = time.perf_counter()
         run_units([Unit(f"n{i}") for i in range(args.units)], noop, progress=False, log=lambda line: None,
                   options=ExecutorOptions(executor="ray", ray_address=address))
@@ -60,7 +97,60 @@ def sweep_once(nodes: int, args, out: Path) -> dict:
         ray.shutdown()
     finally:
         stop_cluster(tmp)
-    return {"nodes": nodes, "wall_s": wall, "units_per_min": 60 * args.units / wall, "driver_overhead_s": overhead}
+    return {"nodes": nodes, "wall_s": wall, "units_per_min": 60 * args.units / wall, "driver_overhead_s": overhead,
+            "cluster_daemon_cpu_s": daemon_s, "driver_cpu_s": driver_s}
+
+
+def _plain_worker(conn, model: str, steps: int, test_examples: int, out: str) -> None:
+    """A plain process: load the model and warm up once, then run the unit lists it is sent (local executor)."""
+    torch.set_num_threads(1)
+    n = 0
+
+    def sweep(targets):
+        nonlocal n
+        n += 1
+        cfg = WaywardConfig(model=model, device="cpu", task="sst2", steps=steps, batch_size=4, lr=3e-2, gamma=[0.0],
+                            test_examples=test_examples, target=targets)
+        run_wayward(cfg, Path(out) / f"{os.getpid()}-{n}", progress=False)
+
+    sweep(TARGETS[-1:])
+    conn.send("ready")
+    while (targets := conn.recv()) is not None:
+        t0 = time.perf_counter()
+        sweep(targets)
+        conn.send(time.perf_counter() - t0)
+
+
+class PlainPool:
+    """Two persistent plain processes (spawned, so no torch state is shared) for the no-Ray ceiling."""
+
+    def __init__(self, args, out: Path):
+        ctx = mp.get_context("spawn")
+        self.conns, self.procs = [], []
+        for _ in range(2):
+            a, b = ctx.Pipe()
+            p = ctx.Process(target=_plain_worker, args=(b, args.model, args.steps, args.test_examples, str(out)))
+            p.start()
+            self.conns.append(a)
+            self.procs.append(p)
+        for c in self.conns:
+            assert c.recv() == "ready"
+
+    def sweep(self, procs: int, units: int) -> dict:
+        targets = TARGETS[:units]
+        parts = [targets] if procs == 1 else [targets[: units // 2], targets[units // 2:]]
+        t0 = time.perf_counter()
+        for c, part in zip(self.conns, parts):
+            c.send(part)
+        inner = [c.recv() for c in self.conns[: len(parts)]]
+        wall = time.perf_counter() - t0
+        return {"procs": procs, "wall_s": wall, "units_per_min": 60 * units / wall, "process_wall_s": inner}
+
+    def close(self) -> None:
+        for c in self.conns:
+            c.send(None)
+        for p in self.procs:
+            p.join(timeout=60)
 
 
 def main() -> None:
@@ -70,26 +160,48 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--test-examples", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--plain", action="store_true", help="also measure 1 vs 2 plain processes (the ceiling)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     print(f"CPU {cpu_features()} · torch {torch.__version__} · {args.units} units · load {os.getloadavg()}",
           flush=True)
     rounds = []
     with tempfile.TemporaryDirectory() as tmp:
+        pool = PlainPool(args, Path(tmp) / "plain") if args.plain else None
         for r in range(args.rounds):
             order = (1, 2) if r % 2 == 0 else (2, 1)  # alternate which size goes first
             res = {n: sweep_once(n, args, Path(tmp) / f"r{r}") for n in order}
             ratio = res[2]["units_per_min"] / res[1]["units_per_min"]
-            rounds.append({"round": r, "one": res[1], "two": res[2], "ratio": ratio, "load": os.getloadavg()})
+            row = {"round": r, "one": res[1], "two": res[2], "ratio": ratio}
             print(f"round {r}: 1 worker {res[1]['units_per_min']:.2f} units/min, 2 workers "
                   f"{res[2]['units_per_min']:.2f} units/min, ratio {ratio:.2f}; driver overhead/unit "
                   f"{res[1]['driver_overhead_s'] * 1000:.0f} / {res[2]['driver_overhead_s'] * 1000:.0f} ms; "
-                  f"load {os.getloadavg()[0]:.1f}", flush=True)
+                  f"cluster daemons {res[1]['cluster_daemon_cpu_s']:.1f} / {res[2]['cluster_daemon_cpu_s']:.1f} "
+                  f"CPU s, driver {res[1]['driver_cpu_s']:.1f} / {res[2]['driver_cpu_s']:.1f} CPU s", flush=True)
+            if pool:
+                plain = {n: pool.sweep(n, args.units) for n in order}
+                row["plain_one"], row["plain_two"] = plain[1], plain[2]
+                row["plain_ratio"] = plain[2]["units_per_min"] / plain[1]["units_per_min"]
+                row["efficiency"] = ratio / row["plain_ratio"]
+                print(f"round {r}: plain 1 process {plain[1]['units_per_min']:.2f} units/min, 2 processes "
+                      f"{plain[2]['units_per_min']:.2f}, ratio {row['plain_ratio']:.2f}; Ray / plain "
+                      f"{row['efficiency']:.2f}", flush=True)
+            row["load"] = os.getloadavg()
+            rounds.append(row)
+        if pool:
+            pool.close()
     ratios = [r["ratio"] for r in rounds]
     summary = {"cpu": cpu_features(), "units": args.units, "steps": args.steps, "rounds": rounds,
                "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
                "driver_overhead_ms_median": 1000 * statistics.median(
                    [x[k]["driver_overhead_s"] for x in rounds for k in ("one", "two")])}
+    if args.plain:
+        for k in ("plain_ratio", "efficiency"):
+            vals = [r[k] for r in rounds]
+            summary.update({f"{k}_median": statistics.median(vals), f"{k}_min": min(vals), f"{k}_max": max(vals)})
+        print(f"plain processes 2 vs 1: median {summary['plain_ratio_median']:.2f} ({summary['plain_ratio_min']:.2f}–"
+              f"{summary['plain_ratio_max']:.2f}); Ray / plain {summary['efficiency_median']:.2f} "
+              f"({summary['efficiency_min']:.2f}–{summary['efficiency_max']:.2f})")
     print(f"ratio 2 vs 1 workers: median {summary['ratio_median']:.2f} (range {summary['ratio_min']:.2f}–"
           f"{summary['ratio_max']:.2f}); driver overhead {summary['driver_overhead_ms_median']:.0f} ms/unit")
     if args.json:
