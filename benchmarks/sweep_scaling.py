@@ -161,49 +161,55 @@ def main() -> None:
     ap.add_argument("--test-examples", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--plain", action="store_true", help="also measure 1 vs 2 plain processes (the ceiling)")
+    ap.add_argument("--only-plain", action="store_true", help="measure only the plain processes (no Ray arms)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     print(f"CPU {cpu_features()} · torch {torch.__version__} · {args.units} units · load {os.getloadavg()}",
           flush=True)
     rounds = []
     with tempfile.TemporaryDirectory() as tmp:
+        args.plain = args.plain or args.only_plain
         pool = PlainPool(args, Path(tmp) / "plain") if args.plain else None
         for r in range(args.rounds):
             order = (1, 2) if r % 2 == 0 else (2, 1)  # alternate which size goes first
-            res = {n: sweep_once(n, args, Path(tmp) / f"r{r}") for n in order}
-            ratio = res[2]["units_per_min"] / res[1]["units_per_min"]
-            row = {"round": r, "one": res[1], "two": res[2], "ratio": ratio}
-            print(f"round {r}: 1 worker {res[1]['units_per_min']:.2f} units/min, 2 workers "
-                  f"{res[2]['units_per_min']:.2f} units/min, ratio {ratio:.2f}; driver overhead/unit "
-                  f"{res[1]['driver_overhead_s'] * 1000:.0f} / {res[2]['driver_overhead_s'] * 1000:.0f} ms; "
-                  f"cluster daemons {res[1]['cluster_daemon_cpu_s']:.1f} / {res[2]['cluster_daemon_cpu_s']:.1f} "
-                  f"CPU s, driver {res[1]['driver_cpu_s']:.1f} / {res[2]['driver_cpu_s']:.1f} CPU s", flush=True)
+            row: dict = {"round": r}
+            if not args.only_plain:
+                res = {n: sweep_once(n, args, Path(tmp) / f"r{r}") for n in order}
+                row.update(one=res[1], two=res[2], ratio=res[2]["units_per_min"] / res[1]["units_per_min"])
+                print(f"round {r}: 1 worker {res[1]['units_per_min']:.2f} units/min, 2 workers "
+                      f"{res[2]['units_per_min']:.2f} units/min, ratio {row['ratio']:.2f}; driver overhead/unit "
+                      f"{res[1]['driver_overhead_s'] * 1000:.0f} / {res[2]['driver_overhead_s'] * 1000:.0f} ms; "
+                      f"cluster daemons {res[1]['cluster_daemon_cpu_s']:.1f} / {res[2]['cluster_daemon_cpu_s']:.1f} "
+                      f"CPU s, driver {res[1]['driver_cpu_s']:.1f} / {res[2]['driver_cpu_s']:.1f} CPU s", flush=True)
             if pool:
                 plain = {n: pool.sweep(n, args.units) for n in order}
                 row["plain_one"], row["plain_two"] = plain[1], plain[2]
                 row["plain_ratio"] = plain[2]["units_per_min"] / plain[1]["units_per_min"]
-                row["efficiency"] = ratio / row["plain_ratio"]
+                if "ratio" in row:
+                    row["efficiency"] = row["ratio"] / row["plain_ratio"]
                 print(f"round {r}: plain 1 process {plain[1]['units_per_min']:.2f} units/min, 2 processes "
-                      f"{plain[2]['units_per_min']:.2f}, ratio {row['plain_ratio']:.2f}; Ray / plain "
-                      f"{row['efficiency']:.2f}", flush=True)
+                      f"{plain[2]['units_per_min']:.2f}, ratio {row['plain_ratio']:.2f}"
+                      + (f"; Ray / plain {row['efficiency']:.2f}" if "efficiency" in row else ""), flush=True)
             row["load"] = os.getloadavg()
             rounds.append(row)
         if pool:
             pool.close()
-    ratios = [r["ratio"] for r in rounds]
-    summary = {"cpu": cpu_features(), "units": args.units, "steps": args.steps, "rounds": rounds,
-               "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
-               "driver_overhead_ms_median": 1000 * statistics.median(
-                   [x[k]["driver_overhead_s"] for x in rounds for k in ("one", "two")])}
-    if args.plain:
-        for k in ("plain_ratio", "efficiency"):
-            vals = [r[k] for r in rounds]
-            summary.update({f"{k}_median": statistics.median(vals), f"{k}_min": min(vals), f"{k}_max": max(vals)})
-        print(f"plain processes 2 vs 1: median {summary['plain_ratio_median']:.2f} ({summary['plain_ratio_min']:.2f}–"
-              f"{summary['plain_ratio_max']:.2f}); Ray / plain {summary['efficiency_median']:.2f} "
-              f"({summary['efficiency_min']:.2f}–{summary['efficiency_max']:.2f})")
-    print(f"ratio 2 vs 1 workers: median {summary['ratio_median']:.2f} (range {summary['ratio_min']:.2f}–"
-          f"{summary['ratio_max']:.2f}); driver overhead {summary['driver_overhead_ms_median']:.0f} ms/unit")
+    summary = {"cpu": cpu_features(), "units": args.units, "steps": args.steps,
+               "test_examples": args.test_examples, "rounds": rounds}
+    keys = (() if args.only_plain else ("ratio",)) + (("plain_ratio",) if args.plain else ()) + (
+        ("efficiency",) if args.plain and not args.only_plain else ())
+    for k in keys:
+        vals = [r[k] for r in rounds]
+        summary.update({f"{k}_median": statistics.median(vals), f"{k}_min": min(vals), f"{k}_max": max(vals)})
+    if not args.only_plain:
+        summary["driver_overhead_ms_median"] = 1000 * statistics.median(
+            [x[k]["driver_overhead_s"] for x in rounds for k in ("one", "two")])
+    names = {"ratio": "Ray 2 vs 1 workers", "plain_ratio": "plain processes 2 vs 1", "efficiency": "Ray / plain"}
+    for k in keys:
+        print(f"{names[k]}: median {summary[k + '_median']:.2f} (range {summary[k + '_min']:.2f}–"
+              f"{summary[k + '_max']:.2f})")
+    if not args.only_plain:
+        print(f"driver overhead {summary['driver_overhead_ms_median']:.0f} ms/unit")
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
 
