@@ -57,8 +57,8 @@ def _children() -> dict[int, list[int]]:
     return tree
 
 
-def stop_cluster(tmp: str) -> None:
-    """Kill this cluster's processes (those naming its temp dir) and everything they started."""
+def cluster_pids(tmp: str) -> set[int]:
+    """This cluster's processes (those naming its temp dir) and everything they started: its raylets and workers."""
     roots = [int(x) for x in subprocess.run(["pgrep", "-f", tmp], capture_output=True, text=True).stdout.split()]
     tree, todo, pids = _children(), list(roots), set()
     while todo:
@@ -66,7 +66,12 @@ def stop_cluster(tmp: str) -> None:
         if pid not in pids and pid != os.getpid():
             pids.add(pid)
             todo += tree.get(pid, [])
-    for pid in pids:
+    return pids
+
+
+def stop_cluster(tmp: str) -> None:
+    """Kill this cluster's processes (`cluster_pids`)."""
+    for pid in cluster_pids(tmp):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:

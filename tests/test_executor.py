@@ -6,6 +6,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -68,19 +69,64 @@ def test_without_ray_the_error_names_the_install_command(monkeypatch):
     assert str(e.value) == "--executor ray needs Ray: pip install 'softscope[ray]'"
 
 
+def test_scratch_folders_of_dead_workers_are_reclaimed(tmp_path, monkeypatch):
+    """A SIGKILLed worker leaves its unit's scratch folder; the next sub_run on the machine removes it (its pid is
+    gone), and keeps live workers' folders and other hosts' (a shared /tmp)."""
+    import socket
+    import subprocess
+
+    from softscope.engine import executor
+
+    zombie = subprocess.Popen(["true"])  # exits at once; not reaped until wait(): a killed, unreaped worker
+    for _ in range(200):
+        if Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            break
+        time.sleep(0.01)
+    assert not executor.pid_alive(zombie.pid) and executor.pid_alive(os.getpid())
+    root = tmp_path / "scratch"
+    monkeypatch.setattr(executor, "scratch_root", lambda: root)
+    host = socket.gethostname()
+    names = {"dead": f"unit-{host}-{zombie.pid}-abc1", "live": f"unit-{host}-{os.getpid()}-x_9",
+             "other host": f"unit-elsewhere-{zombie.pid}-q0", "not ours": "notes"}
+    for name in names.values():
+        (root / name / "w-0").mkdir(parents=True)
+        (root / name / "w-0" / "metrics.jsonl").write_text("{}\n")
+    seen = []
+
+    def make(folder: Path) -> int:
+        seen.append(folder)
+        folder.mkdir()
+        (folder / "run.json").write_text('{"kind": "train"}')
+        return 7
+
+    result, files = executor.sub_run(tmp_path / "out" / "w-0.5", False, make)
+    zombie.wait()
+    assert (result, files) == (7, {"run.json": b'{"kind": "train"}'})
+    assert seen[0].name == "w-0.5" and seen[0].parent.parent == root
+    assert seen[0].parent.name.startswith(f"unit-{host}-{os.getpid()}-")
+    assert sorted(p.name for p in root.iterdir()) == sorted(names[k] for k in ("live", "other host", "not ours"))
+    assert not (tmp_path / "out").exists()  # a worker never writes the driver's folder
+
+
 # ---- a real local Ray cluster: a head node and one more worker node, both on this machine ---------------------
 @pytest.fixture(scope="module")
-def ray_cluster():
+def ray_cluster_at():
+    """(address, temp dir) of the module's cluster: the temp dir names its processes (ray_cluster.cluster_pids)."""
     ray = pytest.importorskip("ray")
     from ray_cluster import start_cluster, stop_cluster
 
     address, tmp = start_cluster()
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not import this test file
     try:
-        yield address
+        yield address, tmp
     finally:
         ray.shutdown()
         stop_cluster(tmp)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(ray_cluster_at):
+    return ray_cluster_at[0]
 
 
 def test_ray_gives_the_same_results_as_local(ray_cluster):
@@ -241,6 +287,56 @@ def test_pez_and_rlprompt_weight_sweeps_on_ray_equal_local(ray_cluster, tiny_mod
     assert [r["fluency_weight"] for r in grown["runs"]] == [0, 0.5, 0.9]
     assert all(p.read_bytes() == data for p, data in before.items())  # the landed weights were not redone
     assert (tmp_path / "pez-ray" / "w-0.9" / "pez_summary.json").exists()
+
+
+def test_a_worker_killed_while_training_is_retried_and_its_scratch_reclaimed(ray_cluster_at, tiny_model_dir,
+                                                                           tiny_task_file, tmp_path, capsys):
+    """SIGKILL a Ray worker in the middle of a PEZ weight's training (checkpoints already in its scratch folder):
+    Ray re-runs the unit, each weight is recorded once, the rows and files equal --executor local, and the killed
+    worker's scratch folder is removed by a later unit's sub_run."""
+    import socket
+
+    from ray_cluster import cluster_pids
+
+    from softscope.engine.executor import scratch_root
+    from softscope.engine.runs import read_jsonl
+    from softscope.methods.pez import PezConfig, pez
+
+    address, tmp = ray_cluster_at
+    cfg = PezConfig(model=str(tiny_model_dir), task=str(tiny_task_file), device="cpu", holdout=6, tokens=3, steps=40,
+                    batch_size=4, checkpoint_every=1, eval_examples=0, test_examples=4, fluency_weight=[0, 0.3, 0.6])
+    pez(cfg, tmp_path / "local", progress=False)
+    capsys.readouterr()
+    root, prefix = scratch_root(), f"unit-{socket.gethostname()}-"
+    killed, stop = [], threading.Event()
+
+    def killer():  # the first of this cluster's workers whose unit has written its 5th checkpoint
+        while not stop.is_set() and not killed:
+            for d in root.glob(prefix + "*"):
+                pid = int(d.name[len(prefix):].split("-")[0])
+                if any(d.glob("*/checkpoints/step-00005.safetensors")) and pid in cluster_pids(tmp):
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append((pid, d))
+                    return
+            time.sleep(0.02)
+
+    t = threading.Thread(target=killer)
+    t.start()
+    try:
+        pez(_on_ray(cfg, address), tmp_path / "ray", progress=False)
+    finally:
+        stop.set()
+        t.join()
+    assert killed, "no worker was killed mid-training: the test did not exercise the fault"
+    (pid, scratch), = killed
+    done = [line.split()[1:4:2] for line in capsys.readouterr().err.splitlines() if line.startswith("unit ")]
+    assert sorted(key for key, _ in done) == ["w-0", "w-0.3", "w-0.6"]  # every weight recorded exactly once
+    assert all(not worker.endswith(f":{pid}") for _, worker in done)  # the killed worker finished nothing
+    assert [r["fluency_weight"] for r in read_jsonl(tmp_path / "ray" / "pez.jsonl")] == [0, 0.3, 0.6]
+    assert_same(read_jsonl(tmp_path / "local" / "pez.jsonl"), read_jsonl(tmp_path / "ray" / "pez.jsonl"), "pez")
+    assert _files(tmp_path / "local") == _files(tmp_path / "ray")
+    assert not scratch.exists()  # reclaimed by the retried unit's sub_run (its pid is gone)
+    assert not list(root.glob(f"{prefix}{pid}-*"))
 
 
 def test_tradeoff_on_ray_equals_local(ray_cluster, tiny_model_dir, tiny_task_file, tmp_path):

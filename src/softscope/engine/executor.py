@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import socket
 import sys
 import tempfile
@@ -188,13 +190,52 @@ def sub_run(dest: str | Path, in_place: bool, make: Callable[[Path], Any]) -> tu
     """(result, files) of `make(folder)`, a unit that writes a sub-run folder (a training run, say) meant for `dest`.
 
     In the driver's own process (`in_place`) it writes `dest` itself, so a killed local sweep resumes inside it;
-    on a worker it writes a scratch folder whose files come back with the result, for `land` on the driver."""
+    on a worker it writes a scratch folder (see `scratch_root`) whose files come back with the result, for `land`
+    on the driver. Each call first reclaims the scratch folders of this machine's dead worker processes."""
     if in_place:
         return make(Path(dest)), None
-    with tempfile.TemporaryDirectory(prefix="softscope-unit-") as tmp:
+    root = scratch_root()
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    reclaim_scratch(root)
+    with tempfile.TemporaryDirectory(prefix=f"unit-{socket.gethostname()}-{os.getpid()}-", dir=root) as tmp:
         folder = Path(tmp) / Path(dest).name
         result = make(folder)
         return result, folder_files(folder)
+
+
+def scratch_root() -> Path:
+    """Where workers keep the scratch folders of their units: one folder per user on each machine
+    (<tmp>/softscope-<uid>/unit-<host>-<pid>-<random>), so a SIGKILLed worker's leftovers are findable by pid."""
+    return Path(tempfile.gettempdir()) / f"softscope-{os.getuid()}"
+
+
+_SCRATCH = re.compile(r"unit-(?P<host>.+)-(?P<pid>\d+)-[^-]+")
+
+
+def reclaim_scratch(root: Path) -> list[Path]:
+    """Remove this machine's scratch folders under `root` whose worker process is gone (a killed worker cannot
+    clean up after itself); folders of live processes and of other hosts (a shared /tmp) are kept. Returns them."""
+    host, gone = socket.gethostname(), []
+    for p in root.glob("unit-*"):
+        m = _SCRATCH.fullmatch(p.name)
+        if m and m["host"] == host and not pid_alive(int(m["pid"])):
+            shutil.rmtree(p, ignore_errors=True)
+            gone.append(p)
+    return gone
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this machine (a zombie, killed but not yet reaped, counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): alive as far as we can tell
 
 
 def folder_files(folder: Path) -> dict[str, bytes]:
