@@ -230,6 +230,38 @@ def test_wayward_sweep_on_ray_equals_local(ray_cluster, tiny_model_dir, tiny_tas
                 assert a[k] == b[k], k
 
 
+def test_relative_paths_do_not_depend_on_the_drivers_folder(ray_cluster, tiny_model_dir, tiny_task_file, tmp_path,
+                                                           monkeypatch):
+    """A sweep started in another folder with relative --model, --data-dir and --targets: the config holds them
+    absolute before any unit is built (Ray workers run in the folder their node started in), and the Ray rows
+    equal a local run given absolute paths."""
+    import shutil
+    from dataclasses import replace
+
+    from softscope.engine.runs import read_jsonl
+    from softscope.methods.wayward import WaywardConfig, run_wayward
+
+    data = tmp_path / "inputs" / "data"
+    shutil.copytree(tiny_task_file, data / "sst2")  # the tiny task as the built-in sst2 of a data folder
+    (tmp_path / "inputs" / "targets.json").write_text('["a bad film", "what a day"]')
+    shutil.copytree(tiny_model_dir, tmp_path / "inputs" / "model")
+    common = dict(task="sst2", device="cpu", steps=3, batch_size=4, lr=5e-2, gamma=[0, 0.5], test_examples=8,
+                  template="task")
+    absolute = WaywardConfig(model=str(tmp_path / "inputs" / "model"), data_dir=str(data),
+                             targets=[str(tmp_path / "inputs" / "targets.json")], **common)
+    run_wayward(absolute, tmp_path / "local", progress=False)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    cfg = WaywardConfig(model="../inputs/model", data_dir="../inputs/data", targets=["../inputs/targets.json"],
+                        executor="ray", ray_address=ray_cluster, **common)
+    assert (cfg.model, cfg.data_dir, cfg.targets) == (absolute.model, absolute.data_dir, absolute.targets)
+    run_wayward(cfg, "out", progress=False)
+    key = lambda r: (r["target"], r["gamma"])  # noqa: E731
+    local, remote = (sorted(read_jsonl(d / "wayward.jsonl"), key=key) for d in (tmp_path / "local", Path("out")))
+    assert [key(r) for r in local] == [("targets/000", 0.0), ("targets/000", 0.5), ("targets/001", 0.0), ("targets/001", 0.5)]
+    assert_same(local, remote, "wayward")
+
+
 # ---- the other sweep commands on the same cluster: rows equal to --executor local ------------------------------
 def assert_same(a, b, path="row"):
     """Equal up to float tolerance (a worker may use another thread count), `seconds` aside."""
@@ -303,8 +335,8 @@ def test_a_worker_killed_while_training_is_retried_and_its_scratch_reclaimed(ray
     from softscope.methods.pez import PezConfig, pez
 
     address, tmp = ray_cluster_at
-    cfg = PezConfig(model=str(tiny_model_dir), task=str(tiny_task_file), device="cpu", holdout=6, tokens=3, steps=40,
-                    batch_size=4, checkpoint_every=1, eval_examples=0, test_examples=4, fluency_weight=[0, 0.3, 0.6])
+    cfg = PezConfig(model=str(tiny_model_dir), task=str(tiny_task_file), device="cpu", holdout=6, tokens=3, steps=24,
+                    batch_size=4, checkpoint_every=1, eval_examples=0, test_examples=4, fluency_weight=[0, 0.5])
     pez(cfg, tmp_path / "local", progress=False)
     capsys.readouterr()
     root, prefix = scratch_root(), f"unit-{socket.gethostname()}-"
@@ -330,9 +362,9 @@ def test_a_worker_killed_while_training_is_retried_and_its_scratch_reclaimed(ray
     assert killed, "no worker was killed mid-training: the test did not exercise the fault"
     (pid, scratch), = killed
     done = [line.split()[1:4:2] for line in capsys.readouterr().err.splitlines() if line.startswith("unit ")]
-    assert sorted(key for key, _ in done) == ["w-0", "w-0.3", "w-0.6"]  # every weight recorded exactly once
+    assert sorted(key for key, _ in done) == ["w-0", "w-0.5"]  # every weight recorded exactly once
     assert all(not worker.endswith(f":{pid}") for _, worker in done)  # the killed worker finished nothing
-    assert [r["fluency_weight"] for r in read_jsonl(tmp_path / "ray" / "pez.jsonl")] == [0, 0.3, 0.6]
+    assert [r["fluency_weight"] for r in read_jsonl(tmp_path / "ray" / "pez.jsonl")] == [0, 0.5]
     assert_same(read_jsonl(tmp_path / "local" / "pez.jsonl"), read_jsonl(tmp_path / "ray" / "pez.jsonl"), "pez")
     assert _files(tmp_path / "local") == _files(tmp_path / "ray")
     assert not scratch.exists()  # reclaimed by the retried unit's sub_run (its pid is gone)

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from .config import option, validate
 from .errors import SoftscopeError
-from .runs import LOCK, OWNER, RECORD, Run
+from .runs import LOCK, OWNER, RECORD, Run, make_paths_absolute
 
 RAY_INSTALL = "pip install 'softscope[ray]'"
 
@@ -57,6 +57,7 @@ class ExecutorOptions:
         if self.executor not in ("local", "ray"):
             raise SoftscopeError(f"--executor {self.executor!r}: use local or ray")
         validate(self)
+        make_paths_absolute(self)  # units must not depend on the driver's working folder (a worker runs elsewhere)
 
 
 # Settings that change where units run, never what they compute: a sweep's fingerprint leaves them out.

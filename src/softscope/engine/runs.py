@@ -204,13 +204,23 @@ def config_dict(config: Any) -> dict:
     cfg = json.loads(dumps(cfg))
     for k in PATH_FIELDS:
         if k in cfg:
-            cfg[k] = _resolved(k, cfg[k])
+            cfg[k] = resolve_path(k, cfg[k])
     return cfg
 
 
-def _resolved(key: str, v: Any) -> Any:
+def make_paths_absolute(config: Any) -> None:
+    """Make a config's path fields (PATH_FIELDS) that exist here absolute, in place, as config_dict records them:
+    a sweep's config is shipped to Ray workers, which run in another folder and must read the same files."""
+    for k in PATH_FIELDS:
+        if hasattr(config, k):
+            setattr(config, k, resolve_path(k, getattr(config, k)))
+
+
+def resolve_path(key: str, v: Any) -> Any:
+    """Value `v` of config field `key` with every path in it that exists here made absolute (aliases, Hub ids and
+    built-in task names as they are)."""
     if isinstance(v, list):
-        return [_resolved(key, x) for x in v]
+        return [resolve_path(key, x) for x in v]
     return str(Path(v).resolve()) if isinstance(v, str) and v and _is_path(key, v) else v
 
 
@@ -247,7 +257,7 @@ def fingerprint(config: Any, **inputs: Any) -> Settings:
     fp.defaults = _field_defaults(config)
     for k, v in inputs.items():
         v = json.loads(dumps(v))
-        fp[k] = _resolved(k, v) if k in PATH_FIELDS else v
+        fp[k] = resolve_path(k, v) if k in PATH_FIELDS else v
     return fp
 
 

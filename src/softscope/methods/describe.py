@@ -40,7 +40,7 @@ from ..engine.metrics import class_rate, rouge_scores, semantic_similarity, unex
 from ..engine.models import DEFAULT_MODEL, ModelAdapter, load_model, text_embeddings
 from ..engine.patching import SOURCE_PASSES, STOPS, layer_pairs, patch_generate, source_states
 from ..engine.prompts import SoftPrompt
-from ..engine.runs import Run, fingerprint, save_figure
+from ..engine.runs import Run, fingerprint, resolve_path, save_figure
 from ..engine.stats import correlation, interval_of
 from ..engine.target_prompts import MARKER, POOLS, build as build_target
 from ..engine.tasks import _builtin_name
@@ -496,7 +496,8 @@ def _describe(run: Run, t0, cfg, source, items, model_spec, adapter, task_name, 
         run.append_jsonl("descriptions.jsonl", new)  # a finished checkpoint survives an interruption
         rows.extend(new)
 
-    run_units(units, describe_unit, setup=load_model, setup_args=(model_spec, cfg.device, cfg.dtype), ctx=adapter,
+    worker_model = resolve_path("model", model_spec)  # a local folder as an absolute path: workers run elsewhere
+    run_units(units, describe_unit, setup=load_model, setup_args=(worker_model, cfg.device, cfg.dtype), ctx=adapter,
               options=cfg, on_result=record, progress=progress)
     control = None
     if cfg.control:
