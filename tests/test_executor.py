@@ -236,7 +236,6 @@ def test_relative_paths_do_not_depend_on_the_drivers_folder(ray_cluster, tiny_mo
     absolute before any unit is built (Ray workers run in the folder their node started in), and the Ray rows
     equal a local run given absolute paths."""
     import shutil
-    from dataclasses import replace
 
     from softscope.engine.runs import read_jsonl
     from softscope.methods.wayward import WaywardConfig, run_wayward
@@ -371,7 +370,14 @@ def test_a_worker_killed_while_training_is_retried_and_its_scratch_reclaimed(ray
     assert not list(root.glob(f"{prefix}{pid}-*"))
 
 
-def test_tradeoff_on_ray_equals_local(ray_cluster, tiny_model_dir, tiny_task_file, tmp_path):
+def _ray_units(err: str) -> list[str]:
+    """The keys of the units a Ray sweep's log says finished, each on a worker process (never the driver's)."""
+    done = [line.split() for line in err.splitlines() if line.startswith("unit ") and " done on " in line]
+    assert all(not w[3].endswith(f":{os.getpid()}") and "(local)" not in w for w in done)
+    return sorted(w[1] for w in done)
+
+
+def test_tradeoff_on_ray_equals_local(ray_cluster, tiny_model_dir, tiny_task_file, tmp_path, capsys):
     from softscope.engine.runs import read_jsonl
     from softscope.methods.tradeoff import TradeoffConfig, tradeoff
 
@@ -380,7 +386,10 @@ def test_tradeoff_on_ray_equals_local(ray_cluster, tiny_model_dir, tiny_task_fil
                          rl_tokens=2, rl_steps=2, rl_prompts_per_step=2, rl_batch_size=2, selection_examples=4,
                          holdout=6)
     tradeoff(cfg, tmp_path / "local", progress=False)
+    capsys.readouterr()
     tradeoff(_on_ray(cfg, ray_cluster), tmp_path / "ray", progress=False)
+    # the reference soft prompt is a unit too: it trains on a worker, beside the tuners
+    assert _ray_units(capsys.readouterr().err) == ["pez/w-0", "pez/w-0.5", "reference", "rlprompt/w-1"]
     local, remote = (read_jsonl(tmp_path / d / "tradeoff.jsonl") for d in ("local", "ray"))
     assert [(r["method"], r["weight"]) for r in local] == [
         ("soft prompt", None), ("projection (cos)", None), ("projection (l2)", None), ("PEZ", 0.0), ("PEZ", 0.5),
@@ -392,16 +401,21 @@ def test_tradeoff_on_ray_equals_local(ray_cluster, tiny_model_dir, tiny_task_fil
     assert _files(tmp_path / "local") == _files(tmp_path / "ray")
 
 
-def test_bias_run_on_ray_equals_local(ray_cluster, tiny_model_dir, tiny_task_file, tmp_path):
-    from softscope.engine.runs import read_jsonl
+def test_bias_run_on_ray_equals_local(ray_cluster, tiny_model_dir, tiny_task_file, tmp_path, capsys):
+    from softscope.engine.runs import read_json, read_jsonl
     from softscope.methods.bias import BiasRunConfig, run
 
     cfg = BiasRunConfig(model=str(tiny_model_dir), task=str(tiny_task_file), device="cpu", feature="word:Spielberg",
                         favoured="positive", strengths=[0.0, 1.0], seeds=1, train_examples=16, tokens=2, steps=2,
                         batch_size=4, heldout=8, layers="0:1,1:2", pool="elaborated", n_targets=1, demos=2,
-                        max_new_tokens=3)
+                        max_new_tokens=3, positive_control=True)
     run(cfg, tmp_path / "local", progress=False)
+    capsys.readouterr()
     run(_on_ray(cfg, ray_cluster), tmp_path / "ray", progress=False)
+    assert _ray_units(capsys.readouterr().err) == ["positive-control", "s0.00-seed0", "s1.00-seed0"]
+    pc = [read_json(tmp_path / d / "positive_control.json") for d in ("local", "ray")]
+    assert pc[0]["prompt"] == "positive-control" and pc[0]["descriptions"] == 2
+    assert_same(pc[0], pc[1], "positive_control")
     key = lambda r: r["prompt"]  # noqa: E731  (Ray records units as they finish)
     local, remote = (sorted(read_jsonl(tmp_path / d / "bias.jsonl"), key=key) for d in ("local", "ray"))
     assert [r["prompt"] for r in local] == ["s0.00-seed0", "s1.00-seed0"]

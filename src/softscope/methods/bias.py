@@ -43,7 +43,7 @@ from ..engine.metrics import STOP_WORDS, sentence_model, unexpected_words
 from ..engine.models import ModelAdapter, load_model_for, text_embeddings
 from ..engine.patching import layer_pairs
 from ..engine.prompts import SoftPrompt
-from ..engine.runs import Run, fingerprint, read_json, save_figure, write_json, write_jsonl
+from ..engine.runs import Run, fingerprint, read_json, save_figure
 from ..engine.scoring import Scorer
 from ..engine.stats import correlation
 from ..engine.target_prompts import DEMO_TEXT, build as build_target
@@ -519,11 +519,14 @@ def _train_cfg(cfg: BiasRunConfig, seed: int) -> TrainConfig:
 
 def bias_unit(ctx: BiasContext, unit: Unit) -> tuple[dict, dict | None]:
     """One strength × seed, here or on a Ray worker: train a prompt on data biased at that strength and measure it.
-    Returns its bias.jsonl row and, from a worker, its prompt folder's files.
+    Returns its bias.jsonl row and, from a worker, its prompt folder's files. The unit keyed `positive-control`
+    measures the positive control instead: (its row with its descriptions, None).
 
     Depends only on the config, the strength and the seed (the training sample, the feature's placement, the init
     and the data order are all seeded by the seed), so local and Ray runs give the same rows."""
     a = unit.args
+    if unit.key == POSITIVE:
+        return positive_control(ctx, a["cfg"], a["text"]), None
     cfg, strength, seed = a["cfg"], a["strength"], a["seed"]
     t1 = time.time()
 
@@ -569,8 +572,17 @@ def _run(cfg: BiasRunConfig, run: Run, t0: float, feature: Feature, control: Fea
         units.append(Unit(name, {"cfg": cfg, "strength": strength, "seed": seed, "dir": str(rd),
                                  "settings": settings, "command": sub}))
 
+    pc_text = positive_control_text(feature, fav, cfg.positive_control_text)
+    pc_path = out / "positive_control.json"
+    if cfg.positive_control and not (pc_path.exists() and read_json(pc_path).get("text") == pc_text):
+        units.append(Unit(POSITIVE, {"cfg": cfg, "text": pc_text}))
+
     def record(unit: Unit, result: tuple[dict, dict | None]) -> None:  # the driver alone writes the run folder
         row, files = result
+        if unit.key == POSITIVE:  # its descriptions, then its row: a row always has its descriptions
+            run.write_jsonl(f"prompts/{POSITIVE}/descriptions.jsonl", row.pop("rows"))
+            run.write_json(pc_path.name, row)
+            return
         land(unit.args["dir"], files)
         run.append_jsonl("bias.jsonl", [row])  # after its folder: a row always has its descriptions
         done[row["prompt"]] = row
@@ -584,8 +596,7 @@ def _run(cfg: BiasRunConfig, run: Run, t0: float, feature: Feature, control: Fea
     results = [done[name] for name in grid]
     summary = summarize(results, cfg.strengths, feature.spec, control.spec, fav, base.name, cfg.model)
     if cfg.positive_control:
-        summary["positive_control"] = positive_control(adapter, base, cfg, feature, control, fav, ctx.heldout,
-                                                       ctx.pairs, ctx.demo_text, out)
+        summary["positive_control"] = read_json(pc_path)
     summary["seconds"] = time.time() - t0
     run.write_json("bias_summary.json", summary)
     summary["plots"] = [str(p) for p in plot(results, summary, out)]
@@ -597,24 +608,18 @@ def positive_control_text(feature: Feature, favoured: str, text: str | None = No
     return text or f'The cue "{feature.value}" means {favoured}.'
 
 
-def positive_control(adapter, task: Task, cfg: BiasRunConfig, feature: Feature, control: Feature, favoured: str,
-                     heldout: list[Example], pairs, demo_text: str, out: Path) -> dict:
-    """Measure the untrained prompt P = e(sentence naming the cue) like every trained prompt (same grid, pools,
-    seeds, mention rule): its mention rate shows whether the detector fires when the cue is in the prompt. Kept
-    in positive_control.json (and prompts/positive-control/), not in bias.jsonl or the correlations."""
-    path = out / "positive_control.json"
-    text = positive_control_text(feature, favoured, cfg.positive_control_text)
-    if path.exists() and read_json(path).get("text") == text:
-        return read_json(path)
-    _, P = text_embeddings(adapter, text)
-    targets = [build_target(adapter, cfg.pool, P.shape[0], i, cfg.demos) for i in range(cfg.n_targets)]
+def positive_control(ctx: BiasContext, cfg: BiasRunConfig, text: str) -> dict:
+    """Measure the untrained prompt P = e(`text`, a sentence naming the cue) like every trained prompt (same grid,
+    pools, seeds, mention rule): its mention rate shows whether the detector fires when the cue is in the prompt.
+    Returns its row with its descriptions under `rows`; the driver keeps them in positive_control.json and
+    prompts/positive-control/, not in bias.jsonl or the correlations."""
+    _, P = text_embeddings(ctx.adapter, text)
+    targets = [build_target(ctx.adapter, cfg.pool, P.shape[0], i, cfg.demos) for i in range(cfg.n_targets)]
     t1 = time.time()
-    res, rows = measure_prompt(adapter, task, P, cfg, feature, control, favoured, cfg.first_seed, heldout, pairs,
-                               targets, demo_text)
-    write_jsonl(out / "prompts" / POSITIVE / "descriptions.jsonl", rows)
-    row = {"prompt": POSITIVE, "text": text, "tokens": int(P.shape[0]), **res, "seconds": time.time() - t1}
-    write_json(path, row)
-    return row
+    res, rows = measure_prompt(ctx.adapter, ctx.base, P, cfg, ctx.feature, ctx.control, ctx.favoured,
+                               cfg.first_seed, ctx.heldout, ctx.pairs, targets, ctx.demo_text)
+    return {"prompt": POSITIVE, "text": text, "tokens": int(P.shape[0]), **res, "seconds": time.time() - t1,
+            "rows": rows}
 
 
 def _mean(v: list[float]) -> float:

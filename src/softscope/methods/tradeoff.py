@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ..engine.config import SEED, ModelOptions, TaskOptions, TrainConfig, option, subconfig, validate
-from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, run_units
+from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, land, run_units, sub_run
 from ..engine.metrics import STOP_WORDS
 from ..engine.models import load_model_for
 from ..engine.projection import project
@@ -107,9 +107,22 @@ def tradeoff(cfg: TradeoffConfig, out: str | Path, adapter=None, task=None, prog
 GROWABLE = ("pez_weights", "rl_weights", *PLACEMENT_FIELDS)  # more weights may be added, units run elsewhere
 
 
-def tradeoff_unit(ctx: SweepContext, unit: Unit) -> tuple[dict, dict | None]:
-    """One tuner × weight of the trade-off (a PEZ or an RLPrompt sub-run), here or on a Ray worker."""
-    return (pez_unit if unit.args["tuner"] == "pez" else rlprompt_unit)(ctx, unit)
+def tradeoff_unit(ctx: SweepContext, unit: Unit) -> tuple[dict | None, dict | None]:
+    """One unit of the trade-off, here or on a Ray worker: the reference soft prompt, or a tuner × weight (a PEZ
+    or an RLPrompt sub-run)."""
+    tuner = unit.args["tuner"]
+    return (reference_unit if tuner == "reference" else pez_unit if tuner == "pez" else rlprompt_unit)(ctx, unit)
+
+
+def reference_unit(ctx: SweepContext, unit: Unit) -> tuple[None, dict | None]:
+    """Train the reference soft prompt into its sub-run folder (soft/), in place or from a worker as files."""
+    a = unit.args
+
+    def make(rd: Path) -> None:
+        with Run.open(rd, "train", a["settings"], command="tradeoff") as r:
+            train(a["cfg"], r, adapter=ctx.adapter, task=ctx.task, progress=ctx.progress)
+
+    return sub_run(a["dir"], ctx.in_place, make)
 
 
 def _tradeoff(cfg: TradeoffConfig, run: Run, adapter, task, progress: bool) -> dict:
@@ -118,16 +131,51 @@ def _tradeoff(cfg: TradeoffConfig, run: Run, adapter, task, progress: bool) -> d
     common = dict(model=cfg.model, device=cfg.device, dtype=cfg.dtype, task=cfg.task, data_dir=cfg.data_dir,
                   seed=cfg.seed, holdout=cfg.holdout, test_examples=-1, eval_examples=cfg.selection_examples)  # tested below, once
 
-    # 1. the reference soft prompt
+    # 1. the reference soft prompt: a unit of its own (key `reference`) unless soft/ holds it already
     soft_dir = out / "soft"
     tcfg = subconfig(TrainConfig, cfg, tokens=cfg.soft_tokens, steps=cfg.soft_steps, lr=cfg.soft_lr,
                      checkpoint_every=cfg.soft_steps, eval_examples=cfg.selection_examples, final_eval="none")
     sweep = {k: v for k, v in sweep_settings(cfg).items() if k not in GROWABLE}
-    with Run.open(soft_dir, "train", fingerprint(tcfg, tradeoff=sweep), command="tradeoff") as r:
-        if r.existing and (soft_dir / "prompt.safetensors").exists():
-            soft = SoftPrompt.load(soft_dir / "prompt.safetensors")
+    settings = fingerprint(tcfg, tradeoff=sweep)
+    with Run.open(soft_dir, "train", settings, command="tradeoff") as r:  # other settings there: refused now
+        soft_done = r.existing and (soft_dir / "prompt.safetensors").exists()
+    reference = [] if soft_done else [Unit("reference", {"tuner": "reference", "cfg": tcfg, "dir": str(soft_dir),
+                                                         "settings": settings})]
+
+    # 2-3. the PEZ and RLPrompt weight sweeps: every tuner × weight is one unit, all in one executor call with the
+    # reference, so on a cluster the reference trains beside the tuners
+    pcfg = PezConfig(**common, tokens=cfg.pez_tokens, steps=cfg.pez_steps, batch_size=cfg.pez_batch_size,
+                     lr=cfg.pez_lr, checkpoint_every=max(1, cfg.pez_steps // 5), fluency_weight=cfg.pez_weights)
+    rcfg = RLPromptConfig(**common, tokens=cfg.rl_tokens, steps=cfg.rl_steps,
+                          prompts_per_step=cfg.rl_prompts_per_step, batch_size=cfg.rl_batch_size, lr=cfg.rl_lr,
+                          fluent=cfg.rl_fluent, eval_every=cfg.rl_eval_every or max(1, cfg.rl_steps // 5),
+                          fluency_weight=cfg.rl_weights)
+    if cfg.rl_selection_examples:
+        rcfg.eval_examples = cfg.rl_selection_examples
+
+    def record(unit: Unit, result: tuple[dict | None, dict | None]) -> None:  # on the driver, which alone writes
+        if unit.args["tuner"] == "reference":
+            land(unit.args["dir"], result[1])
         else:
-            soft = train(tcfg, r, adapter=adapter, task=task, progress=progress).prompt
+            plans[unit.args["tuner"]].record(unit, result)
+
+    with ExitStack() as stack:  # the two sweep folders stay locked until their tables are written
+        plans = {}
+        if cfg.pez_weights:
+            sub = _sweep_run(stack, out / "pez", "pez", pcfg, PEZ_GROWABLE, task)
+            plans["pez"] = pez_plan(pcfg, sub, adapter, task, prefix="pez/")
+        if cfg.rl_weights:
+            sub = _sweep_run(stack, out / "rlprompt", "rlprompt", rcfg, RL_GROWABLE, task)
+            plans["rlprompt"] = rlprompt_plan(rcfg, sub, adapter, prefix="rlprompt/")
+        run_units(reference + [u for p in plans.values() for u in p.units], tradeoff_unit, setup=sweep_setup,
+                  setup_args=(cfg,), ctx=SweepContext(adapter, task, adapter, progress=progress), options=cfg,
+                  on_result=record, progress=progress)
+        for tuner, finish in (("pez", pez_finish), ("rlprompt", rlprompt_finish)):
+            if tuner in plans:
+                finish(plans[tuner], task, adapter)
+
+    # 4. the driver scores every prompt against the reference
+    soft = SoftPrompt.load(soft_dir / "prompt.safetensors")
     scorer = Scorer(adapter, task)
     cache_file = out / "scores_cache.json"  # finished scores, so a resumed or extended sweep does not redo them
     cache = read_json(cache_file) if cache_file.exists() else {}
@@ -168,29 +216,6 @@ def _tradeoff(cfg: TradeoffConfig, run: Run, adapter, task, progress: bool) -> d
     for metric in ("cos", "l2"):
         rows.append(score(f"projection ({metric})", None, project(adapter, soft.tensor, metric, 1).ids))
 
-    # 2-3. the PEZ and RLPrompt weight sweeps: every tuner × weight is one unit, all in one executor call
-    pcfg = PezConfig(**common, tokens=cfg.pez_tokens, steps=cfg.pez_steps, batch_size=cfg.pez_batch_size,
-                     lr=cfg.pez_lr, checkpoint_every=max(1, cfg.pez_steps // 5), fluency_weight=cfg.pez_weights)
-    rcfg = RLPromptConfig(**common, tokens=cfg.rl_tokens, steps=cfg.rl_steps,
-                          prompts_per_step=cfg.rl_prompts_per_step, batch_size=cfg.rl_batch_size, lr=cfg.rl_lr,
-                          fluent=cfg.rl_fluent, eval_every=cfg.rl_eval_every or max(1, cfg.rl_steps // 5),
-                          fluency_weight=cfg.rl_weights)
-    if cfg.rl_selection_examples:
-        rcfg.eval_examples = cfg.rl_selection_examples
-    with ExitStack() as stack:  # the two sweep folders stay locked until their tables are written
-        plans = {}
-        if cfg.pez_weights:
-            sub = _sweep_run(stack, out / "pez", "pez", pcfg, PEZ_GROWABLE, task)
-            plans["pez"] = pez_plan(pcfg, sub, adapter, task, prefix="pez/")
-        if cfg.rl_weights:
-            sub = _sweep_run(stack, out / "rlprompt", "rlprompt", rcfg, RL_GROWABLE, task)
-            plans["rlprompt"] = rlprompt_plan(rcfg, sub, adapter, prefix="rlprompt/")
-        run_units([u for p in plans.values() for u in p.units], tradeoff_unit, setup=sweep_setup, setup_args=(cfg,),
-                  ctx=SweepContext(adapter, task, adapter, progress=progress), options=cfg,
-                  on_result=lambda u, r: plans[u.args["tuner"]].record(u, r), progress=progress)
-        for tuner, finish in (("pez", pez_finish), ("rlprompt", rlprompt_finish)):
-            if tuner in plans:
-                finish(plans[tuner], task, adapter)
     for tuner, method in (("pez", "PEZ"), ("rlprompt", "RLPrompt")):
         for w in plans[tuner].weights if tuner in plans else []:
             r = plans[tuner].summaries[w]
