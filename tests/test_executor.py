@@ -108,6 +108,23 @@ def test_scratch_folders_of_dead_workers_are_reclaimed(tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()  # a worker never writes the driver's folder
 
 
+def test_worker_env_names_folders_absolutely(tmp_path, monkeypatch):
+    """PYTHONPATH and SOFTSCOPE_DATA reach Ray workers with the folders that exist here made absolute (a worker
+    starts in another folder); other entries and variables pass as they are."""
+    from softscope.engine import executor
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["src", "/no/such/dir"]))
+    monkeypatch.setenv("SOFTSCOPE_DATA", "data")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    assert executor._worker_env() == {"PYTHONPATH": os.pathsep.join([str(tmp_path / "src"), "/no/such/dir"]),
+                                      "SOFTSCOPE_DATA": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
+
+
 # ---- a real local Ray cluster: a head node and one more worker node, both on this machine ---------------------
 @pytest.fixture(scope="module")
 def ray_cluster_at():

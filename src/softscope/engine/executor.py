@@ -142,7 +142,7 @@ def ray_module():
 def _run_ray(units, work, setup, setup_args, options: ExecutorOptions, record, progress) -> None:
     ray = ray_module()
     if not ray.is_initialized():
-        env = {k: v for k, v in os.environ.items() if k in _WORKER_ENV}
+        env = _worker_env()
         host = (options.ray_address or "").rsplit(":", 1)[0]
         local = {"_node_ip_address": host} if host.startswith("127.") else {}  # a cluster on this machine's loopback
         ray.init(address=options.ray_address, log_to_driver=False, include_dashboard=False,
@@ -176,6 +176,18 @@ def _run_ray(units, work, setup, setup_args, options: ExecutorOptions, record, p
 
 # what a Ray worker needs from the driver's environment to import the same code and stay offline
 _WORKER_ENV = ("PYTHONPATH", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "SOFTSCOPE_DATA", "OMP_NUM_THREADS")
+
+
+def _worker_env() -> dict[str, str]:
+    """The driver's _WORKER_ENV variables, with the folders in PYTHONPATH and SOFTSCOPE_DATA that exist here made
+    absolute: a worker starts in another folder."""
+    env = {k: v for k, v in os.environ.items() if k in _WORKER_ENV}
+    absolute = lambda p: str(Path(p).resolve()) if p and Path(p).exists() else p  # noqa: E731
+    if "PYTHONPATH" in env:
+        env["PYTHONPATH"] = os.pathsep.join(absolute(p) for p in env["PYTHONPATH"].split(os.pathsep))
+    if "SOFTSCOPE_DATA" in env:
+        env["SOFTSCOPE_DATA"] = absolute(env["SOFTSCOPE_DATA"])
+    return env
 
 
 def _slots(ray, options: ExecutorOptions) -> int:
