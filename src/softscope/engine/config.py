@@ -122,8 +122,8 @@ class TaskOptions(DataOptions):
 
 
 @dataclass
-class ReadOptions:
-    """How a reading command scores a saved prompt: every field defaults to what the prompt remembers."""
+class TaskReadOptions:
+    """Which task a reading command scores a saved prompt on: every field defaults to what the prompt remembers."""
 
     task: str | None = option(None, "task (default: the prompt's own): built-in name, data file or folder, or hub:NAME")
     data_dir: str | None = option(None, "data folder for a built-in task (default: the prompt's, then $SOFTSCOPE_DATA)")
@@ -132,10 +132,7 @@ class ReadOptions:
     label_column: str | None = option(None, "label column (default: the prompt's)")
     template: str | None = option(None, "input template with {text} (and {text_b}) (default: the prompt's)")
     label_words: list[str] | None = option(None, "verbalizer words, one per class in class order (default: the prompt's)")
-    verbalizer: str | None = option(None, "first, full or auto (default: the prompt's)")
     max_length: int | None = option(None, "truncate formatted inputs to this many tokens (default: the prompt's)", ge=1)
-    max_test: int | None = option(None, "seeded test subset (default: the one the prompt's accuracy was measured on)",
-                             ge=1)
     allow_other_task: bool = option(False, "score the prompt with other classes, label words or template than it was "
                                       "trained with (refused otherwise)")
 
@@ -143,9 +140,19 @@ class ReadOptions:
         validate(self)
 
     def given(self) -> dict:
-        """The options the user set (None = use the prompt's own)."""
-        return {f.name: getattr(self, f.name) for f in fields(ReadOptions)
+        """The reading options the user set (None = use the prompt's own)."""
+        group = ReadOptions if isinstance(self, ReadOptions) else TaskReadOptions
+        return {f.name: getattr(self, f.name) for f in fields(group)
                 if f.name != "allow_other_task" and getattr(self, f.name) is not None}
+
+
+@dataclass
+class ReadOptions(TaskReadOptions):
+    """TaskReadOptions plus how inputs are scored (verbalizer, test subset): for commands that score test inputs."""
+
+    verbalizer: str | None = option(None, "first, full or auto (default: the prompt's)")
+    max_test: int | None = option(None, "seeded test subset (default: the one the prompt's accuracy was measured on)",
+                             ge=1)
 
 
 @dataclass

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from ..engine.carry import recorded, resolve
-from ..engine.config import SEED, option, validate
+from ..engine.config import SEED, PromptModelOptions, TaskReadOptions, option
 from ..engine.errors import SoftscopeError
 from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, run_units
 from ..engine.metrics import class_rate, rouge_scores, semantic_similarity, unexpected_words
@@ -57,12 +57,9 @@ COPY_N, COPY_THRESHOLD = 4, 0.5  # a description copying a target-prompt demo: s
 
 
 @dataclass
-class DescribeConfig(ExecutorOptions):
+class DescribeConfig(PromptModelOptions, TaskReadOptions, ExecutorOptions):
     """Describe the soft prompt(s) of a run dir, a prompt file or a PEFT adapter dir over a layer grid."""
 
-    model: str | None = option(None, f"model (default: the one the prompt was trained on, else {DEFAULT_MODEL})")
-    device: str = option("auto", "cpu, cuda, cuda:N or auto")
-    dtype: str = option("auto", "float32, bfloat16, float16 or auto (float32 on CPU, bfloat16 on CUDA)")
     layers: str = option("every:3", "layer pairs: all (source 2..L-2 x target 2..L-2), every:K, band:A-B, or pairs 4:4,8:4")
     target_prompt: str = option("plain", f"demonstration pool ({', '.join(POOLS)}) or your own text with {MARKER} "
                                     "where the placeholders go")
@@ -71,16 +68,6 @@ class DescribeConfig(ExecutorOptions):
     max_new_tokens: int = option(60, "greedy tokens to generate per pair", ge=1)
     seed: int = option(0, "seed of the first target prompt", **SEED)
     checkpoints: str = option("all", "for a run dir: all, last, or steps like 0,40,80")
-    task: str | None = option(None, "task whose classes and references score descriptions (default: the prompt's task)")
-    data_dir: str | None = option(None, "data folder for --task (default: the prompt's, then $SOFTSCOPE_DATA)")
-    text_column: str | None = option(None, "text column of the task (default: the prompt's)")
-    text_b_column: str | None = option(None, "second text column of a sentence-pair task (default: the prompt's)")
-    label_column: str | None = option(None, "label column of the task (default: the prompt's)")
-    template: str | None = option(None, "input template with {text} (and {text_b}) (default: the prompt's)")
-    label_words: list[str] | None = option(None, "verbalizer words (default: the prompt's)")
-    max_length: int | None = option(None, "max input length (describe reads no inputs: recorded only, for the same "
-                                     "options on every reading command)")
-    allow_other_task: bool = option(False, "score descriptions against another task's classes than the prompt's")
     classes: list[str] | None = option(None, "class names of a custom task (default: from the prompt or --task)")
     references: list[str] | None = option(None, "extra reference descriptions (needed for custom tasks)")
     keep_copies: bool = option(False, f"let descriptions that copy a target-prompt demonstration (≥ {COPY_THRESHOLD:.0%} of "
@@ -100,7 +87,7 @@ class DescribeConfig(ExecutorOptions):
     control_text: str | None = option(None, "the control's description (default: the task's first reference description)")
 
     def __post_init__(self) -> None:
-        validate(self)
+        TaskReadOptions.__post_init__(self)
         ExecutorOptions.__post_init__(self)
         if self.protocol not in PROTOCOLS:
             raise SoftscopeError(f"--protocol {self.protocol!r}: use {' or '.join(PROTOCOLS)}")
@@ -167,8 +154,7 @@ def _scoring_target(prompt: SoftPrompt, cfg: DescribeConfig) -> tuple[str, list[
     """(task name, class names, reference descriptions) for scoring: the prompt's own task (engine.carry) unless
     --task names another; a recorded task whose data is gone falls back to the classes the prompt carries."""
     classes, refs = list(cfg.classes or []), []
-    given = {k: getattr(cfg, k) for k in ("task", "data_dir", "text_column", "text_b_column", "label_column",
-                                          "template", "label_words") if getattr(cfg, k) is not None}
+    given = cfg.given()
     rec = recorded(prompt)
     spec = cfg.task or rec.get("task") or ""
     loadable = bool(_builtin_name(spec) or Path(spec).exists() or spec.startswith("hub:"))
@@ -457,7 +443,7 @@ def describe(source: str | Path, cfg: DescribeConfig | None = None, out: str | P
     first = items[-1][1]
     model_spec = cfg.model or first.model or DEFAULT_MODEL  # what a Ray worker loads for itself
     if adapter is None:
-        adapter = load_model(model_spec, device=cfg.device, dtype=cfg.dtype)
+        adapter = load_model(model_spec, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
     for _, p in items:
         p.check_width(adapter.width, adapter.name)
     task_name, classes, refs = _scoring_target(first, cfg)
@@ -497,7 +483,7 @@ def _describe(run: Run, t0, cfg, source, items, model_spec, adapter, task_name, 
         rows.extend(new)
 
     worker_model = resolve_path("model", model_spec)  # a local folder as an absolute path: workers run elsewhere
-    run_units(units, describe_unit, setup=load_model, setup_args=(worker_model, cfg.device, cfg.dtype), ctx=adapter,
+    run_units(units, describe_unit, setup=load_model, setup_args=(worker_model, cfg.device, cfg.dtype, cfg.trust_remote_code), ctx=adapter,
               options=cfg, on_result=record, progress=progress)
     control = None
     if cfg.control:
