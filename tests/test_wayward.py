@@ -267,3 +267,16 @@ def test_bf16_training_still_scores_in_float32(tiny, tmp_path, monkeypatch):
     test = task.subset("test", cfg.test_examples, cfg.seed)
     for r in rows:
         assert r["accuracy"] == acc(Scorer(tiny, task), SoftPrompt.load(tmp_path / "bf" / r["prompt"]).tensor, test)
+
+
+def test_sweeps_that_differ_only_in_their_units_share_one_worker_context():
+    from softscope.methods.wayward import WaywardConfig, context_config
+
+    a = WaywardConfig(model="m", target=["one", "two"], gamma=[0.0, 0.01], executor="local", baseline_min=0.8)
+    b = WaywardConfig(model="m", target=["three"], gamma=[0.0, 0.1], executor="ray", cpus_per_unit=2, f1_threshold=0.5)
+    # the executor keys a worker's context on repr(setup_args): equal here, so the second sweep reuses the first's
+    assert repr((context_config(a),)) == repr((context_config(b),))
+    assert context_config(a).target is None and context_config(a).gamma == WaywardConfig().gamma
+    assert a.target == ["one", "two"] and a.gamma == [0.0, 0.01]  # the sweep's own config is untouched
+    c = WaywardConfig(model="m", target=["one"], steps=a.steps + 1)  # a training setting is part of the context
+    assert repr((context_config(a),)) != repr((context_config(c),))

@@ -24,6 +24,7 @@ drop_vs_length.png. `compare` tabulates several sweeps (e.g. two models) side by
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import random
@@ -371,6 +372,24 @@ class WaywardContext:
     scale: float
 
 
+# Sweep-level fields: which units a sweep has and how its summary reads them. A unit never reads them (its target,
+# γ and seed come in the unit), so a worker's context is keyed on the config without them: one context (model,
+# task, dev split, scorer) serves every sweep with the same model, data and training settings.
+SWEEP_ONLY = ("targets", "target", "gamma", "max_targets", "train_seeds", "f1_threshold", "within", "selection",
+              "baseline_min", "bootstrap", "protocol", *PLACEMENT_FIELDS)
+
+
+def context_config(cfg: WaywardConfig) -> WaywardConfig:
+    """`cfg` with its SWEEP_ONLY fields at their defaults (a copy; no preset re-applied): what a worker's context
+    depends on, so consecutive sweeps on one Ray cluster reuse the workers' loaded contexts."""
+    c = copy.copy(cfg)  # not dataclasses.replace: __post_init__ would re-apply a preset or refuse its targets
+    for f in dataclasses.fields(WaywardConfig):
+        if f.name in SWEEP_ONLY:
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            setattr(c, f.name, default)
+    return c
+
+
 def wayward_setup(cfg: WaywardConfig) -> tuple:
     """Build a unit context from the config alone (what a Ray worker does once, then keeps)."""
     adapter = load_model_for(cfg)
@@ -490,7 +509,8 @@ def _run_sweep(cfg: WaywardConfig, run: Run, adapter, task, progress: bool) -> d
             new.append({**row, "prompt": str(path.relative_to(run.path))})
         run.append_jsonl("wayward.jsonl", new)  # a unit's finished rows land together: resume never recomputes them
 
-    run_units(units, wayward_unit, setup=wayward_setup, setup_args=(cfg,), ctx=(ctx, cfg, run.path), options=cfg,
+    run_units(units, wayward_unit, setup=wayward_setup, setup_args=(context_config(cfg),), ctx=(ctx, cfg, run.path),
+              options=cfg,
               on_result=record, progress=progress)
     rows = run.read_jsonl("wayward.jsonl")
     summary = summarize(rows, cfg.f1_threshold, cfg.within, cfg.selection, cfg.bootstrap, cfg.baseline_min)
