@@ -153,6 +153,45 @@ class PlainPool:
             p.join(timeout=60)
 
 
+def from_log(log: str) -> list[dict]:
+    """The rounds of a run from its printed lines (values as printed, 2 decimals): for a run stopped before it
+    wrote its JSON."""
+    import re
+
+    rounds: dict[int, dict] = {}
+    for line in Path(log).read_text().splitlines():
+        m = re.match(r"round (\d+): 1 worker ([\d.]+) units/min, 2 workers ([\d.]+) units/min, ratio ([\d.]+); driver "
+                     r"overhead/unit (\d+) / (\d+) ms; cluster daemons ([\d.]+) / ([\d.]+) CPU s, driver ([\d.]+) / "
+                     r"([\d.]+) CPU s", line)
+        if m:
+            arm = lambda i: {"units_per_min": float(m[2 + i]), "driver_overhead_s": int(m[5 + i]) / 1000,  # noqa: E731
+                             "cluster_daemon_cpu_s": float(m[7 + i]), "driver_cpu_s": float(m[9 + i])}
+            rounds.setdefault(int(m[1]), {"round": int(m[1])}).update(one=arm(0), two=arm(1), ratio=float(m[4]))
+        m = re.match(r"round (\d+): plain 1 process ([\d.]+) units/min, 2 processes ([\d.]+), ratio ([\d.]+)"
+                     r"(?:; Ray / plain ([\d.]+))?", line)
+        if m:
+            row = rounds.setdefault(int(m[1]), {"round": int(m[1])})
+            row.update(plain_one={"units_per_min": float(m[2])}, plain_two={"units_per_min": float(m[3])},
+                       plain_ratio=float(m[4]))
+            if m[5]:
+                row["efficiency"] = float(m[5])
+    return [rounds[k] for k in sorted(rounds)]
+
+
+def summarize(rounds: list[dict], args) -> dict:
+    """Median and range of each measured ratio over the rounds, and the driver's overhead per no-op unit."""
+    summary = {"cpu": cpu_features(), "units": args.units, "steps": args.steps,
+               "test_examples": args.test_examples, "rounds": rounds}
+    for k in ("ratio", "plain_ratio", "efficiency"):
+        vals = [r[k] for r in rounds if k in r]
+        if vals:
+            summary.update({f"{k}_median": statistics.median(vals), f"{k}_min": min(vals), f"{k}_max": max(vals)})
+    over = [x[k]["driver_overhead_s"] for x in rounds for k in ("one", "two") if k in x]
+    if over:
+        summary["driver_overhead_ms_median"] = 1000 * statistics.median(over)
+    return summary
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m")
@@ -162,8 +201,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--plain", action="store_true", help="also measure 1 vs 2 plain processes (the ceiling)")
     ap.add_argument("--only-plain", action="store_true", help="measure only the plain processes (no Ray arms)")
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--json", default=None, help="written after every round, so a stopped run keeps its rounds")
+    ap.add_argument("--from-log", default=None, help="rebuild --json from a run's printed lines instead of measuring")
     args = ap.parse_args()
+    if args.from_log:
+        summary = summarize(from_log(args.from_log), args)
+        summary["recorded_from"] = f"the printed lines of {args.from_log} (values as printed, 2 decimals)"
+        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+        print(json.dumps({k: v for k, v in summary.items() if k != "rounds"}))
+        return
     print(f"CPU {cpu_features()} · torch {torch.__version__} · {args.units} units · load {os.getloadavg()}",
           flush=True)
     rounds = []
@@ -192,23 +238,17 @@ def main() -> None:
                       + (f"; Ray / plain {row['efficiency']:.2f}" if "efficiency" in row else ""), flush=True)
             row["load"] = os.getloadavg()
             rounds.append(row)
+            if args.json:
+                Path(args.json).write_text(json.dumps(summarize(rounds, args), indent=2) + "\n")
         if pool:
             pool.close()
-    summary = {"cpu": cpu_features(), "units": args.units, "steps": args.steps,
-               "test_examples": args.test_examples, "rounds": rounds}
-    keys = (() if args.only_plain else ("ratio",)) + (("plain_ratio",) if args.plain else ()) + (
-        ("efficiency",) if args.plain and not args.only_plain else ())
-    for k in keys:
-        vals = [r[k] for r in rounds]
-        summary.update({f"{k}_median": statistics.median(vals), f"{k}_min": min(vals), f"{k}_max": max(vals)})
-    if not args.only_plain:
-        summary["driver_overhead_ms_median"] = 1000 * statistics.median(
-            [x[k]["driver_overhead_s"] for x in rounds for k in ("one", "two")])
+    summary = summarize(rounds, args)
     names = {"ratio": "Ray 2 vs 1 workers", "plain_ratio": "plain processes 2 vs 1", "efficiency": "Ray / plain"}
-    for k in keys:
-        print(f"{names[k]}: median {summary[k + '_median']:.2f} (range {summary[k + '_min']:.2f}–"
-              f"{summary[k + '_max']:.2f})")
-    if not args.only_plain:
+    for k in names:
+        if k + "_median" in summary:
+            print(f"{names[k]}: median {summary[k + '_median']:.2f} (range {summary[k + '_min']:.2f}–"
+                  f"{summary[k + '_max']:.2f})")
+    if "driver_overhead_ms_median" in summary:
         print(f"driver overhead {summary['driver_overhead_ms_median']:.0f} ms/unit")
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
