@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import torch  # noqa: E402
 
 import psutil  # noqa: E402  (a Ray dependency)
-from ray_cluster import _children, start_cluster, stop_cluster  # noqa: E402
+from ray_cluster import cluster_pids, start_cluster, stop_cluster  # noqa: E402
 from softscope.engine.executor import ExecutorOptions, Unit, run_units  # noqa: E402
 from softscope.engine.models import cpu_features  # noqa: E402
 from softscope.methods.wayward import WaywardConfig, run_wayward  # noqa: E402
@@ -49,16 +49,8 @@ def noop(ctx, unit):
 
 def _cluster_cpu(tmp: str) -> dict[int, tuple[str, float]]:
     """{pid: (name, CPU seconds so far)} of every process of the cluster whose temp dir is `tmp`."""
-    import subprocess
-
-    roots = [int(x) for x in subprocess.run(["pgrep", "-f", tmp], capture_output=True, text=True).stdout.split()]
-    tree, todo, seen, out = _children(), list(roots), set(), {}
-    while todo:
-        pid = todo.pop()
-        if pid in seen or pid == os.getpid():
-            continue
-        seen.add(pid)
-        todo += tree.get(pid, [])
+    out = {}
+    for pid in cluster_pids(tmp):
         try:
             p = psutil.Process(pid)
             t = p.cpu_times()

@@ -483,8 +483,9 @@ def _describe(run: Run, t0, cfg, source, items, model_spec, adapter, task_name, 
         rows.extend(new)
 
     worker_model = resolve_path("model", model_spec)  # a local folder as an absolute path: workers run elsewhere
-    run_units(units, describe_unit, setup=load_model, setup_args=(worker_model, cfg.device, cfg.dtype, cfg.trust_remote_code), ctx=adapter,
-              options=cfg, on_result=record, progress=progress)
+    run_units(units, describe_unit, setup=load_model,
+              setup_args=(worker_model, cfg.device, cfg.dtype, cfg.trust_remote_code), ctx=adapter, options=cfg,
+              on_result=record, progress=progress)
     control = None
     if cfg.control:
         control = _control(adapter, cfg, rows, run, classes, refs)

@@ -510,8 +510,7 @@ def _run_sweep(cfg: WaywardConfig, run: Run, adapter, task, progress: bool) -> d
         run.append_jsonl("wayward.jsonl", new)  # a unit's finished rows land together: resume never recomputes them
 
     run_units(units, wayward_unit, setup=wayward_setup, setup_args=(context_config(cfg),), ctx=(ctx, cfg, run.path),
-              options=cfg,
-              on_result=record, progress=progress)
+              options=cfg, on_result=record, progress=progress)
     rows = run.read_jsonl("wayward.jsonl")
     summary = summarize(rows, cfg.f1_threshold, cfg.within, cfg.selection, cfg.bootstrap, cfg.baseline_min)
     summary.update(model=adapter.name, task=task.name, protocol=cfg.protocol, steps=cfg.steps, lr=cfg.lr,
