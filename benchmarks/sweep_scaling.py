@@ -11,8 +11,9 @@ unit per worker), so units/minute is measured over the sweep after the workers a
 `--plain` adds the ceiling this machine allows without Ray, in the same rounds: the same units in 1 vs 2 plain
 Python processes (spawned once, model loaded and warmed once, `--executor local`, 1 torch thread each), the
 2-process arm splitting the units 4 + 4. Ray's efficiency = Ray's ratio / the plain ratio, per round. For each
-Ray sweep it also records the CPU seconds taken by the cluster's own processes (raylet, GCS, agents: everything
-of the cluster that is not a `ray::` worker) and by the driver, which compete with the units for the 2 cores.
+Ray sweep it also records the CPU seconds taken by the cluster's own processes (raylet, GCS, the `ray::…Agent`
+processes: everything of the cluster but its task workers) and by the driver, which compete with the units for
+the 2 cores.
 """
 
 from __future__ import annotations
@@ -61,9 +62,10 @@ def _cluster_cpu(tmp: str) -> dict[int, tuple[str, float]]:
 
 
 def _daemon_cpu(before: dict, after: dict) -> float:
-    """CPU seconds the cluster's non-worker processes used between two `_cluster_cpu` snapshots."""
+    """CPU seconds the cluster's non-worker processes used between two `_cluster_cpu` snapshots (task workers are
+    `ray::<task>` / `ray::IDLE`; the dashboard and runtime-env agents, also `ray::…`, end in "Agent")."""
     return sum(sec - before.get(pid, (name, 0.0))[1] for pid, (name, sec) in after.items()
-               if not name.startswith("ray::"))
+               if not name.startswith("ray::") or name.endswith("Agent"))
 
 
 def sweep_once(nodes: int, args, out: Path) -> dict:
