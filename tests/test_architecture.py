@@ -160,3 +160,15 @@ def test_describe_composes_the_model_and_task_reading_groups():
     assert issubclass(ReadOptions, TaskReadOptions) and not issubclass(DescribeConfig, ReadOptions)
     cfg = DescribeConfig(task="sst2", max_length=64, trust_remote_code=True)
     assert cfg.given() == {"task": "sst2", "max_length": 64} and cfg.trust_remote_code is True
+
+
+def test_given_reports_each_groups_own_fields():
+    """given() lists the set reading options of the config's own group: ReadOptions adds verbalizer and max_test,
+    a config composing only TaskReadOptions never reports them (or its other groups' fields)."""
+    from softscope.engine.config import ReadOptions, TaskReadOptions
+    from softscope.methods.describe import DescribeConfig
+
+    r = ReadOptions(task="sst2", verbalizer="full", max_test=10, allow_other_task=True)
+    assert r.given() == {"task": "sst2", "verbalizer": "full", "max_test": 10}
+    assert TaskReadOptions(max_length=32).given() == {"max_length": 32}
+    assert {f.name for f in DescribeConfig.read_fields()} == {f.name for f in TaskReadOptions.read_fields()}

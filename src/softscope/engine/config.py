@@ -139,10 +139,14 @@ class TaskReadOptions:
     def __post_init__(self) -> None:
         validate(self)
 
+    @classmethod
+    def read_fields(cls) -> tuple:
+        """The fields of this group (a subclass group adds its own by overriding this)."""
+        return fields(TaskReadOptions)
+
     def given(self) -> dict:
         """The reading options the user set (None = use the prompt's own)."""
-        group = ReadOptions if isinstance(self, ReadOptions) else TaskReadOptions
-        return {f.name: getattr(self, f.name) for f in fields(group)
+        return {f.name: getattr(self, f.name) for f in self.read_fields()
                 if f.name != "allow_other_task" and getattr(self, f.name) is not None}
 
 
@@ -153,6 +157,10 @@ class ReadOptions(TaskReadOptions):
     verbalizer: str | None = option(None, "first, full or auto (default: the prompt's)")
     max_test: int | None = option(None, "seeded test subset (default: the one the prompt's accuracy was measured on)",
                              ge=1)
+
+    @classmethod
+    def read_fields(cls) -> tuple:
+        return fields(ReadOptions)
 
 
 @dataclass
