@@ -37,12 +37,14 @@ def main() -> None:
                          "z-scored and mapped like real rewards (a reward that costs no task scoring)")
     ap.add_argument("--word", default=" great")
     ap.add_argument("--shaping-max", type=float, default=5.0, help="shaped reward = z-score x this (paper: 5)")
+    ap.add_argument("--value-offset", choices=["none", "uniform"], default="none")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="")
     a = ap.parse_args()
     adapter = load_model(a.model)
     cfg = RLPromptConfig(lr=a.lr, tokens=a.tokens, prompts_per_step=a.prompts, top_k=a.top_k,
-                         grad_clip=a.grad_clip, target_polyak=a.polyak)
+                         grad_clip=a.grad_clip, target_polyak=a.polyak,
+                         value_offset=a.value_offset)
     torch.manual_seed(a.seed)
     gen = torch.Generator().manual_seed(a.seed)
     policy = PromptPolicy(adapter, cfg.hidden)

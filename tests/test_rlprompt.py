@@ -1,5 +1,6 @@
 """RLPrompt: the reward against hand-computed cases, shaping, the soft Q-learning loss, the policy and a tiny run."""
 
+import copy
 import math
 
 import pytest
@@ -195,3 +196,40 @@ def test_fluent_mode_masks_training_q_values(tiny):
     stats = policy_update(pol, copy.deepcopy(pol.mlp), torch.optim.Adam(pol.mlp.parameters()), cfg, ids, states,
                           torch.tensor([1.0, -1.0]))
     assert math.isfinite(stats["loss"]) and stats["entropy"] <= math.log(3) + 1e-5
+
+
+def test_uniform_value_offset_makes_the_untrained_policy_the_zero_reward_fixed_point():
+    """With uniform Q and no reward the plain loss pushes sampled tokens (ln²2 for L = 2, two tokens, see above);
+    adding the uniform policy's value-to-go c = [ln 2, 0] to V' makes it exactly 0, while the reward still acts:
+    the r-dependent part of the loss is unchanged (the loss is quadratic in its targets)."""
+    from softscope.methods.rlprompt import uniform_value_offset
+
+    q = torch.zeros(1, 2, 2)
+    off = uniform_value_offset(q)
+    assert off[0].tolist() == pytest.approx([math.log(2), 0.0], abs=1e-7)
+    a = torch.tensor([[0, 1]])
+    assert sql_loss(q, q, a, torch.tensor([0.0]), off).item() == pytest.approx(0.0, abs=1e-12)
+    # reward 1: v2 last step (A − (1 − ln2))² = 1, v3 both steps 1 each -> (1 + 2)/2 = 1.5
+    assert sql_loss(q, q, a, torch.tensor([1.0]), off).item() == pytest.approx(1.5, abs=1e-6)
+    # masked tokens (fluent mode) count as unavailable: 3 of 4 tokens allowed at step 1, all 4 at step 2
+    qm = torch.zeros(1, 3, 4)
+    qm[0, 0, 3] = float("-inf")
+    assert uniform_value_offset(qm)[0].tolist() == pytest.approx([2 * math.log(4), math.log(4), 0.0], abs=1e-6)
+
+
+def test_value_offset_option_reaches_the_update(tiny):
+    """--value-offset uniform changes the update at initialisation and the zero-reward gradient nearly vanishes."""
+    from softscope.methods.rlprompt import policy_update
+
+    grads = {}
+    for mode in ("none", "uniform"):
+        torch.manual_seed(0)
+        pol = PromptPolicy(tiny, hidden=16)
+        ids, states = pol.rollout(4, 3, torch.Generator().manual_seed(0), top_k=5)
+        cfg = RLPromptConfig(value_offset=mode, grad_clip=0)
+        stats = policy_update(pol, copy.deepcopy(pol.mlp), torch.optim.SGD(pol.mlp.parameters(), lr=0.0), cfg, ids,
+                              states, torch.zeros(4))
+        grads[mode] = stats["grad_norm"]
+    assert grads["uniform"] < 1e-3 * grads["none"]
+    with pytest.raises(SoftscopeError):
+        RLPromptConfig(value_offset="zero")

@@ -68,6 +68,9 @@ class RLPromptConfig(ModelOptions, TaskOptions, ExecutorOptions):
     shaping_old: list[float] = option([0.0, 1.0], "reward shaping: linear map from [old_min, old_max] ...")
     shaping_new: list[float] = option([0.0, 50.0], "... to [new_min, new_max] (paper: 0,5; see docs/rlprompt.md for why 50)")
     target_polyak: float = option(1e-3, "target network update: theta' <- (1-tau) theta' + tau theta", gt=0, le=1)
+    value_offset: str = option("none", "none (RLPrompt's code) or uniform: add the uniform policy's soft value-to-go "
+                                "to the target values, so an untrained policy drifts only where rewards push it "
+                                "(docs/rlprompt.md)")
     grad_clip: float = option(5.0, "clip the MLP gradient to this global norm (RLPrompt's trainer: 5; 0 = off)", ge=0)
     eval_every: int = option(20, "score the greedy prompt on the held-out set every this many steps", ge=1)
     eval_examples: int = option(100, "held-out examples for selection", ge=0)
@@ -85,6 +88,8 @@ class RLPromptConfig(ModelOptions, TaskOptions, ExecutorOptions):
         ExecutorOptions.__post_init__(self)
         if len(self.shaping_old) != 2 or len(self.shaping_new) != 2 or self.shaping_old[0] == self.shaping_old[1]:
             raise SoftscopeError("--shaping-old and --shaping-new take two numbers: min,max (old min != old max)")
+        if self.value_offset not in ("none", "uniform"):
+            raise SoftscopeError(f"--value-offset {self.value_offset!r}: use none or uniform")
 
 
 # ---- reward ---------------------------------------------------------------------------------------------
@@ -165,16 +170,21 @@ class PromptPolicy(torch.nn.Module):
         return torch.stack(ids, 1), torch.stack(states, 1)
 
 
-def sql_loss(q: torch.Tensor, q_target: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
+def sql_loss(q: torch.Tensor, q_target: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
+             value_offset: torch.Tensor | None = None) -> torch.Tensor:
     """Soft Q-learning with a terminal reward: mean of the single-step (v2) and multi-step (v3) losses.
 
     q, q_target [K, L, V] (policy and target network), actions [K, L], rewards [K]. Summed over steps,
-    averaged over prompts, like RLPrompt's "v2_v2r_v3_v3r" loss without the reversed terms.
+    averaged over prompts, like RLPrompt's "v2_v2r_v3_v3r" loss without the reversed terms. value_offset [K, L]
+    (optional) is added to the target values V'_t: a Q-function of the form head(MLP(h)) + c_t (c_t constant),
+    which leaves the policy unchanged (see uniform_value_offset).
     """
     Q = q.gather(2, actions[..., None])[..., 0]
     V = q.logsumexp(-1)
     A = Q - V
     V_ = q_target.logsumexp(-1).detach()
+    if value_offset is not None:
+        V_ = V_ + value_offset
     # v2: A_t ≈ V'_{t+1} − V'_t, and at the last step r − V'_T
     A_tgt = torch.cat([V_[:, 1:] - V_[:, :-1], (rewards - V_[:, -1])[:, None]], 1)
     v2 = F.mse_loss(A, A_tgt, reduction="none")
@@ -182,6 +192,19 @@ def sql_loss(q: torch.Tensor, q_target: torch.Tensor, actions: torch.Tensor, rew
     A_sum = A.flip(1).cumsum(1).flip(1)
     v3 = F.mse_loss(A_sum, rewards[:, None] - V_, reduction="none")
     return ((v2 + v3) / 2).sum(1).mean()
+
+
+def uniform_value_offset(q: torch.Tensor) -> torch.Tensor:
+    """c_t = Σ_{s>t} ln n_s [K, L] (n_s: tokens the policy may choose at step s, i.e. finite Q-values): the soft
+    value-to-go of the uniform policy with no reward.
+
+    With zero reward the soft-optimal values fall by ln n per remaining step, V_t = Σ_{s≥t} ln n_s. An untrained
+    MLP gives nearly the same V' ≈ ln n at every position, so the targets ask A = log π ≈ 0 of every sampled token
+    and push whatever was sampled up by ~ln n nats, reward or not (the drift measured in docs/rlprompt.md). Adding
+    c_t to V' (a constant per position: the policy is unchanged) makes the untrained policy the zero-reward fixed
+    point, so only the rewards move it."""
+    logn = torch.isfinite(q).sum(-1).clamp(min=1).float().log().detach()
+    return logn.flip(-1).cumsum(-1).flip(-1) - logn
 
 
 # ---- one training step ----------------------------------------------------------------------------------
@@ -221,8 +244,9 @@ def policy_update(policy: PromptPolicy, target: torch.nn.Module, opt: torch.opti
         if fk:
             qt = qt.masked_fill(torch.isinf(q), float("-inf"))
     ids = ids.to(dev)
-    g0 = torch.autograd.grad(sql_loss(q, qt, ids, torch.zeros_like(shaped).to(dev)), params, retain_graph=True)
-    loss = sql_loss(q, qt, ids, shaped.to(dev))
+    off = uniform_value_offset(q) if cfg.value_offset == "uniform" else None
+    g0 = torch.autograd.grad(sql_loss(q, qt, ids, torch.zeros_like(shaped).to(dev), off), params, retain_graph=True)
+    loss = sql_loss(q, qt, ids, shaped.to(dev), off)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     with torch.no_grad():
