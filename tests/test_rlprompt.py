@@ -233,3 +233,16 @@ def test_value_offset_option_reaches_the_update(tiny):
     assert grads["uniform"] < 1e-3 * grads["none"]
     with pytest.raises(SoftscopeError):
         RLPromptConfig(value_offset="zero")
+
+
+def test_mlp_init_xavier_is_rlprompts_bound(tiny):
+    """--mlp-init xavier draws weights uniformly within 1e-4 · sqrt(6 / (fan_in + fan_out)) (RLPrompt's code)."""
+    torch.manual_seed(0)
+    pol = PromptPolicy(tiny, hidden=16, init="xavier")
+    for m in (pol.mlp[0], pol.mlp[2]):
+        bound = 1e-4 * math.sqrt(6 / (m.in_features + m.out_features))
+        assert m.weight.abs().max().item() <= bound and m.weight.abs().max().item() > 0.8 * bound
+        assert m.bias.tolist() == pytest.approx([-1e-4] * m.out_features)
+    assert RLPromptConfig(mlp_init="xavier").mlp_init == "xavier"
+    with pytest.raises(SoftscopeError):
+        RLPromptConfig(mlp_init="zeros")

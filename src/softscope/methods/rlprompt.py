@@ -68,6 +68,8 @@ class RLPromptConfig(ModelOptions, TaskOptions, ExecutorOptions):
     shaping_old: list[float] = option([0.0, 1.0], "reward shaping: linear map from [old_min, old_max] ...")
     shaping_new: list[float] = option([0.0, 50.0], "... to [new_min, new_max] (paper: 0,5; see docs/rlprompt.md for why 50)")
     target_polyak: float = option(1e-3, "target network update: theta' <- (1-tau) theta' + tau theta", gt=0, le=1)
+    mlp_init: str = option("normal", "MLP weight init: normal (std 1e-4) or xavier (RLPrompt's code: Xavier-uniform, "
+                                     "gain 1e-4); biases -1e-4 in both")
     value_offset: str = option("none", "none (RLPrompt's code) or uniform: add the uniform policy's soft value-to-go "
                                 "to the target values, so an untrained policy drifts only where rewards push it "
                                 "(docs/rlprompt.md)")
@@ -88,6 +90,8 @@ class RLPromptConfig(ModelOptions, TaskOptions, ExecutorOptions):
         ExecutorOptions.__post_init__(self)
         if len(self.shaping_old) != 2 or len(self.shaping_new) != 2 or self.shaping_old[0] == self.shaping_old[1]:
             raise SoftscopeError("--shaping-old and --shaping-new take two numbers: min,max (old min != old max)")
+        if self.mlp_init not in ("normal", "xavier"):
+            raise SoftscopeError(f"--mlp-init {self.mlp_init!r}: use normal or xavier")
         if self.value_offset not in ("none", "uniform"):
             raise SoftscopeError(f"--value-offset {self.value_offset!r}: use none or uniform")
 
@@ -119,14 +123,17 @@ def prompt_nll(adapter: ModelAdapter, ids: torch.Tensor) -> torch.Tensor:
 class PromptPolicy(torch.nn.Module):
     """Frozen LM + trainable MLP before its head: Q(s, ·) = head(MLP(h_s)), h_s the LM's last hidden state."""
 
-    def __init__(self, adapter: ModelAdapter, hidden: int = 2048):
+    def __init__(self, adapter: ModelAdapter, hidden: int = 2048, init: str = "normal"):
         super().__init__()
         self.adapter = adapter
         d = adapter.width
         self.mlp = torch.nn.Sequential(torch.nn.Linear(d, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, d))
         for m in self.mlp:
             if isinstance(m, torch.nn.Linear):  # tiny init: the policy starts near uniform
-                torch.nn.init.normal_(m.weight, std=1e-4)
+                if init == "xavier":  # RLPrompt's code: Xavier-uniform with gain 1e-4
+                    torch.nn.init.xavier_uniform_(m.weight, gain=1e-4)
+                else:
+                    torch.nn.init.normal_(m.weight, std=1e-4)
                 torch.nn.init.constant_(m.bias, -1e-4)
         self.mlp.to(adapter.device)
 
@@ -295,7 +302,7 @@ def _run_one(cfg: RLPromptConfig, weight: float, run: Run, adapter: ModelAdapter
                              "pick a policy of the same family")
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    policy = PromptPolicy(pa, cfg.hidden)
+    policy = PromptPolicy(pa, cfg.hidden, cfg.mlp_init)
     target = copy.deepcopy(policy.mlp).requires_grad_(False)
     opt = torch.optim.Adam(policy.mlp.parameters(), lr=cfg.lr)
     held, held_name = holdout_task(task, cfg.holdout, cfg.seed)
