@@ -190,7 +190,8 @@ def _rows(path):
                   key=lambda r: (r["checkpoint"], r["target_seed"], r["source_layer"], r["target_layer"]))
 
 
-def test_describe_over_checkpoints_on_ray_equals_local(ray_cluster, tiny_model_dir, tiny_task_file, tmp_path):
+def test_describe_over_checkpoints_on_ray_equals_local(ray_cluster, tiny_model_dir, tiny_task_file, tmp_path,
+                                                       capsys):
     from dataclasses import replace
 
     from softscope.engine.config import TrainConfig
@@ -201,11 +202,14 @@ def test_describe_over_checkpoints_on_ray_equals_local(ray_cluster, tiny_model_d
     train(TrainConfig(model=str(tiny_model_dir), task=str(tiny_task_file), tokens=3, steps=4, checkpoint_every=2,
                       eval_examples=0, final_eval="none", device="cpu", lr=0.05), run, progress=False)
     dcfg = DescribeConfig(model=str(tiny_model_dir), device="cpu", layers="band:1-2", n_targets=2, max_new_tokens=4,
-                          references=["is the movie review positive or negative"])
-    describe(run, dcfg, out=tmp_path / "local", progress=False)
-    describe(run, replace(dcfg, executor="ray", ray_address=ray_cluster), out=tmp_path / "ray", progress=False)
+                          references=["is the movie review positive or negative"], control=True)
+    loc = describe(run, dcfg, out=tmp_path / "local", progress=False)
+    capsys.readouterr()
+    ray = describe(run, replace(dcfg, executor="ray", ray_address=ray_cluster), out=tmp_path / "ray", progress=False)
+    assert "control" in _ray_units(capsys.readouterr().err)  # the positive control is a unit like the checkpoints
+    assert ray.summary["control"] == loc.summary["control"]
     local, remote = _rows(tmp_path / "local" / "descriptions.jsonl"), _rows(tmp_path / "ray" / "descriptions.jsonl")
-    assert len(local) == 3 * 4 * 2  # checkpoints x layer pairs (band 1-2: 4) x target prompts
+    assert len(local) == (3 + 1) * 4 * 2  # (checkpoints + control) x layer pairs (band 1-2: 4) x target prompts
     for a, b in zip(local, remote, strict=True):
         assert a["text"] == b["text"] and a["cut"] == b["cut"]
         assert a.keys() == b.keys()

@@ -385,26 +385,24 @@ def _plots(out: Path, rows: list[dict], summary: dict) -> list[Path]:
 CONTROL = "control"  # its checkpoint name in descriptions.jsonl
 
 
-def _control(adapter: ModelAdapter, cfg: DescribeConfig, rows: list[dict], run: Run, classes: list[str],
-             refs: list[str]) -> dict:
-    """The same grid and target-prompt seeds on P = e(true task description) (its own length): if this prompt does
-    not get its classes named, no trained prompt can be expected to. Scored against the references other than
-    the control text itself, so its ROUGE and similarity are not a copy's. Appends its rows to `rows`."""
+def _control_unit(adapter: ModelAdapter, cfg: DescribeConfig, shared: dict, refs: list[str]) -> Unit:
+    """The control as one more unit (it runs where the checkpoints run): the same grid and target-prompt seeds on
+    P = e(true task description) at its own length. If this prompt does not get its classes named, no trained
+    prompt can be expected to. Scored against the references other than the control text itself, so its ROUGE
+    and similarity are not a copy's."""
     text = cfg.control_text or refs[0]
     _, P = text_embeddings(adapter, text)
-    others = [r for r in refs if r != text] or refs
+    targets = [build_target(adapter, cfg.target_prompt, P.shape[0], cfg.seed + i, cfg.demos)
+               for i in range(cfg.n_targets)]
+    return Unit(CONTROL, {**shared, "prompt": P, "placement": "after_bos", "targets": targets,
+                          "refs": [r for r in refs if r != text] or refs})
+
+
+def _control_summary(cfg: DescribeConfig, adapter: ModelAdapter, rows: list[dict], refs: list[str]) -> dict:
+    text = cfg.control_text or refs[0]
     done = [r for r in rows if r["checkpoint"] == CONTROL]
-    if not done:
-        targets = [build_target(adapter, cfg.target_prompt, P.shape[0], cfg.seed + i, cfg.demos)
-                   for i in range(cfg.n_targets)]
-        pairs = layer_pairs(cfg.layers, adapter.n_layers)
-        done = describe_prompt(adapter, P, pairs, targets, cfg.max_new_tokens, cfg.batch_size, cfg.source_pass,
-                               cfg.stop, cfg.cut)
-        score_rows(done, classes, others)
-        done = [{"checkpoint": CONTROL, "step": None, "accuracy": None, **r} for r in done]
-        run.append_jsonl("descriptions.jsonl", done)
-        rows += done
-    return {"text": text, "tokens": int(P.shape[0]), **summarize_checkpoint(done, cfg.top_k)}
+    return {"text": text, "tokens": len(text_embeddings(adapter, text)[0]),
+            **summarize_checkpoint(done, cfg.top_k, not cfg.keep_copies)}
 
 
 def describe_unit(adapter: ModelAdapter, unit: Unit) -> list[dict]:
@@ -475,6 +473,9 @@ def _describe(run: Run, t0, cfg, source, items, model_spec, adapter, task_name, 
               "source_pass": cfg.source_pass, "stop": cfg.stop, "cut": cfg.cut, "classes": classes, "refs": refs}
     units = [Unit(name, {"prompt": p.tensor, "placement": p.placement, **shared}) for name, p in items
              if name not in done]
+    if cfg.control and CONTROL not in done:
+        units.append(_control_unit(adapter, cfg, shared, refs))
+    meta[CONTROL] = (None, None)
 
     def record(unit: Unit, new: list[dict]) -> None:  # the driver alone writes, through its Run
         step, acc = meta[unit.key]
@@ -486,9 +487,7 @@ def _describe(run: Run, t0, cfg, source, items, model_spec, adapter, task_name, 
     run_units(units, describe_unit, setup=load_model,
               setup_args=(worker_model, cfg.device, cfg.dtype, cfg.trust_remote_code), ctx=adapter, options=cfg,
               on_result=record, progress=progress)
-    control = None
-    if cfg.control:
-        control = _control(adapter, cfg, rows, run, classes, refs)
+    control = _control_summary(cfg, adapter, rows, refs) if cfg.control else None
 
     keep = [name for name, _ in items]
     rows = [r for r in rows if r["checkpoint"] in keep]
