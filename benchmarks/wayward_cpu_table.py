@@ -20,6 +20,11 @@ from softscope.engine.runs import read_jsonl
 from softscope.engine.stats import compare_paired, wilson_interval
 
 
+def _stop(row: dict) -> str:
+    """Where early stopping ended the run, or that it ran to the step cap without stopping."""
+    return str(row["stopped_at"]) if row.get("stopped_at") is not None else "no stop"
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+")
@@ -56,8 +61,8 @@ def main(argv=None) -> None:
                     "stopped_gamma001": r1.get("stopped_at"), "f1_gamma001": r1["f1"],
                     "projection_gamma001": r1["projection"], "test_examples": len(a), "paired": c})
         lines.append(f"| {task} | {target} ({r0['n_tokens']}) | {r0['start_accuracy']:.3f} | {r0['accuracy']:.3f} "
-                     f"[{ci0[0]:.3f}, {ci0[1]:.3f}] ({r0.get('stopped_at')}) | {r1['accuracy']:.3f} "
-                     f"[{ci1[0]:.3f}, {ci1[1]:.3f}] ({r1.get('stopped_at')}) | {r1['f1']:.2f} | {c['diff']:+.3f} "
+                     f"[{ci0[0]:.3f}, {ci0[1]:.3f}] ({_stop(r0)}) | {r1['accuracy']:.3f} "
+                     f"[{ci1[0]:.3f}, {ci1[1]:.3f}] ({_stop(r1)}) | {r1['f1']:.2f} | {c['diff']:+.3f} "
                      f"[{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}], p = {c['p']:.2f} | {verdict} |")
     print("\n".join(lines))
     if args.json:
