@@ -17,9 +17,10 @@ Prompts" (docs/methods.md §6).
 - Selection: every eval_every steps the greedy prompt is scored on held-out examples; the best one is tested.
 
 Paper settings: 16 prompts × 16 inputs per step, lr 5e-5, shaping to [0, 5], 12,000 steps (hours on a GPU).
-Defaults here: 8 prompts × 8 inputs, lr 5e-5, 100 steps, and shaping to [0, 50]: at the paper's scale the
-rewards decide ~14% of the first gradient and the policy drifts to the same sub-word with or without a reward
-(measured; docs/rlprompt.md). Every paper setting is an option.
+Defaults here: 8 prompts × 8 inputs, lr 5e-5, 100 steps, shaping to [0, 50], and the uniform value offset
+(uniform_value_offset): without it the value targets push every sampled token up whatever its reward and the
+policy drifts to the same sub-word with or without a reward (measured; docs/rlprompt.md). Every setting of
+RLPrompt's code is an option (--value-offset none, --shaping-new 0,5, --mlp-init xavier).
 """
 
 from __future__ import annotations
@@ -70,9 +71,9 @@ class RLPromptConfig(ModelOptions, TaskOptions, ExecutorOptions):
     target_polyak: float = option(1e-3, "target network update: theta' <- (1-tau) theta' + tau theta", gt=0, le=1)
     mlp_init: str = option("normal", "MLP weight init: normal (std 1e-4) or xavier (RLPrompt's code: Xavier-uniform, "
                                      "gain 1e-4); biases -1e-4 in both")
-    value_offset: str = option("none", "none (RLPrompt's code) or uniform: add the uniform policy's soft value-to-go "
-                                "to the target values, so an untrained policy drifts only where rewards push it "
-                                "(docs/rlprompt.md)")
+    value_offset: str = option("uniform", "uniform (add the uniform policy's soft value-to-go to the target values, "
+                                   "so an untrained policy moves only where rewards push it) or none (RLPrompt's "
+                                   "code; see docs/rlprompt.md)")
     grad_clip: float = option(5.0, "clip the MLP gradient to this global norm (RLPrompt's trainer: 5; 0 = off)", ge=0)
     eval_every: int = option(20, "score the greedy prompt on the held-out set every this many steps", ge=1)
     eval_examples: int = option(100, "held-out examples for selection", ge=0)
