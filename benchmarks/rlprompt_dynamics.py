@@ -37,7 +37,8 @@ def main() -> None:
                          "z-scored and mapped like real rewards (a reward that costs no task scoring)")
     ap.add_argument("--word", default=" great")
     ap.add_argument("--shaping-max", type=float, default=5.0, help="shaped reward = z-score x this (paper: 5)")
-    ap.add_argument("--value-offset", choices=["none", "uniform"], default="none")
+    ap.add_argument("--value-offset", choices=["none", "uniform"], default="none",
+                    help="none (RLPrompt's code; the figures of results/rlprompt.md sections 2-3) or uniform")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="")
     a = ap.parse_args()

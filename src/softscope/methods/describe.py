@@ -385,12 +385,17 @@ def _plots(out: Path, rows: list[dict], summary: dict) -> list[Path]:
 CONTROL = "control"  # its checkpoint name in descriptions.jsonl
 
 
+def _control_text(cfg: DescribeConfig, refs: list[str]) -> str:
+    """The control's true task description: --control-text, else the task's first reference description."""
+    return cfg.control_text or refs[0]
+
+
 def _control_unit(adapter: ModelAdapter, cfg: DescribeConfig, shared: dict, refs: list[str]) -> Unit:
     """The control as one more unit (it runs where the checkpoints run): the same grid and target-prompt seeds on
     P = e(true task description) at its own length. If this prompt does not get its classes named, no trained
     prompt can be expected to. Scored against the references other than the control text itself, so its ROUGE
     and similarity are not a copy's."""
-    text = cfg.control_text or refs[0]
+    text = _control_text(cfg, refs)
     _, P = text_embeddings(adapter, text)
     targets = [build_target(adapter, cfg.target_prompt, P.shape[0], cfg.seed + i, cfg.demos)
                for i in range(cfg.n_targets)]
@@ -399,9 +404,10 @@ def _control_unit(adapter: ModelAdapter, cfg: DescribeConfig, shared: dict, refs
 
 
 def _control_summary(cfg: DescribeConfig, adapter: ModelAdapter, rows: list[dict], refs: list[str]) -> dict:
-    text = cfg.control_text or refs[0]
+    """The control's text, its length in tokens and its rows summarised like a checkpoint's."""
+    text = _control_text(cfg, refs)
     done = [r for r in rows if r["checkpoint"] == CONTROL]
-    return {"text": text, "tokens": len(text_embeddings(adapter, text)[0]),
+    return {"text": text, "tokens": len(adapter.encode(text)),
             **summarize_checkpoint(done, cfg.top_k, not cfg.keep_copies)}
 
 
