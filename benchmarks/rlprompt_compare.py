@@ -5,6 +5,7 @@ Accuracy with 95% Wilson intervals; each baseline against the selected prompt wi
 of the difference and the exact McNemar p-value (same examples). Also how diverse the last step's samples were.
 
     python benchmarks/rlprompt_compare.py runs/rl/w-0 --examples 400 --out benchmarks/results/rlprompt_w0.json
+    python benchmarks/rlprompt_compare.py runs/rl/w-0 --examples 0 --exclude 200   # the test examples not yet seen
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run", help="one weight's folder of an rlprompt run (holds rlprompt_summary.json)")
     ap.add_argument("--examples", type=int, default=400, help="seeded test subset size (0 = all)")
+    ap.add_argument("--exclude", type=int, default=0,
+                    help="drop the seeded subset of this size (one already looked at): score the rest of the test split")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="")
     a = ap.parse_args()
@@ -36,6 +39,9 @@ def main() -> None:
     task = load_task(summ["task"])
     scorer = Scorer(adapter, task)
     test = task.subset("test", a.examples or None, a.seed)
+    if a.exclude:
+        seen = {id(r) for r in task.subset("test", a.exclude, a.seed)}
+        test = [r for r in test if id(r) not in seen]
     gold = torch.tensor([r.label for r in scorer.rows(test)])
     L = len(summ["ids"])
     words = [t for w in task.label_words for t in adapter.encode(" " + w)]
@@ -59,7 +65,7 @@ def main() -> None:
     last = train[-1] if train else {}
     res = {"run": str(run), "fluency_weight": summ["fluency_weight"], "steps": summ["steps"],
            "selected_step": summ["selected_step"], "heldout_accuracy": summ["heldout_accuracy"],
-           "test_examples": len(test), "seed": a.seed, "prompts": table, "paired": paired,
+           "test_examples": len(test), "excluded_subset": a.exclude, "seed": a.seed, "prompts": table, "paired": paired,
            "last_step": {k: last.get(k) for k in ("step", "entropy", "distinct_prompts", "top_token_share",
                                                    "reward_grad_ratio", "best_sample")},
            "curve": summ["curve"]}
