@@ -310,3 +310,47 @@ def test_messages_name_only_options_that_exist():
                 if name not in known:
                     bad.append(f"{f.relative_to(src)}:{line}: {name}")
     assert not bad, "messages name options the CLI does not have:\n" + "\n".join(bad)
+
+
+CHOICE_CONFIGS = ["softscope.engine.config:TrainConfig", "softscope.methods.describe:DescribeConfig",
+                  "softscope.methods.wayward:WaywardConfig", "softscope.methods.rlprompt:RLPromptConfig",
+                  "softscope.methods.pez:PezConfig", "softscope.methods.explain:ExplainConfig",
+                  "softscope.methods.bias:BiasRunConfig"]
+
+
+def _choice_fields(path: str):
+    import dataclasses
+    import importlib
+
+    mod, name = path.split(":")
+    cls = getattr(importlib.import_module(mod), name)
+    return cls, [f for f in dataclasses.fields(cls) if "choices" in f.metadata]
+
+
+@pytest.mark.parametrize("path", CHOICE_CONFIGS)
+def test_every_choice_field_accepts_its_choices_and_names_them_when_refusing(path):
+    """One mechanism for fixed-choice options (`option(..., choices=...)`, checked by `validate`): the API refuses
+    a value outside the set with the same line the CLI prints, naming every accepted value; each listed value is
+    accepted."""
+    cls, fields_ = _choice_fields(path)
+    assert fields_, f"{path} declares no choices"
+    for f in fields_:
+        flag = "--" + f.name.replace("_", "-")
+        ch = f.metadata["choices"]
+        listed = ", ".join(ch[:-1]) + " or " + ch[-1]
+        why = f" ({f.metadata['why']})" if f.metadata.get("why") else ""
+        with pytest.raises(SoftscopeError) as e:
+            cls(**{f.name: "bogus"})
+        assert str(e.value) == f"{flag} 'bogus': use {listed}{why}"
+        for value in ch:
+            assert getattr(cls(**{f.name: value}), f.name) in ch
+
+
+def test_choice_message_by_hand():
+    from softscope.engine.config import check_choice
+
+    check_choice("--x", "b", ("a", "b"))
+    with pytest.raises(SoftscopeError, match=r"^--x 'c': use a, b or d \(why\)$"):
+        check_choice("--x", "c", ("a", "b", "d"), "why")
+    with pytest.raises(SoftscopeError, match=r"^--x 'c': use a$"):
+        check_choice("--x", "c", ("a",))

@@ -13,8 +13,8 @@ from .models import DEFAULT_MODEL
 def option(default: Any, help: str, **kw) -> Any:
     """A dataclass field with a default and a one-line help text (shown by the CLI).
 
-    Numeric fields may carry bounds (`ge`, `gt`, `le`, `lt`, and `why` for the message) that `validate` checks
-    for API and CLI alike.
+    Numeric fields may carry bounds (`ge`, `gt`, `le`, `lt`, and `why` for the message) and text fields a tuple of
+    `choices`; `validate` checks both for API and CLI alike.
     """
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
@@ -51,14 +51,25 @@ def check_number(option: str, value: Any, *, ge: float | None = None, gt: float 
         raise SoftscopeError(f"{option} {_show(value)}: use a value {need}" + (f" ({why})" if why else ""))
 
 
+def check_choice(option: str, value: Any, choices: tuple[str, ...], why: str = "") -> None:
+    """Refuse a value outside a fixed set with one line naming the option and every value it accepts."""
+    if value not in choices:
+        listed = choices[0] if len(choices) == 1 else ", ".join(choices[:-1]) + " or " + choices[-1]
+        raise SoftscopeError(f"{option} {value!r}: use {listed}" + (f" ({why})" if why else ""))
+
+
 def validate(cfg: Any) -> None:
     """Check every number of a config dataclass before anything runs: finite, and within its field's bounds.
 
     Bounds come from the field metadata (`option(..., ge=1)`); lists of numbers are checked element by element.
+    A field with `choices` must hold one of them.
     """
     for f in fields(cfg):
         value = getattr(cfg, f.name)
         if value is None:
+            continue
+        if "choices" in f.metadata:
+            check_choice(f.metadata.get("option", flag(f.name)), value, f.metadata["choices"], f.metadata.get("why", ""))
             continue
         bounds = {k: f.metadata[k] for k in BOUNDS if k in f.metadata}
         if set(bounds) == {"why"}:
@@ -154,7 +165,8 @@ class TaskReadOptions:
 class ReadOptions(TaskReadOptions):
     """TaskReadOptions plus how inputs are scored (verbalizer, test subset): for commands that score test inputs."""
 
-    verbalizer: str | None = option(None, "first, full or auto (default: the prompt's)")
+    verbalizer: str | None = option(None, "first, full or auto (default: the prompt's)",
+                                     choices=("first", "full", "auto"))
     max_test: int | None = option(None, "seeded test subset (default: the one the prompt's accuracy was measured on)",
                              ge=1)
 
@@ -172,38 +184,33 @@ class TrainConfig(ModelOptions, TaskOptions):
     batch_size: int = option(8, "examples per step", ge=1)
     lr: float = option(1e-2, "AdamW learning rate (small models like 1e-2..3e-2)", gt=0)
     weight_decay: float = option(0.0, "AdamW weight decay", ge=0)
-    schedule: str = option("linear", "linear (decay to 0, no warm-up) or constant")
+    schedule: str = option("linear", "linear (decay to 0, no warm-up) or constant", choices=("linear", "constant"))
     grad_clip: float = option(1.0, "clip the prompt gradient norm (0 = off)", ge=0)
-    init: str = option("vocab", "vocab (embeddings of random vocabulary tokens), random (Gaussian at embedding scale) or text")
+    init: str = option("vocab", "vocab (embeddings of random vocabulary tokens), random (Gaussian at embedding scale) or text",
+                      choices=("vocab", "random", "text"))
     init_text: str = option("Classify the sentiment of this sentence as positive or negative.", "text for --init text")
     checkpoint_every: int = option(25, "save a checkpoint (with its eval accuracy) every this many steps; step 0 always",
                              ge=1)
     eval_examples: int = option(300, "seeded test subset for checkpoint accuracy (0 = whole test set)", ge=0)
-    final_eval: str = option("full", "final prompt on: full (whole test set), subset, or none")
+    final_eval: str = option("full", "final prompt on: full (whole test set), subset, or none",
+                             choices=("full", "subset", "none"))
     max_length: int = option(80, "truncate formatted inputs to this many tokens", ge=1)
-    verbalizer: str = option("auto", "first (label word's first token), full (all its tokens) or auto")
+    verbalizer: str = option("auto", "first (label word's first token), full (all its tokens) or auto",
+                             choices=("first", "full", "auto"))
     placement: str = option("after_bos", "virtual tokens after the tokenizer's BOS (after_bos) or before it as PEFT does "
-                                    "(before_bos: an exported adapter then scores the same in PEFT)")
+                                    "(before_bos: an exported adapter then scores the same in PEFT)",
+                             choices=("after_bos", "before_bos"))
     bucket: bool = option(True, "form batches from examples of similar length (less padding, same objective)")
     bf16_autocast: str = option("off", "bfloat16 autocast for forward/backward: off (float32, the same numbers on every "
-                                  "CPU), on, or auto (on only where the device has native bf16: CUDA, AVX512-BF16/AMX)")
+                                  "CPU), on, or auto (on only where the device has native bf16: CUDA, AVX512-BF16/AMX)",
+                                choices=("off", "on", "auto"))
     eval_batch_size: int = option(32, "batch size for evaluation", ge=1)
     seed: int = option(0, "seed for init, data order and eval subset", **SEED)
 
     def __post_init__(self) -> None:
-        validate(self)
-        if self.init not in ("vocab", "random", "text"):
-            raise SoftscopeError(f"--init {self.init!r}: use vocab, random or text")
-        if self.schedule not in ("linear", "constant"):
-            raise SoftscopeError(f"--schedule {self.schedule!r}: use linear or constant")
-        if self.final_eval not in ("full", "subset", "none"):
-            raise SoftscopeError(f"--final-eval {self.final_eval!r}: use full, subset or none")
         if isinstance(self.bf16_autocast, bool):  # API callers may pass True/False
             self.bf16_autocast = "on" if self.bf16_autocast else "off"
-        if self.bf16_autocast not in ("off", "on", "auto"):
-            raise SoftscopeError(f"--bf16-autocast {self.bf16_autocast!r}: use off, on or auto")
-        if self.placement not in ("after_bos", "before_bos"):
-            raise SoftscopeError(f"--placement {self.placement!r}: use after_bos or before_bos")
+        validate(self)
 
 
 def subconfig(cls, cfg: Any, **override):

@@ -47,15 +47,14 @@ class Unit:
 class ExecutorOptions:
     """Where a sweep's units run (shared by every sweep command's config)."""
 
-    executor: str = option("local", "local (this process) or ray (Ray tasks; see --ray-address)")
+    executor: str = option("local", "local (this process) or ray (Ray tasks; see --ray-address)",
+        choices=("local", "ray"))
     ray_address: str | None = option(None, "Ray cluster address for --executor ray: auto joins a running cluster, host:port "
                                       "a given one (default: start a local Ray instance)")
     cpus_per_unit: float = option(1.0, "CPUs Ray reserves for each unit", ge=0)
     gpus_per_unit: float = option(0.0, "GPUs Ray reserves for each unit (e.g. 1, or 0.5 to share one)", ge=0)
 
     def __post_init__(self) -> None:
-        if self.executor not in ("local", "ray"):
-            raise SoftscopeError(f"--executor {self.executor!r}: use local or ray")
         validate(self)
         make_paths_absolute(self)  # units must not depend on the driver's working folder (a worker runs elsewhere)
 

@@ -386,7 +386,8 @@ class BiasRunConfig(ModelOptions, DataOptions, ExecutorOptions):
     steps: int = option(30, "optimizer steps per prompt", ge=1)
     batch_size: int = option(8, "examples per step", ge=1)
     lr: float = option(3e-2, "AdamW learning rate", gt=0)
-    init: str = option("vocab", "prompt init: vocab or random")
+    init: str = option("vocab", "prompt init: vocab or random",
+        choices=("vocab", "random"), why="a text init would leak a description into the prompt")
     heldout: int = option(100, "clean held-out test examples for the biased-prediction rate and accuracy", ge=1)
     checkpoint_eval: int = option(16, "test examples for the accuracy training records at its step-0 and final checkpoints",
                              ge=1)
@@ -419,8 +420,6 @@ class BiasRunConfig(ModelOptions, DataOptions, ExecutorOptions):
             raise SoftscopeError(f"--first-seed + --seeds must stay below {SEED['lt']}")
         if self.train_examples < self.batch_size:
             raise SoftscopeError("--train-examples must be at least --batch-size")
-        if self.init not in ("vocab", "random"):
-            raise SoftscopeError("--init: use vocab or random (a text init would leak a description into the prompt)")
         ExecutorOptions.__post_init__(self)
 
 

@@ -77,20 +77,22 @@ class DescribeConfig(PromptModelOptions, TaskReadOptions, ExecutorOptions):
     elaborated: bool = option(False, "bias probe: cue-naming target prompts (pool 'elaborated' unless --target-prompt names "
                                 "another) and the words descriptions mention beyond class names and references")
     source_pass: str = option("embeddings", "source states: embeddings (the prompt as input embeddings, as trained) or "
-                                       "after-block-0 (tokens ' x' x n, block 0's output overwritten: the authors' code)")
+                                       "after-block-0 (tokens ' x' x n, block 0's output overwritten: the authors' code)",
+        choices=SOURCE_PASSES)
     stop: str = option("eos", "end a description at: eos, none (always max-new-tokens), or paper (the authors' stop token, "
-                         "the first id of encode('$'))")
-    cut: str = option("softscope", "description cut: softscope (first \\n $ . | past 20%) or paper (the authors' rule)")
+                         "the first id of encode('$'))",
+        choices=STOPS)
+    cut: str = option("softscope", "description cut: softscope (first \\n $ . | past 20%) or paper (the authors' rule)",
+        choices=CUTS)
     protocol: str = option("softscope", "paper: the authors' procedure (after-block-0, --stop paper, --cut paper, --layers "
-                                   "all, 60 tokens, one target prompt) for every setting left at its default")
+                                   "all, 60 tokens, one target prompt) for every setting left at its default",
+        choices=PROTOCOLS)
     control: bool = option(False, "positive control: also describe a prompt set to e(true task description)")
     control_text: str | None = option(None, "the control's description (default: the task's first reference description)")
 
     def __post_init__(self) -> None:
         TaskReadOptions.__post_init__(self)
         ExecutorOptions.__post_init__(self)
-        if self.protocol not in PROTOCOLS:
-            raise SoftscopeError(f"--protocol {self.protocol!r}: use {' or '.join(PROTOCOLS)}")
         if self.protocol == "paper":
             import dataclasses
 
@@ -98,12 +100,6 @@ class DescribeConfig(PromptModelOptions, TaskReadOptions, ExecutorOptions):
             for k, v in PAPER.items():
                 if getattr(self, k) == defaults[k]:
                     setattr(self, k, v)
-        if self.source_pass not in SOURCE_PASSES:
-            raise SoftscopeError(f"--source-pass {self.source_pass!r}: use {' or '.join(SOURCE_PASSES)}")
-        if self.stop not in STOPS:
-            raise SoftscopeError(f"--stop {self.stop!r}: use {', '.join(STOPS)}")
-        if self.cut not in CUTS:
-            raise SoftscopeError(f"--cut {self.cut!r}: use {' or '.join(CUTS)}")
         if self.control_text is not None and not self.control_text.strip():
             raise SoftscopeError("--control-text must not be empty")
         if self.elaborated and self.target_prompt == "plain":

@@ -51,7 +51,8 @@ class ExplainConfig(PromptModelOptions, ReadOptions):
     prompt's own unless an option overrides them)."""
 
     readings: list[str] = option(list(READINGS), "readings to compute: projection, inspect, pez")
-    metric: str = option("cos", "projection distance: cos, l2 or dot")
+    metric: str = option("cos", "projection distance: cos, l2 or dot",
+        choices=("cos", "l2", "dot"))
     examples: int = option(100, "seeded test examples for faithfulness (0 = the whole test set)", ge=0)
     layers: str = option("every:6", "InSPEcT layer grid when the run has no describe results for this prompt")
     n_targets: int = option(1, "InSPEcT target prompts when describing here", ge=1)
@@ -68,8 +69,6 @@ class ExplainConfig(PromptModelOptions, ReadOptions):
         bad = [r for r in self.readings if r not in READINGS]
         if bad or not self.readings:
             raise SoftscopeError(f"--readings {','.join(bad) or '(none)'}: use some of {', '.join(READINGS)}")
-        if self.metric not in ("cos", "l2", "dot"):
-            raise SoftscopeError(f"--metric {self.metric!r}: use cos, l2 or dot")
 
 
 @dataclass

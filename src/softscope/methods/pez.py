@@ -49,7 +49,8 @@ class PezConfig(TrainConfig, ExecutorOptions):
     batch_size: int = option(16, "examples per step", ge=1)
     lr: float = option(0.3, "AdamW learning rate on the continuous prompt (PEZ: ~0.1-0.3)", gt=0)
     grad_clip: float = option(0.0, "clip the gradient norm (0 = off, as PEZ)", ge=0)
-    init: str = option("labels", "labels (class-label tokens, PEZ), vocab, random or text")
+    init: str = option("labels", "labels (class-label tokens, PEZ), vocab, random or text",
+        choices=("labels", "vocab", "random", "text"))
     checkpoint_every: int = option(10, "evaluate the hard prompt on the held-out set every this many steps", ge=1)
     eval_examples: int = option(200, "held-out examples for checkpoint selection (0 = all)", ge=0)
     fluency_weight: list[float] = option([0.0], "fluency weights w in L = w*NLL_LM + (1-w)*L_task, one run each (0 <= w < 1)",
@@ -59,12 +60,8 @@ class PezConfig(TrainConfig, ExecutorOptions):
 
     def __post_init__(self) -> None:
         self.fluency_weight = [float(w) for w in (self.fluency_weight or [0.0])]
-        if self.init not in ("labels", "vocab", "random", "text"):
-            raise SoftscopeError(f"--init {self.init!r}: use labels, vocab, random or text")
-        init, self.init = self.init, "vocab"  # TrainConfig checks the rest; 'labels' is PEZ's own init
         super().__post_init__()
         ExecutorOptions.__post_init__(self)
-        self.init = init
 
 
 # ---- the projection and the fluency term ----------------------------------------------------------------

@@ -70,10 +70,12 @@ class RLPromptConfig(ModelOptions, TaskOptions, ExecutorOptions):
     shaping_new: list[float] = option([0.0, 50.0], "... to [new_min, new_max] (paper: 0,5; see docs/rlprompt.md for why 50)")
     target_polyak: float = option(1e-3, "target network update: theta' <- (1-tau) theta' + tau theta", gt=0, le=1)
     mlp_init: str = option("normal", "MLP weight init: normal (std 1e-4) or xavier (RLPrompt's code: Xavier-uniform, "
-                                     "gain 1e-4); biases -1e-4 in both")
+                                     "gain 1e-4); biases -1e-4 in both",
+        choices=("normal", "xavier"))
     value_offset: str = option("uniform", "uniform (add the uniform policy's soft value-to-go to the target values, "
                                    "so an untrained policy moves only where rewards push it) or none (RLPrompt's "
-                                   "code; see docs/rlprompt.md)")
+                                   "code; see docs/rlprompt.md)",
+        choices=("none", "uniform"))
     grad_clip: float = option(5.0, "clip the MLP gradient to this global norm (RLPrompt's trainer: 5; 0 = off)", ge=0)
     eval_every: int = option(20, "score the greedy prompt on the held-out set every this many steps", ge=1)
     eval_examples: int = option(100, "held-out examples for selection", ge=0)
@@ -91,10 +93,6 @@ class RLPromptConfig(ModelOptions, TaskOptions, ExecutorOptions):
         ExecutorOptions.__post_init__(self)
         if len(self.shaping_old) != 2 or len(self.shaping_new) != 2 or self.shaping_old[0] == self.shaping_old[1]:
             raise SoftscopeError("--shaping-old and --shaping-new take two numbers: min,max (old min != old max)")
-        if self.mlp_init not in ("normal", "xavier"):
-            raise SoftscopeError(f"--mlp-init {self.mlp_init!r}: use normal or xavier")
-        if self.value_offset not in ("none", "uniform"):
-            raise SoftscopeError(f"--value-offset {self.value_offset!r}: use none or uniform")
 
 
 # ---- reward ---------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 from ..engine.carry import record as record_settings
-from ..engine.config import TrainConfig, option, subconfig, validate
+from ..engine.config import TrainConfig, check_choice, option, subconfig, validate
 from ..engine.errors import SoftscopeError
 from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, run_units
 from ..engine.metrics import word_f1
@@ -110,9 +110,11 @@ class WaywardConfig(TrainConfig, ExecutorOptions):
                                             "and γ, accuracy and F1 averaged over seeds (default: --seed)")
     selection: str = option("softscope", "softscope (most accurate prompt with F1 >= threshold, drop vs γ = 0) or paper "
                                     "(the authors': γ by seed-mean accuracy, first with F1 > threshold, else the most "
-                                    "accurate; drop vs the best accuracy)")
+                                    "accurate; drop vs the best accuracy)",
+        choices=("softscope", "paper"))
     distance_norm: str = option("none", "none (Σ‖p − e(t)‖²/n, the paper's) or embedding (divided by the mean squared norm "
-                                   "of the input embeddings, so one γ weighs the same on models with other scales)")
+                                   "of the input embeddings, so one γ weighs the same on models with other scales)",
+        choices=("none", "embedding"))
     patience: int = option(0, "early stopping: end a prompt's training once its dev accuracy has not improved for this many "
                          "evaluations, keep its best-dev prompt (0 = train all --steps, keep the last)", ge=0)
     eval_every: int = option(25, "steps between dev evaluations when --patience > 0", ge=1)
@@ -123,16 +125,17 @@ class WaywardConfig(TrainConfig, ExecutorOptions):
                             ge=0, le=1)
     max_targets: int | None = option(None, "use only the first N targets", ge=1)
     test_examples: int = option(500, "fixed seeded test subset for accuracy (0 = whole test set)", ge=0)
-    template: str = option("wayward", "wayward (the paper's template for built-in tasks) or task (the task's default)")
+    template: str = option("wayward", "wayward (the paper's template for built-in tasks) or task (the task's default)",
+        choices=("wayward", "task"))
     start: str = option("init", "init (every γ from --init), target (every γ from e(t)) or mixed (γ = 0 from --init, "
-                           "γ > 0 from e(t))")
+                           "γ > 0 from e(t))",
+        choices=("init", "target", "mixed"))
     batched: bool = option(True, "train all γ of a target in one batched pass (training.train_many) instead of one by one")
     eval_bf16: bool = option(False, "score accuracy under bf16 autocast too (default: float32 scoring even when "
                                "--bf16-autocast trains in mixed precision)")
 
     def __post_init__(self) -> None:
-        if self.protocol not in (*PROTOCOLS, "custom"):
-            raise SoftscopeError(f"--protocol {self.protocol!r}: use {', '.join(PROTOCOLS)} or custom")
+        check_choice("--protocol", self.protocol, (*PROTOCOLS, "custom"))  # before its preset is applied
         for k, v in PROTOCOLS.get(self.protocol, {}).items():
             setattr(self, k, list(v) if isinstance(v, list) else v)
         key = re.sub(r"[-_ ]", "", self.task.strip().lower())
@@ -151,10 +154,6 @@ class WaywardConfig(TrainConfig, ExecutorOptions):
         if 0.0 not in self.gamma:
             raise SoftscopeError("--gamma must include 0: the accuracy drop is measured against the γ = 0 prompt")
         self.gamma = sorted(set(self.gamma))
-        if self.template not in ("wayward", "task"):
-            raise SoftscopeError(f"--template {self.template!r}: use wayward or task")
-        if self.start not in ("init", "target", "mixed"):
-            raise SoftscopeError(f"--start {self.start!r}: use init, target or mixed")
         if isinstance(self.target, str):
             self.target = [self.target]
         if self.train_seeds is not None:
@@ -164,10 +163,6 @@ class WaywardConfig(TrainConfig, ExecutorOptions):
                 raise SoftscopeError(f"--train-seeds {self.train_seeds}: give integers, e.g. 1,10,100") from None
             if not self.train_seeds:
                 raise SoftscopeError("--train-seeds needs one or more seeds")
-        if self.selection not in ("softscope", "paper"):
-            raise SoftscopeError(f"--selection {self.selection!r}: use softscope or paper")
-        if self.distance_norm not in ("none", "embedding"):
-            raise SoftscopeError(f"--distance-norm {self.distance_norm!r}: use none or embedding")
         super().__post_init__()
         ExecutorOptions.__post_init__(self)
 
