@@ -208,9 +208,13 @@ class TrainConfig(ModelOptions, TaskOptions):
     seed: int = option(0, "seed for init, data order and eval subset", **SEED)
 
     def __post_init__(self) -> None:
+        self.coerce()
+        validate(self)
+
+    def coerce(self) -> None:
+        """Accept the API's shorthands before validation (subclasses that validate early call it first)."""
         if isinstance(self.bf16_autocast, bool):  # API callers may pass True/False
             self.bf16_autocast = "on" if self.bf16_autocast else "off"
-        validate(self)
 
 
 def subconfig(cls, cfg: Any, **override):

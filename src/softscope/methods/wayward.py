@@ -150,6 +150,7 @@ class WaywardConfig(TrainConfig, ExecutorOptions):
             raise SoftscopeError(f"--gamma {self.gamma}: give numbers separated by commas, e.g. 0,1e-3,1e-2") from None
         if not self.gamma:
             raise SoftscopeError("--gamma needs one or more values >= 0")
+        self.coerce()
         validate(self)
         if 0.0 not in self.gamma:
             raise SoftscopeError("--gamma must include 0: the accuracy drop is measured against the γ = 0 prompt")
