@@ -48,7 +48,7 @@ class ExecutorOptions:
     """Where a sweep's units run (shared by every sweep command's config)."""
 
     executor: str = option("local", "local (this process) or ray (Ray tasks; see --ray-address)",
-        choices=("local", "ray"))
+                           choices=("local", "ray"))
     ray_address: str | None = option(None, "Ray cluster address for --executor ray: auto joins a running cluster, host:port "
                                       "a given one (default: start a local Ray instance)")
     cpus_per_unit: float = option(1.0, "CPUs Ray reserves for each unit", ge=0)

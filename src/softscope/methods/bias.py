@@ -387,7 +387,7 @@ class BiasRunConfig(ModelOptions, DataOptions, ExecutorOptions):
     batch_size: int = option(8, "examples per step", ge=1)
     lr: float = option(3e-2, "AdamW learning rate", gt=0)
     init: str = option("vocab", "prompt init: vocab or random",
-        choices=("vocab", "random"), why="a text init would leak a description into the prompt")
+                       choices=("vocab", "random"), why="a text init would leak a description into the prompt")
     heldout: int = option(100, "clean held-out test examples for the biased-prediction rate and accuracy", ge=1)
     checkpoint_eval: int = option(16, "test examples for the accuracy training records at its step-0 and final checkpoints",
                              ge=1)

@@ -78,15 +78,15 @@ class DescribeConfig(PromptModelOptions, TaskReadOptions, ExecutorOptions):
                                 "another) and the words descriptions mention beyond class names and references")
     source_pass: str = option("embeddings", "source states: embeddings (the prompt as input embeddings, as trained) or "
                                        "after-block-0 (tokens ' x' x n, block 0's output overwritten: the authors' code)",
-        choices=SOURCE_PASSES)
+                              choices=SOURCE_PASSES)
     stop: str = option("eos", "end a description at: eos, none (always max-new-tokens), or paper (the authors' stop token, "
                          "the first id of encode('$'))",
-        choices=STOPS)
+                       choices=STOPS)
     cut: str = option("softscope", "description cut: softscope (first \\n $ . | past 20%) or paper (the authors' rule)",
-        choices=CUTS)
+                      choices=CUTS)
     protocol: str = option("softscope", "paper: the authors' procedure (after-block-0, --stop paper, --cut paper, --layers "
                                    "all, 60 tokens, one target prompt) for every setting left at its default",
-        choices=PROTOCOLS)
+                           choices=PROTOCOLS)
     control: bool = option(False, "positive control: also describe a prompt set to e(true task description)")
     control_text: str | None = option(None, "the control's description (default: the task's first reference description)")
 

@@ -52,7 +52,7 @@ class ExplainConfig(PromptModelOptions, ReadOptions):
 
     readings: list[str] = option(list(READINGS), "readings to compute: projection, inspect, pez")
     metric: str = option("cos", "projection distance: cos, l2 or dot",
-        choices=("cos", "l2", "dot"))
+                         choices=("cos", "l2", "dot"))
     examples: int = option(100, "seeded test examples for faithfulness (0 = the whole test set)", ge=0)
     layers: str = option("every:6", "InSPEcT layer grid when the run has no describe results for this prompt")
     n_targets: int = option(1, "InSPEcT target prompts when describing here", ge=1)

@@ -50,7 +50,7 @@ class PezConfig(TrainConfig, ExecutorOptions):
     lr: float = option(0.3, "AdamW learning rate on the continuous prompt (PEZ: ~0.1-0.3)", gt=0)
     grad_clip: float = option(0.0, "clip the gradient norm (0 = off, as PEZ)", ge=0)
     init: str = option("labels", "labels (class-label tokens, PEZ), vocab, random or text",
-        choices=("labels", "vocab", "random", "text"))
+                       choices=("labels", "vocab", "random", "text"))
     checkpoint_every: int = option(10, "evaluate the hard prompt on the held-out set every this many steps", ge=1)
     eval_examples: int = option(200, "held-out examples for checkpoint selection (0 = all)", ge=0)
     fluency_weight: list[float] = option([0.0], "fluency weights w in L = w*NLL_LM + (1-w)*L_task, one run each (0 <= w < 1)",

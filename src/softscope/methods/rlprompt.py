@@ -71,11 +71,11 @@ class RLPromptConfig(ModelOptions, TaskOptions, ExecutorOptions):
     target_polyak: float = option(1e-3, "target network update: theta' <- (1-tau) theta' + tau theta", gt=0, le=1)
     mlp_init: str = option("normal", "MLP weight init: normal (std 1e-4) or xavier (RLPrompt's code: Xavier-uniform, "
                                      "gain 1e-4); biases -1e-4 in both",
-        choices=("normal", "xavier"))
+                           choices=("normal", "xavier"))
     value_offset: str = option("uniform", "uniform (add the uniform policy's soft value-to-go to the target values, "
                                    "so an untrained policy moves only where rewards push it) or none (RLPrompt's "
                                    "code; see docs/rlprompt.md)",
-        choices=("none", "uniform"))
+                               choices=("none", "uniform"))
     grad_clip: float = option(5.0, "clip the MLP gradient to this global norm (RLPrompt's trainer: 5; 0 = off)", ge=0)
     eval_every: int = option(20, "score the greedy prompt on the held-out set every this many steps", ge=1)
     eval_examples: int = option(100, "held-out examples for selection", ge=0)

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 from ..engine.carry import record as record_settings
-from ..engine.config import TrainConfig, check_choice, option, subconfig, validate
+from ..engine.config import TrainConfig, option, subconfig, validate
 from ..engine.errors import SoftscopeError
 from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, run_units
 from ..engine.metrics import word_f1
@@ -105,16 +105,17 @@ class WaywardConfig(TrainConfig, ExecutorOptions):
                       ge=0, le=1)
     protocol: str = option("custom", "paper (the authors' released settings), cpu (early-stopped test of the claim), "
                                 "quick (16-step subset), full (paper targets/γ, softscope training) or custom; a "
-                                "preset fixes the targets and training settings")
+                                "preset fixes the targets and training settings",
+                           choices=(*PROTOCOLS, "custom"))
     train_seeds: list[int] | None = option(None, "train seeds (data order; init for --start init): one prompt per seed "
                                             "and γ, accuracy and F1 averaged over seeds (default: --seed)")
     selection: str = option("softscope", "softscope (most accurate prompt with F1 >= threshold, drop vs γ = 0) or paper "
                                     "(the authors': γ by seed-mean accuracy, first with F1 > threshold, else the most "
                                     "accurate; drop vs the best accuracy)",
-        choices=("softscope", "paper"))
+                            choices=("softscope", "paper"))
     distance_norm: str = option("none", "none (Σ‖p − e(t)‖²/n, the paper's) or embedding (divided by the mean squared norm "
                                    "of the input embeddings, so one γ weighs the same on models with other scales)",
-        choices=("none", "embedding"))
+                                choices=("none", "embedding"))
     patience: int = option(0, "early stopping: end a prompt's training once its dev accuracy has not improved for this many "
                          "evaluations, keep its best-dev prompt (0 = train all --steps, keep the last)", ge=0)
     eval_every: int = option(25, "steps between dev evaluations when --patience > 0", ge=1)
@@ -126,16 +127,15 @@ class WaywardConfig(TrainConfig, ExecutorOptions):
     max_targets: int | None = option(None, "use only the first N targets", ge=1)
     test_examples: int = option(500, "fixed seeded test subset for accuracy (0 = whole test set)", ge=0)
     template: str = option("wayward", "wayward (the paper's template for built-in tasks) or task (the task's default)",
-        choices=("wayward", "task"))
+                           choices=("wayward", "task"))
     start: str = option("init", "init (every γ from --init), target (every γ from e(t)) or mixed (γ = 0 from --init, "
                            "γ > 0 from e(t))",
-        choices=("init", "target", "mixed"))
+                        choices=("init", "target", "mixed"))
     batched: bool = option(True, "train all γ of a target in one batched pass (training.train_many) instead of one by one")
     eval_bf16: bool = option(False, "score accuracy under bf16 autocast too (default: float32 scoring even when "
                                "--bf16-autocast trains in mixed precision)")
 
     def __post_init__(self) -> None:
-        check_choice("--protocol", self.protocol, (*PROTOCOLS, "custom"))  # before its preset is applied
         for k, v in PROTOCOLS.get(self.protocol, {}).items():
             setattr(self, k, list(v) if isinstance(v, list) else v)
         key = re.sub(r"[-_ ]", "", self.task.strip().lower())
