@@ -1,5 +1,6 @@
 """The compute-dtype chooser: bf16 autocast only where the device computes bf16 natively (issue #18)."""
 
+import pytest
 import torch
 
 import softscope.engine.models as models
@@ -43,17 +44,34 @@ def test_explicit_on_without_bf16_warns_with_the_measured_cost(monkeypatch, caps
     assert models.choose_autocast("off", CPU)[0] is False
 
 
-def test_cpu_features_reads_the_flags(monkeypatch, tmp_path):
-    flags = tmp_path / "cpuinfo"
-    flags.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+def _cpu_view(monkeypatch, tmp_path, flags: str, level: str) -> None:
+    """Fake the whole CPU view cpu_features reads: /proc/cpuinfo's flags AND torch's dispatch level."""
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
     real = models.Path
-    monkeypatch.setattr(models, "Path", lambda p: real(flags) if p == "/proc/cpuinfo" else real(p))
-    assert models.cpu_features()["cpu_bf16"] is True
-    flags.write_text("flags\t\t: fpu avx2 fma\n")
-    assert models.cpu_features()["cpu_bf16"] is False
-    flags.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16\n")  # the flag, but torch dispatches AVX2 kernels
-    monkeypatch.setattr(models.torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
-    assert models.cpu_features() == {"cpu_capability": "AVX2", "cpu_bf16": False}
+    monkeypatch.setattr(models, "Path", lambda p: real(info) if p == "/proc/cpuinfo" else real(p))
+    monkeypatch.setattr(models.torch.backends.cpu, "get_cpu_capability", lambda: level)
+
+
+@pytest.mark.parametrize("flags, level, native", [
+    ("fpu avx2 avx512f avx512_bf16", "AVX512", True),   # AVX-512 with native bf16
+    ("fpu avx2 avx512f", "AVX512", False),              # AVX-512 without avx512_bf16
+    ("fpu avx2 avx512f avx512_bf16", "AVX2", False),    # the flag, but torch dispatches AVX2 kernels
+    ("fpu avx2 fma", "AVX2", False),                    # plain AVX2
+    ("fpu avx2 amx_bf16 amx_tile", "AVX512", True),     # AMX counts as native bf16
+])
+def test_cpu_features_reads_flags_and_dispatch_level(monkeypatch, tmp_path, flags, level, native):
+    _cpu_view(monkeypatch, tmp_path, flags, level)
+    assert models.cpu_features() == {"cpu_capability": level, "cpu_bf16": native}
+
+
+@pytest.mark.parametrize("view", ["AVX512", "AVX2"])
+def test_chooser_follows_the_faked_machine(monkeypatch, tmp_path, view):
+    """The chooser end to end on both views of the machine, whatever CPU runs the test."""
+    _cpu_view(monkeypatch, tmp_path, "fpu avx2 avx512f avx512_bf16", view)
+    use, record = models.choose_autocast("auto", CPU)
+    assert use is (view == "AVX512") and record["cpu_capability"] == view
+    assert models.bf16_native(CPU) is (view == "AVX512")
 
 
 def test_bool_is_accepted_from_the_api():
@@ -67,11 +85,12 @@ def test_quick_protocol_uses_the_chooser():
     assert WaywardConfig(protocol="quick").bf16_autocast == "auto"
 
 
-def test_config_json_records_capability_and_chosen_dtype(tiny, tmp_path, monkeypatch):
-    _cpu(monkeypatch, "AVX2", False)
+@pytest.mark.parametrize("level, native, dtype", [("AVX2", False, "float32"), ("AVX512", True, "bfloat16")])
+def test_config_json_records_capability_and_chosen_dtype(tiny, tmp_path, monkeypatch, level, native, dtype):
+    _cpu(monkeypatch, level, native)
     cfg = TrainConfig(tokens=2, steps=1, batch_size=2, eval_examples=4, final_eval="none", bf16_autocast="auto",
                       device="cpu")
     train(cfg, tmp_path / "r", adapter=tiny, task=tiny_task(), progress=False)
     saved = read_json(tmp_path / "r" / "config.json")
-    assert saved["compute"]["compute_dtype"] == "float32" and saved["compute"]["cpu_capability"] == "AVX2"
-    assert saved["machine"] == {"cpu_capability": "AVX2", "cpu_bf16": False}
+    assert saved["compute"]["compute_dtype"] == dtype and saved["compute"]["cpu_capability"] == level
+    assert saved["machine"] == {"cpu_capability": level, "cpu_bf16": native}
