@@ -320,3 +320,49 @@ def test_max_train_max_test_seeded(tmp_path):
     a = load_task(str(tmp_path), max_train=10, max_test=5, seed=2)
     b = load_task(str(tmp_path), max_train=10, max_test=5, seed=2)
     assert (len(a.train), len(a.test)) == (10, 5) and a.train == b.train and a.test == b.test
+
+
+def _no_local_data(monkeypatch, tmp_path):
+    """A fresh machine: no SOFTSCOPE_DATA, no ../shared beside the working folder or the source checkout."""
+    monkeypatch.delenv("SOFTSCOPE_DATA", raising=False)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    monkeypatch.setattr(tasks, "REPO_ROOT", tmp_path / "checkout")
+
+
+def test_train_on_a_fresh_offline_machine_is_one_line_naming_both_ways(monkeypatch, tmp_path, tiny_model_dir, capsys):
+    from conftest import run_cli
+
+    _no_local_data(monkeypatch, tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the Hub unreachable: the real datasets call fails offline
+    out = tmp_path / "o"
+    code, stdout, err = run_cli(["train", "--task", "sst2", "--model", str(tiny_model_dir), "--steps", "1",
+                                 "--out", str(out)], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert "SOFTSCOPE_DATA" in lines[0] and "sst2/train.jsonl" in lines[0] and "go online" in lines[0]
+    assert "unset it" in lines[0] and "stanfordnlp/sst2" in lines[0]
+    assert not out.exists()
+
+
+def test_train_on_a_fresh_machine_loads_sst2_from_a_faked_hub(monkeypatch, tmp_path, tiny_model_dir, capsys):
+    from conftest import run_cli
+
+    datasets = pytest.importorskip("datasets")
+    _no_local_data(monkeypatch, tmp_path)
+    lab = datasets.ClassLabel(names=["negative", "positive"])
+    feats = datasets.Features({"idx": datasets.Value("int32"), "sentence": datasets.Value("string"), "label": lab})
+    pos, neg = ["the movie was great", "loved this film", "great fun plot"], ["the movie was awful", "hated it", "bad"]
+    split = lambda n: datasets.Dataset.from_dict(  # noqa: E731
+        {"idx": list(range(2 * n)), "sentence": (pos * 4)[:n] + (neg * 4)[:n], "label": [1] * n + [0] * n},
+        features=feats)
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append(a) or datasets.DatasetDict(
+        {"train": split(8), "validation": split(3), "test": split(3)}))
+    code, stdout, err = run_cli(["train", "--task", "sst2", "--model", str(tiny_model_dir), "--device", "cpu",
+                                 "--tokens", "2", "--steps", "1", "--batch-size", "2", "--eval-examples", "2",
+                                 "--out", str(tmp_path / "o")], capsys)
+    assert code == 0, err
+    assert calls == [("stanfordnlp/sst2",)]
+    cfg = json.loads((tmp_path / "o" / "config.json").read_text())
+    assert "hub:stanfordnlp/sst2" in json.dumps(cfg)

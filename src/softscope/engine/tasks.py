@@ -209,6 +209,9 @@ def _builtin_name(spec: str) -> str | None:
 # ---- data folders ----------------------------------------------------------------------------------------
 
 
+REPO_ROOT = Path(__file__).resolve().parents[3]  # a source checkout's root; a ../shared/data beside it is found too
+
+
 def _candidate_dirs(explicit: str | None) -> list[Path]:
     if explicit:
         p = Path(explicit).expanduser()
@@ -221,9 +224,9 @@ def _candidate_dirs(explicit: str | None) -> list[Path]:
         if not p.is_dir():
             raise SoftscopeError(f"SOFTSCOPE_DATA={env} is not a folder: point it at the data folder or unset it")
         return [p]
-    # ../shared/data next to the current folder, then next to the repository root (src/softscope/tasks.py).
+    # ../shared/data next to the current folder, then next to the repository root (src/softscope/engine/tasks.py).
     out = []
-    for p in (Path.cwd() / ".." / "shared" / "data", Path(__file__).resolve().parents[3] / ".." / "shared" / "data"):
+    for p in (Path.cwd() / ".." / "shared" / "data", REPO_ROOT / ".." / "shared" / "data"):
         p = p.resolve()
         if p.is_dir() and p not in out:
             out.append(p)
@@ -707,9 +710,11 @@ def _load_builtin(spec: TaskSpec, data_dir: str | None, **kw) -> Task:
         tables = _hub_tables(spec.hub_id, None, spec.hub_label, names=spec.hub_names, ints=spec.hub_ints)
     except Exception as e:
         where = ", ".join(str(d) for d in tried) or "none found"
-        raise SoftscopeError(f"{spec.name} is not in a local data folder ({where}) and the Hub download of "
-                             f"{spec.hub_id} failed ({_one_line(e)}): pass --data-dir or set SOFTSCOPE_DATA to a "
-                             f"folder with {spec.name}/train.jsonl") from None
+        offline = " (HF_HUB_OFFLINE is set: unset it)" if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") else ""
+        raise SoftscopeError(f"no data for {spec.name}: no local copy (looked in: {where}) and the Hub download of "
+                             f"{spec.hub_id} failed ({_one_line(e)}); either set SOFTSCOPE_DATA (or --data-dir) to a "
+                             f"folder holding {spec.name}/train.jsonl, or go online so it downloads from the Hub"
+                             f"{offline}") from None
     kw = dict(kw)
     kw["text_column"] = kw.get("text_column") or spec.hub_text
     kw["label_column"] = kw.get("label_column") or spec.hub_label
