@@ -354,3 +354,103 @@ def test_choice_message_by_hand():
         check_choice("--x", "c", ("a", "b", "d"), "why")
     with pytest.raises(SoftscopeError, match=r"^--x 'c': use a$"):
         check_choice("--x", "c", ("a",))
+
+
+# ---- the outside probe's four misses (issue #27), each at its mechanism -----------------------------------
+def _describe(prompt_file, tiny_model_dir, tiny_task_file, tmp_path, *refs):
+    return ["describe", prompt_file, "--model", tiny_model_dir, "--task", tiny_task_file, "--device", "cpu",
+            "--out", tmp_path / "d", *[x for r in refs for x in ("--references", r)]]
+
+
+def test_references_with_invalid_json(tmp_path, prompt_file, tiny_model_dir, tiny_task_file, capsys):
+    refs = tmp_path / "refs.json"
+    refs.write_text('["one", "two",]')
+    line = refused(_describe(prompt_file, tiny_model_dir, tiny_task_file, tmp_path, refs), capsys, tmp_path)
+    assert line == (f"error: --references file {refs} is not valid JSON (Expecting value at line 1 column 15): "
+                    "fix the file")
+    assert not (tmp_path / "d").exists()
+
+
+def test_references_that_are_not_utf8(tmp_path, prompt_file, tiny_model_dir, tiny_task_file, capsys):
+    refs = tmp_path / "refs.txt"
+    refs.write_bytes(b"sentiment of the review\n\xff\xfe bad bytes\n")
+    line = refused(_describe(prompt_file, tiny_model_dir, tiny_task_file, tmp_path, refs), capsys, tmp_path)
+    assert line == f"error: --references file {refs} is not UTF-8 text (byte 24): re-save it as UTF-8"
+
+
+def test_references_naming_a_folder(tmp_path, prompt_file, tiny_model_dir, tiny_task_file, capsys):
+    folder = tmp_path / "refs"
+    folder.mkdir()
+    line = refused(_describe(prompt_file, tiny_model_dir, tiny_task_file, tmp_path, folder), capsys, tmp_path)
+    assert line == f"error: --references file {folder} is a folder, not a file: name the file itself"
+
+
+def test_references_naming_another_kind_of_file(tmp_path, prompt_file, tiny_model_dir, tiny_task_file, capsys):
+    other = tmp_path / "refs.md"
+    other.write_text("# notes\n")
+    line = refused(_describe(prompt_file, tiny_model_dir, tiny_task_file, tmp_path, other), capsys, tmp_path)
+    assert line.startswith(f"error: --references {other} is a .md file: pass a .txt")
+
+
+@pytest.mark.parametrize("extra, line", [
+    (["--lr", "1e38", "--grad-clip", "0"],
+     "error: --lr 1e+38: use a value > 0 and <= 10 (a learning rate above 10 makes the optimizer diverge or overflow)"),
+    (["--lr", "10.5"],
+     "error: --lr 10.5: use a value > 0 and <= 10 (a learning rate above 10 makes the optimizer diverge or overflow)"),
+])
+def test_huge_learning_rate_is_refused_before_the_optimizer(tmp_path, tiny_model_dir, tiny_task_file, capsys, extra,
+                                                            line):
+    assert refused(train_args(tmp_path, tiny_model_dir, tiny_task_file, *extra), capsys, tmp_path) == line
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_learning_rate_option_is_bounded():
+    """Each config's learning-rate fields share the one bound (LR), so no optimizer can be given 1e38."""
+    import dataclasses
+
+    from softscope.engine.config import LR, TrainConfig
+    from softscope.methods.bias import BiasRunConfig
+    from softscope.methods.explain import ExplainConfig
+    from softscope.methods.pez import PezConfig
+    from softscope.methods.rlprompt import RLPromptConfig
+    from softscope.methods.tradeoff import TradeoffConfig
+
+    seen = 0
+    for cls in (TrainConfig, BiasRunConfig, ExplainConfig, PezConfig, RLPromptConfig, TradeoffConfig):
+        for f in dataclasses.fields(cls):
+            if f.name == "lr" or f.name.endswith("_lr"):
+                assert {k: f.metadata.get(k) for k in LR} == LR, (cls.__name__, f.name)
+                seen += 1
+    assert seen == 8
+
+
+def test_layer_band_written_backwards(tmp_path, prompt_file, tiny_model_dir, tiny_task_file, capsys):
+    line = refused([*_describe(prompt_file, tiny_model_dir, tiny_task_file, tmp_path), "--layers", "band:3-1"],
+                   capsys, tmp_path)
+    assert line == "error: --layers 'band:3-1': the band runs from 3 down to 1: write band:1-3"
+
+
+def test_a_run_of_another_kind_says_an_eval(tmp_path, prompt_file, tiny_model_dir, tiny_task_file, capsys):
+    out = tmp_path / "ev"
+    code = main_code(["eval", prompt_file, "--model", tiny_model_dir, "--task", tiny_task_file, "--device", "cpu",
+                      "--out", out])
+    assert code == 0
+    line = refused(train_args(tmp_path, tiny_model_dir, tiny_task_file)[:-2] + ["--out", out], capsys, tmp_path)
+    assert f"{out} holds an eval run: train writes only into a new folder or a train run" in line
+
+
+def test_peft_folder_with_only_a_pickle(tmp_path, adapter_dir, capsys):
+    w = adapter_dir / "adapter_model.safetensors"
+    torch.save({"prompt_embeddings": torch.zeros(3, 32)}, adapter_dir / "adapter_model.bin")
+    w.unlink()
+    line = refused(["project", adapter_dir], capsys, tmp_path)
+    assert line == (f"error: {adapter_dir} holds only adapter_model.bin, a pickle, which softscope does not load "
+                    "(unpickling can run code): re-save the adapter with save_pretrained(..., safe_serialization=True)")
+
+
+def main_code(args) -> int:
+    try:
+        main([str(a) for a in args])
+    except SystemExit as e:
+        return e.code or 0
+    return 0

@@ -88,13 +88,13 @@ def test_train_into_a_describe_folder_is_refused(capsys, tiny_model_dir, tiny_ta
 
 def test_eval_into_a_train_run_is_refused(capsys, train_run, tiny_task_file):
     refused(capsys, ["eval", str(train_run), "--task", str(tiny_task_file), "--out", str(train_run)],
-            f"error: {train_run} holds a train run: eval writes only into a new folder or a eval run; "
+            f"error: {train_run} holds a train run: eval writes only into a new folder or an eval run; "
             "choose another --out", train_run)
 
 
 def test_export_peft_into_a_train_run_is_refused(capsys, train_run):
     refused(capsys, ["export", str(train_run), "--peft", str(train_run)],
-            f"error: {train_run} holds a train run: export writes only into a new folder or a export run; "
+            f"error: {train_run} holds a train run: export writes only into a new folder or an export run; "
             "choose another --out", train_run)
 
 
@@ -180,7 +180,7 @@ def test_non_finite_loss_stops_at_its_step_and_keeps_the_last_checkpoint(tiny, t
         train(cfg(), out, adapter=tiny, task=tiny_task(), progress=False, loss_terms=[LossTerm("bad", bad)])
     st = load_file(str(out / "state.safetensors"))
     assert all(bool(torch.isfinite(v).all()) for v in st.values())
-    assert sorted(p.name for p in (out / "checkpoints").glob("*.safetensors")) == ["step-00000.safetensors",
+    assert sorted(p.name for p in (out / "checkpoints").glob("step-*.safetensors")) == ["step-00000.safetensors",
                                                                                  "step-00004.safetensors"]
     assert not (out / "prompt.safetensors").exists()
 

@@ -2,33 +2,39 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import click
 
 from ..engine.errors import SoftscopeError
+from ..engine.inputs import read_json_file, read_text_file
 from ..methods.describe import PRIMARY_SCORE, DescribeConfig, describe, score_of
 from .options import build, config_options, echo_json
 
 
 def _references(values: tuple[str, ...]) -> list[str] | None:
-    """Reference texts from repeated --references: each a text, a .txt file (one per line) or a .json list."""
+    """Reference texts from repeated --references: each a text, a .txt file (one per line) or a .json list.
+
+    A value naming an existing path must be a .txt or .json file (a folder or another file is refused, not taken
+    as a literal text); a value ending in .txt/.json must exist.
+    """
     out: list[str] = []
     for v in values:
-        p = Path(v)
-        if p.suffix in (".txt", ".json") and p.is_file():
+        p = Path(v).expanduser()
+        if p.suffix in (".txt", ".json") or p.exists():
+            if p.exists() and not p.is_dir() and p.suffix not in (".txt", ".json"):
+                raise SoftscopeError(f"--references {v} is a {p.suffix or 'suffix-less'} file: pass a .txt (one "
+                                     "reference per line) or .json list, or quote a reference text")
             if p.suffix == ".json":
-                data = json.loads(p.read_text(encoding="utf-8"))
-                items = list(data.values()) if isinstance(data, dict) else list(data)
-                if not all(isinstance(x, str) for x in items):
-                    raise SoftscopeError(f"{p} must hold a JSON list (or object) of strings")
+                data = read_json_file(p, "--references file")
+                items = list(data.values()) if isinstance(data, dict) else data if isinstance(data, list) else None
+                if items is None or not all(isinstance(x, str) for x in items):
+                    raise SoftscopeError(f"--references file {v} must hold a JSON list (or object) of strings")
                 out += items
             else:
-                out += [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
-        elif p.suffix in (".txt", ".json"):
-            raise SoftscopeError(f"--references file {p} does not exist")
+                text = read_text_file(p, "--references file")
+                out += [line.strip() for line in text.splitlines() if line.strip()]
         else:
             out.append(v)
     return out or None

@@ -22,6 +22,9 @@ def option(default: Any, help: str, **kw) -> Any:
 
 
 SEED = {"ge": 0, "lt": 2**63}  # bounds of every seed: torch and random accept it, and it fits an int64
+# bounds of every learning rate: above 10 an Adam(W) step moves a prompt by > 10 per coordinate per step, and lr
+# near float32's maximum overflows inside the optimizer; nothing in the papers goes above 0.3
+LR = {"gt": 0, "le": 10.0, "why": "a learning rate above 10 makes the optimizer diverge or overflow"}
 BOUNDS = ("ge", "gt", "le", "lt", "why")
 
 
@@ -182,7 +185,7 @@ class TrainConfig(ModelOptions, TaskOptions):
     tokens: int = option(7, "number of virtual tokens", ge=1)
     steps: int = option(300, "optimizer steps", ge=0)
     batch_size: int = option(8, "examples per step", ge=1)
-    lr: float = option(1e-2, "AdamW learning rate (small models like 1e-2..3e-2)", gt=0)
+    lr: float = option(1e-2, "AdamW learning rate (small models like 1e-2..3e-2)", **LR)
     weight_decay: float = option(0.0, "AdamW weight decay", ge=0)
     schedule: str = option("linear", "linear (decay to 0, no warm-up) or constant", choices=("linear", "constant"))
     grad_clip: float = option(1.0, "clip the prompt gradient norm (0 = off)", ge=0)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -193,12 +193,18 @@ def _step(adapter: ModelAdapter, ids: torch.Tensor, past, kw: str):
 @torch.no_grad()
 def patch_generate_ids(adapter: ModelAdapter, target_ids: Sequence[int], placeholder_positions: Sequence[int],
                        sources: torch.Tensor, target_layers: Sequence[int], max_new_tokens: int = 60,
-                       stop: str = "eos", batch_size: int = 64) -> list[list[int]]:
+                       stop: str = "eos", batch_size: int = 64,
+                       on_step: Callable[[list[int], list[int]], Sequence[bool] | None] | None = None
+                       ) -> list[list[int]]:
     """Greedy continuation token ids of the target prompt for every row, ended by `stop` (`stop_rule`).
 
     Row r has `sources[r]` ([n, d]) written over the output of block `target_layers[r]` at the n placeholder
     positions during the prefill pass; decoding then reuses the KV cache. Rows are processed `batch_size` at a
     time; the result does not depend on the batch size (up to float rounding of batched matmuls).
+
+    `on_step(rows, tokens)`, called after every decoding step with the (global) indices of the rows still being
+    decoded and their new tokens, lets a caller stream the text as it is made (the live explorer); it may return
+    one bool per row, False dropping that row from the batch from then on (its output ends there).
     """
     _check(adapter, target_ids, placeholder_positions, sources, target_layers)
     eos, keep = stop_rule(adapter, stop)
@@ -223,19 +229,31 @@ def patch_generate_ids(adapter: ModelAdapter, target_ids: Sequence[int], placeho
             logits, past = _step(adapter, ids[:, first:], past, kw)
             for p in patches:  # prefill done: the cache now carries the patched states
                 p.active = False
-            out = torch.empty((B, 0), dtype=torch.long, device=adapter.device)
+            out = torch.full((B, max_new_tokens), -1, dtype=torch.long, device=adapter.device)
             done = torch.zeros(B, dtype=torch.bool, device=adapter.device)
+            alive = torch.arange(B, device=adapter.device)  # batch rows still decoded (all, unless on_step drops some)
             for t in range(max_new_tokens):
                 nxt = logits.argmax(-1)
-                out = torch.cat([out, nxt[:, None]], dim=1)
+                out[alive, t] = nxt
                 if eos is not None:
-                    done |= nxt == eos
-                    if bool(done.all()):
-                        break
+                    done[alive] |= nxt == eos
+                finished = eos is not None and bool(done[alive].all())
+                if on_step is not None:
+                    wanted = on_step([b0 + int(r) for r in alive], nxt.tolist())
+                    if wanted is not None and not all(wanted) and not finished and hasattr(past, "batch_select_indices"):
+                        sel = torch.as_tensor(list(wanted), dtype=torch.bool, device=adapter.device)
+                        if not bool(sel.any()):
+                            break
+                        idx = sel.nonzero()[:, 0]
+                        alive, nxt = alive[idx], nxt[idx]
+                        past.batch_select_indices(idx)
+                if finished:
+                    break
                 if t + 1 < max_new_tokens:
                     logits, past = _step(adapter, nxt[:, None], past, kw)
         del past
         for row in out.tolist():
+            row = row[: row.index(-1)] if -1 in row else row
             results.append(row[: row.index(eos) + keep] if eos is not None and eos in row else row)
     return results
 
@@ -303,6 +321,8 @@ def layer_pairs(spec: str, n_layers: int) -> list[tuple[int, int]]:
             return square(range(lo, hi + 1, k))
         if spec.startswith("band:"):
             a, b = (int(x) for x in spec.split(":", 1)[1].split("-"))
+            if a > b:
+                raise SoftscopeError(f"--layers {spec!r}: the band runs from {a} down to {b}: write band:{b}-{a}")
             pairs = square(range(a, b + 1))
         else:
             pairs = [tuple(int(x) for x in p.split(":")) for p in spec.split(",") if p.strip()]

@@ -15,7 +15,12 @@ from .errors import SoftscopeError
 from .runs import save_tensors, write_json
 
 TENSOR_KEY = "prompt"
-INIT_KEY = "init"  # the prompt's initialisation, kept beside it so `project` can say how far training moved it
+# The prompt's initialisation (so `project` can say how far training moved it) lives in a file of its own,
+# `init-<digest>.safetensors` beside the prompt, named in the header as `init_file`: a prompt file then holds
+# exactly one [n, d] tensor, so "take the file's first tensor" can never pick the untrained start. Files written
+# before this kept it under INIT_KEY in the prompt file itself; they still load.
+INIT_KEY = "init"
+INIT_PREFIX = "init-"
 PEFT_KEY = "prompt_embeddings"
 
 
@@ -75,6 +80,7 @@ class SoftPrompt:
         return int(self.tensor.shape[1])
 
     def meta(self) -> dict[str, Any]:
+        """Everything but the tensors: what the file header and the .json sidecar hold."""
         d = {k: v for k, v in self.__dict__.items() if k not in ("tensor", "init")}
         d.update(n_tokens=self.n_tokens, width=self.width)
         return d
@@ -107,7 +113,7 @@ class SoftPrompt:
         meta = self.meta()
         tensors = {TENSOR_KEY: self.tensor.float()}
         if self.init is not None and self.init.shape == self.tensor.shape:
-            tensors[INIT_KEY] = self.init.float()
+            meta["init_file"] = save_init(self.init, path.parent).name
         save_tensors(path, tensors, {"softscope": json.dumps(meta, default=str)})
         write_json(path.with_suffix(".json"), meta)
         return path
@@ -121,6 +127,7 @@ class SoftPrompt:
                 return import_peft(path)
             if (path / "prompt.safetensors").exists():
                 return cls.load(path / "prompt.safetensors")
+            pickle_only(path)
             raise SoftscopeError(f"{path} holds no prompt.safetensors nor a PEFT adapter_model.safetensors")
         if not path.exists():
             raise SoftscopeError(f"prompt file {path} does not exist")
@@ -139,9 +146,37 @@ class SoftPrompt:
         meta = _json_object(header.get("softscope", "{}"), f"the softscope header of {path}")
         kw = {k: meta[k] for k in ("model", "task", "template", "label_words", "classes", "step", "accuracy", "extra",
                                    "settings") if k in meta}
-        init = tensors.get(INIT_KEY)
+        init = tensors.get(INIT_KEY)  # files written before init files had their own
+        if init is None and isinstance(meta.get("init_file"), str):
+            init = load_init(path.parent, meta["init_file"])
         return cls(tensor=checked_tensor(tensors[TENSOR_KEY], str(path)),
                    init=checked_tensor(init, str(path)) if init is not None else None, **kw)
+
+
+def save_init(init: torch.Tensor, folder: Path) -> Path:
+    """Write an initial prompt once per folder, named by its content (checkpoints of one run share one file)."""
+    import hashlib
+
+    t = init.detach().float().cpu().contiguous()
+    digest = hashlib.sha256(t.numpy().tobytes() + str(tuple(t.shape)).encode()).hexdigest()[:16]
+    path = Path(folder) / f"{INIT_PREFIX}{digest}.safetensors"
+    if not path.exists():
+        save_tensors(path, {INIT_KEY: t})
+    return path
+
+
+def load_init(folder: Path, name: str) -> torch.Tensor | None:
+    """The initial prompt a header names, or None when its file is gone (the prompt itself still loads)."""
+    if Path(name).name != name or not name.startswith(INIT_PREFIX) or not name.endswith(".safetensors"):
+        return None  # only a plain file name beside the prompt is followed, never a path
+    path = Path(folder) / name
+    if not path.is_file():
+        return None
+    try:
+        t = load_file(str(path)).get(INIT_KEY)
+    except Exception:
+        return None
+    return checked_tensor(t, str(path)) if t is not None else None
 
 
 def _base_model(prompt: SoftPrompt, base_model: str | None) -> str | None:
@@ -183,6 +218,13 @@ def export_notes(prompt: SoftPrompt, base_model: str | None = None) -> list[str]
     return notes
 
 
+def pickle_only(d: Path) -> None:
+    """Refuse, with the reason and the fix, a PEFT folder whose weights are only a pickle (adapter_model.bin)."""
+    if (d / "adapter_model.bin").exists() and not (d / "adapter_model.safetensors").exists():
+        raise SoftscopeError(f"{d} holds only adapter_model.bin, a pickle, which softscope does not load (unpickling "
+                             "can run code): re-save the adapter with save_pretrained(..., safe_serialization=True)")
+
+
 def import_peft(adapter_dir: str | Path) -> SoftPrompt:
     """Read a PEFT prompt-tuning adapter folder as a SoftPrompt.
 
@@ -191,19 +233,17 @@ def import_peft(adapter_dir: str | Path) -> SoftPrompt:
     """
     d = Path(adapter_dir)
     cfg_path, w_path = d / "adapter_config.json", d / "adapter_model.safetensors"
-    if not w_path.exists() and not (d / "adapter_model.bin").exists():
+    if not w_path.exists():
+        pickle_only(d)
         raise SoftscopeError(f"{d} has no adapter_model.safetensors: not a PEFT adapter folder")
     header: dict = {}
-    w_file = w_path if w_path.exists() else d / "adapter_model.bin"
+    w_file = w_path
     try:
-        if w_path.exists():
-            from safetensors import safe_open
+        from safetensors import safe_open
 
-            w = load_file(str(w_path))
-            with safe_open(str(w_path), "pt") as f:
-                header = f.metadata() or {}
-        else:
-            w = torch.load(w_file, map_location="cpu", weights_only=True)
+        w = load_file(str(w_path))
+        with safe_open(str(w_path), "pt") as f:
+            header = f.metadata() or {}
     except Exception as e:  # truncated or not a tensor file at all: the libraries raise many types
         msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
         raise SoftscopeError(f"{w_file} is not a readable adapter ({msg}): re-export it") from None

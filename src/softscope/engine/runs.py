@@ -330,6 +330,11 @@ def saved_config(path: str | os.PathLike) -> dict | None:
     return None
 
 
+
+def a(word: str) -> str:
+    """The word with its indefinite article: "an eval", "a train"."""
+    return ("an " if word[:1].lower() in "aeiou" else "a ") + word
+
 class Run:
     """One output folder owned by one command for its lifetime.
 
@@ -424,13 +429,13 @@ class Run:
             raise SoftscopeError(f"{p} is not empty and holds no softscope run ({shown}): {self.command} writes only "
                                  "into a new or empty folder; choose another --out")
         if kind is not None and kind != self.kind:
-            raise SoftscopeError(f"{p} holds a {kind} run: {self.command} writes only into a new folder or a "
-                                 f"{self.kind} run; choose another --out")
+            raise SoftscopeError(f"{p} holds {a(kind)} run: {self.command} writes only into a new folder or "
+                                 f"{a(self.kind)} run; choose another --out")
         self.existing = kind is not None
         if resume and not self.existing:
             raise SoftscopeError(f"nothing to resume in {p} (no {self.kind} run there): run without --resume")
         if resume is False and self.existing and self.settings is not None:
-            raise SoftscopeError(f"{p} already holds a {kind} run: pass --resume to continue it or choose another --out")
+            raise SoftscopeError(f"{p} already holds {a(kind)} run: pass --resume to continue it or choose another --out")
         if self.existing and self.settings is not None and old is not None:
             legacy = not (p / RECORD).exists()
             new = self.settings
@@ -438,7 +443,7 @@ class Run:
                 new = {"config": {k: v for k, v in self.settings.get("config", {}).items() if k in old["config"]}}
             diff = settings_diff(old, new, growable)
             if diff:
-                raise SoftscopeError(f"{p} holds a {kind} run with other settings: {'; '.join(diff)}; rerun with its "
+                raise SoftscopeError(f"{p} holds {a(kind)} run with other settings: {'; '.join(diff)}; rerun with its "
                                      "settings or choose another --out")
         if self.existing:
             self._clean_temp_files()

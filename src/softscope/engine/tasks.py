@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from .errors import SoftscopeError
+from .inputs import read_text_file
 
 SPLITS = ("train", "test", "dev")
 EXTENSIONS = (".jsonl", ".json", ".csv", ".tsv")
@@ -296,12 +297,7 @@ class _Table:
 
 
 def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise SoftscopeError(f"{path} is not UTF-8 text: re-save it as UTF-8") from None
-    except OSError as e:
-        raise SoftscopeError(f"cannot read {path}: {e.strerror}") from None
+    return read_text_file(path, "data file")
 
 
 def _read_table(path: Path) -> _Table:

@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..engine.config import SEED, DataOptions, ModelOptions, TrainConfig, option, validate
+from ..engine.config import LR, SEED, DataOptions, ModelOptions, TrainConfig, option, validate
 from ..engine.errors import SoftscopeError
 from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, land, run_units, sub_run
 from ..engine.metrics import STOP_WORDS, sentence_model, unexpected_words
@@ -385,7 +385,7 @@ class BiasRunConfig(ModelOptions, DataOptions, ExecutorOptions):
     tokens: int = option(7, "virtual tokens", ge=1)
     steps: int = option(30, "optimizer steps per prompt", ge=1)
     batch_size: int = option(8, "examples per step", ge=1)
-    lr: float = option(3e-2, "AdamW learning rate", gt=0)
+    lr: float = option(3e-2, "AdamW learning rate", **LR)
     init: str = option("vocab", "prompt init: vocab or random",
                        choices=("vocab", "random"), why="a text init would leak a description into the prompt")
     heldout: int = option(100, "clean held-out test examples for the biased-prediction rate and accuracy", ge=1)

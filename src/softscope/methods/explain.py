@@ -31,11 +31,11 @@ from pathlib import Path
 import torch
 
 from ..engine.carry import model_for, resolve as resolve_settings
-from ..engine.config import SEED, PromptModelOptions, ReadOptions, option, validate
+from ..engine.config import LR, SEED, PromptModelOptions, ReadOptions, option, validate
 from ..engine.errors import SoftscopeError
 from ..engine.models import DEFAULT_MODEL, ModelAdapter, load_model
 from ..engine.projection import hard_ids, project
-from ..engine.prompts import SoftPrompt
+from ..engine.prompts import SoftPrompt, pickle_only
 from ..engine.runs import Run, fingerprint, read_jsonl
 from ..engine.scoring import Scorer
 from .describe import DescribeConfig, describe
@@ -58,7 +58,7 @@ class ExplainConfig(PromptModelOptions, ReadOptions):
     n_targets: int = option(1, "InSPEcT target prompts when describing here", ge=1)
     max_new_tokens: int = option(30, "InSPEcT tokens generated per layer pair when describing here", ge=1)
     pez_steps: int = option(20, "PEZ steps from the soft prompt (0 = the plain cosine projection)", ge=0)
-    pez_lr: float = option(0.1, "PEZ learning rate", gt=0)
+    pez_lr: float = option(0.1, "PEZ learning rate", **LR)
     pez_batch_size: int = option(8, "PEZ examples per step", ge=1)
     fluency_weight: float = option(0.0, "PEZ fluency weight w in [0, 1): w*NLL_LM + (1-w)*task loss", ge=0, lt=1)
     seed: int = option(0, "seed for the test subset, PEZ data order and InSPEcT target prompts", **SEED)
@@ -88,6 +88,7 @@ def resolve(source: str | Path) -> tuple[Path, Path | None]:
             return p, None
         if (p / "prompt.safetensors").exists():
             return p / "prompt.safetensors", p
+        pickle_only(p)
         raise SoftscopeError(f"{p} holds no prompt.safetensors (is the training finished?) nor a PEFT adapter")
     for run in (p.parent, p.parent.parent):
         if (run / "metrics.jsonl").exists() and (run / "config.json").exists():

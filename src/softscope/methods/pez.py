@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from ..engine.carry import record
-from ..engine.config import TrainConfig, option, subconfig
+from ..engine.config import LR, TrainConfig, option, subconfig
 from ..engine.errors import SoftscopeError
 from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, run_units, sub_run
 from ..engine.metrics import perplexity
@@ -47,7 +47,7 @@ class PezConfig(TrainConfig, ExecutorOptions):
     tokens: int = option(10, "hard prompt length (tokens)", ge=1)
     steps: int = option(100, "optimizer steps per weight", ge=0)
     batch_size: int = option(16, "examples per step", ge=1)
-    lr: float = option(0.3, "AdamW learning rate on the continuous prompt (PEZ: ~0.1-0.3)", gt=0)
+    lr: float = option(0.3, "AdamW learning rate on the continuous prompt (PEZ: ~0.1-0.3)", **LR)
     grad_clip: float = option(0.0, "clip the gradient norm (0 = off, as PEZ)", ge=0)
     init: str = option("labels", "labels (class-label tokens, PEZ), vocab, random or text",
                        choices=("labels", "vocab", "random", "text"))

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..engine.carry import record
-from ..engine.config import SEED, ModelOptions, TaskOptions, option, validate
+from ..engine.config import LR, SEED, ModelOptions, TaskOptions, option, validate
 from ..engine.errors import SoftscopeError
 from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, run_units, sub_run
 from ..engine.metrics import perplexity
@@ -57,7 +57,7 @@ class RLPromptConfig(ModelOptions, TaskOptions, ExecutorOptions):
     prompts_per_step: int = option(8, "prompts K sampled per step (paper: 16)", ge=2,
                               why="the rewards of a step are z-scored")
     batch_size: int = option(8, "task inputs each prompt is scored on per step (paper: 16)", ge=1)
-    lr: float = option(5e-5, "Adam learning rate of the MLP (paper: 5e-5; 1e-3 collapses the policy in ~4 steps)", gt=0)
+    lr: float = option(5e-5, "Adam learning rate of the MLP (paper: 5e-5; 1e-3 collapses the policy in ~4 steps)", **LR)
     hidden: int = option(2048, "MLP hidden width", ge=1)
     top_k: int = option(256, "sample among the policy's top-k tokens", ge=1)
     fluent: bool = option(False, "fluent mode: sample only among the frozen LM's own top-k next tokens")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..engine.config import SEED, ModelOptions, TaskOptions, TrainConfig, option, subconfig, validate
+from ..engine.config import LR, SEED, ModelOptions, TaskOptions, TrainConfig, option, subconfig, validate
 from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, land, run_units, sub_run
 from ..engine.metrics import STOP_WORDS
 from ..engine.models import load_model_for
@@ -43,18 +43,18 @@ class TradeoffConfig(ModelOptions, TaskOptions, ExecutorOptions):
     examples: int = option(300, "seeded test examples every prompt is scored on (0 = all)", ge=0)
     soft_tokens: int = option(10, "virtual tokens of the reference soft prompt", ge=1)
     soft_steps: int = option(40, "prompt-tuning steps of the reference soft prompt", ge=1)
-    soft_lr: float = option(3e-2, "its learning rate", gt=0)
+    soft_lr: float = option(3e-2, "its learning rate", **LR)
     pez_weights: list[float] = option([0.0, 0.1, 0.3, 0.5], "PEZ fluency weights w (0 <= w < 1)", ge=0, lt=1)
     pez_tokens: int = option(10, "PEZ prompt length", ge=1)
     pez_steps: int = option(50, "PEZ steps per weight", ge=0)
     pez_batch_size: int = option(8, "PEZ batch size (paper: 16)", ge=1)
-    pez_lr: float = option(0.3, "PEZ learning rate", gt=0)
+    pez_lr: float = option(0.3, "PEZ learning rate", **LR)
     rl_weights: list[float] = option([0.0, 1.0, 5.0], "RLPrompt fluency weights lambda", ge=0)
     rl_tokens: int = option(5, "RLPrompt prompt length", ge=1)
     rl_steps: int = option(60, "RLPrompt steps per weight", ge=0)
     rl_prompts_per_step: int = option(8, "RLPrompt prompts per step", ge=2)
     rl_batch_size: int = option(4, "RLPrompt inputs per prompt per step", ge=1)
-    rl_lr: float = option(5e-5, "RLPrompt MLP learning rate", gt=0)
+    rl_lr: float = option(5e-5, "RLPrompt MLP learning rate", **LR)
     rl_fluent: bool = option(False, "RLPrompt fluent mode (sample among the LM's top-k)")
     rl_eval_every: int = option(0, "RLPrompt: score the greedy prompt every this many steps (0 = rl_steps / 5)", ge=0)
     rl_selection_examples: int = option(0, "RLPrompt: held-out examples for selection (0 = selection_examples)", ge=0)

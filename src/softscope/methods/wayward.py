@@ -39,6 +39,7 @@ import torch
 from ..engine.carry import record as record_settings
 from ..engine.config import TrainConfig, option, subconfig, validate
 from ..engine.errors import SoftscopeError
+from ..engine.inputs import read_json_file, read_text_file
 from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, run_units
 from ..engine.metrics import word_f1
 from ..engine.models import ModelAdapter, choose_autocast, load_model_for, text_embeddings, token_embeddings
@@ -184,14 +185,13 @@ def read_targets(path: str | Path, base: Path | None = None) -> list[tuple[str, 
     p = Path(path).expanduser()
     if not p.exists() and base is not None and (base / p).exists():
         p = base / p
-    if not p.is_file():
+    if not p.exists():
         raise SoftscopeError(f"target file {path} not found: pass a path or a name in {base or '<data-dir>/targets'}")
-    raw = p.read_text(encoding="utf-8")
+    raw = read_text_file(p, "target file")
     if p.suffix == ".json":
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise SoftscopeError(f"{p} is not valid JSON ({e.msg} at line {e.lineno})") from None
+        data = read_json_file(p, "target file")
+        if not isinstance(data, (dict, list)):
+            raise SoftscopeError(f"target file {p} must hold a JSON object {{name: text}} or a list of texts")
         items = list(data.items()) if isinstance(data, dict) else [(f"{i:03d}", t) for i, t in enumerate(data)]
     else:
         items = [(f"{i:03d}", line.strip()) for i, line in enumerate(raw.splitlines()) if line.strip()]
