@@ -11,7 +11,7 @@ import sys
 import click
 
 from ..engine.errors import SoftscopeError
-from . import bias, core, describe, interpret, pez, report, tradeoff, wayward
+from . import bias, core, describe, interpret, pez, report, serve, tradeoff, wayward
 
 
 # ---- commands ---------------------------------------------------------------------------------------------
@@ -28,7 +28,7 @@ def cli():
     """
 
 
-for _module in (core, describe, wayward, pez, interpret, tradeoff, bias, report):
+for _module in (core, describe, wayward, pez, interpret, tradeoff, bias, report, serve):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -28,80 +28,14 @@ import io
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..engine.errors import SoftscopeError
-from ..engine.runs import atomic_write_text, dumps, read_json, read_jsonl
-
-SKIP_DIRS = {"checkpoints", "__pycache__"}
-
-
-# ---- reading a run directory ----------------------------------------------------------------------------
-@dataclass
-class RunView:
-    """Lazy, tolerant access to the files of one run directory (and its method sub-folders)."""
-
-    root: Path
-    used_pngs: set = field(default_factory=set)
-    skip_prefix: str | None = None  # also skip sub-folders whose name starts with this
-
-    def files(self, pattern: str, depth: int = 2) -> list[Path]:
-        """Files matching a glob pattern in the root and up to `depth` folders below it (not checkpoints/)."""
-        out = []
-        for d in range(depth + 1):
-            pat = "/".join(["*"] * d + [pattern])
-            for p in sorted(self.root.glob(pat)):
-                parts = p.relative_to(self.root).parts[:-1]
-                if not p.is_file() or set(parts) & SKIP_DIRS:
-                    continue
-                if self.skip_prefix and any(d.startswith(self.skip_prefix) for d in parts):
-                    continue
-                out.append(p)
-        return out
-
-    def find(self, name: str, depth: int = 2) -> Path | None:
-        """The shallowest file of this name (the root's own file wins over a sub-run's)."""
-        hits = self.files(name, depth)
-        return hits[0] if hits else None
-
-    def json(self, name: str, depth: int = 2) -> tuple[Path, Any] | tuple[None, None]:
-        p = self.find(name, depth)
-        if p is None:
-            return None, None
-        try:
-            return p, read_json(p)
-        except SoftscopeError:
-            return None, None
-
-    def jsonl(self, name: str, depth: int = 2) -> tuple[Path, list[dict]] | tuple[None, list]:
-        p = self.find(name, depth)
-        if p is None:
-            return None, []
-        try:
-            return p, read_jsonl(p)
-        except SoftscopeError:  # a broken or foreign file: show nothing rather than fail the whole report
-            return p, []
-
-    def rel(self, p: Path) -> str:
-        return str(p.relative_to(self.root))
-
-
-def pick(row: dict, *names: str, default: Any = None) -> Any:
-    """The first of several candidate keys present in a row (method modules name things their own way)."""
-    for n in names:
-        if isinstance(row, dict) and row.get(n) is not None:
-            return row[n]
-    return default
-
-
-def num(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(v) else v
+from ..engine.readers import (RunView, desc_text, describe_data, layer_grid, num, pick, row_score, run_facts,
+                              training_data)
+from ..engine.runs import atomic_write_text, dumps, read_json
 
 
 # ---- HTML helpers ---------------------------------------------------------------------------------------
@@ -248,19 +182,11 @@ def section_run(view: RunView) -> Section | None:
 
 
 def section_training(view: RunView) -> Section | None:
-    _, rows = view.jsonl("metrics.jsonl", depth=0)
-    _, summ = view.json("train_summary.json", depth=0)
-    if not rows and not summ:
+    data = training_data(view)
+    if data is None:
         return None
-    summ = summ or {}
-    train = [r for r in rows if r.get("event") == "train" and num(r.get("loss")) is not None]
-    evals = [r for r in rows if r.get("event") == "eval" and num(r.get("eval_accuracy")) is not None]
-    cks = summ.get("checkpoints") or [  # an unfinished run: checkpoints from metrics.jsonl
-        {"step": r["step"], "accuracy": r["eval_accuracy"], "path": f"checkpoints/step-{r['step']:05d}.safetensors"}
-        for r in evals]
-    extra_terms = sorted({k for r in train for k in r if k not in ("step", "event", "loss", "lr")
-                          and num(r.get(k)) is not None})
-    final = num(summ.get("final_accuracy"))
+    summ, train, cks, extra_terms = data.summary, data.train, data.checkpoints, data.extra_terms
+    final = data.final_accuracy
     best = max(cks, key=lambda c: num(c.get("accuracy")) or -1) if cks else None
     facts = {"task": summ.get("task"), "model": summ.get("model"), "virtual tokens": summ.get("tokens"),
              "steps": summ.get("steps"), "final accuracy": final,
@@ -382,20 +308,8 @@ def _details_html(det: Any) -> str:
 # InSPEcT (issue 3, `describe.py`): descriptions.jsonl rows are one (checkpoint, target prompt, layer pair) each
 # with class_rate / rouge1/2/L / similarity of the cut text; describe_summary.json holds per-checkpoint aggregates
 # ("best" per metric over the grid) and Spearman correlations with accuracy.
-DESC_SCORE_KEYS = ("similarity", "class_rate", "rouge1", "rougeL", "rouge2", "semantic_similarity", "score")
 CK_COLUMNS = ("step", "accuracy", "pairs", "target_prompts", "class_rate_mean", "naming_share", "similarity_topk",
               "similarity_max_mean", "rouge1_mean")
-
-
-def _score(r: dict, k: str) -> Any:
-    if k in r:
-        return r[k]
-    sc = r.get("scores")
-    return sc.get(k) if isinstance(sc, dict) else None
-
-
-def _desc_text(r: dict) -> str:
-    return str(pick(r, "cut", "text", "description", default=""))
 
 
 def _cell(v: Any) -> Any:
@@ -406,30 +320,18 @@ def _cell(v: Any) -> Any:
 
 
 def _layer_grid(rows: list[dict], key: str) -> dict[tuple[int, int], dict]:
-    """Per (source, target) layer pair: the mean score over target prompts, and every prompt's text for the hover."""
-    grid: dict[tuple[int, int], dict] = {}
-    for r in rows:
-        s, t = pick(r, "source_layer", "src"), pick(r, "target_layer", "tgt")
-        if s is None or t is None:
-            continue
-        c = grid.setdefault((int(s), int(t)), {"vals": [], "lines": []})
-        v = num(_score(r, key))
-        if v is not None:
-            c["vals"].append(v)
-        seed = r.get("target_seed")
-        c["lines"].append((f"[target prompt {seed}] " if seed is not None else "") + f"{fmt(v, 2)}: {_desc_text(r)}")
-    return {k: {"score": sum(c["vals"]) / len(c["vals"]) if c["vals"] else None, "text": "\n".join(c["lines"])}
-            for k, c in grid.items()}
+    """The shared layer grid with every target prompt's text joined into one hover text per cell."""
+    return {k: {"score": c["score"], "text": "\n".join(
+        (f"[target prompt {t['seed']}] " if t["seed"] is not None else "") + f"{fmt(t['score'], 2)}: {t['text']}"
+        for t in c["texts"])} for k, c in layer_grid(rows, key).items()}
 
 
 def section_describe(view: RunView) -> Section | None:
-    spath, summ = view.json("describe_summary.json")
-    if summ is None:  # descriptions.jsonl alone (e.g. a bias probe's sub-runs) is another method's data
+    data = describe_data(view)
+    if data is None:  # descriptions.jsonl alone (e.g. a bias probe's sub-runs) is another method's data
         return None
-    dpath = spath.parent / "descriptions.jsonl"
-    rows = read_jsonl(dpath) if dpath.exists() else []
-    dpath = dpath if dpath.exists() else None
-    key = next((k for k in DESC_SCORE_KEYS if any(num(_score(r, k)) is not None for r in rows)), None)
+    summ, spath, rows, dpath, by_ck = data.summary, data.summary_path, data.rows, data.rows_path, data.by_checkpoint
+    key = data.score_keys[0] if data.score_keys else None
     body = ""
     if summ.get("task") or summ.get("pairs"):
         body += ('<div class="cards">' + "".join(
@@ -438,17 +340,14 @@ def section_describe(view: RunView) -> Section | None:
                          ("target prompts", summ.get("target_prompts")), ("new tokens", summ.get("max_new_tokens")))
             if v is not None) + "</div>")
     # the best description of every checkpoint, with its scores (from the rows: the max over the whole grid)
-    by_ck: dict[Any, list[dict]] = {}
-    for r in rows:
-        by_ck.setdefault(pick(r, "checkpoint", "step", default="prompt"), []).append(r)
-    score_cols = [k for k in DESC_SCORE_KEYS if any(num(_score(r, k)) is not None for r in rows)][:5]
+    score_cols = data.score_keys[:5]
     best_rows = []
-    for ck, rs in sorted(by_ck.items(), key=lambda kv: num(kv[1][0].get("step")) or 0):
-        top = max(rs, key=lambda r: num(_score(r, key)) if num(_score(r, key)) is not None else -1e9) if key else rs[0]
+    for ck, rs in by_ck.items():
+        top = max(rs, key=lambda r: num(row_score(r, key)) if num(row_score(r, key)) is not None else -1e9) if key else rs[0]
         best_rows.append([top.get("step", ck), num(top.get("accuracy")),
                           f"{pick(top, 'source_layer', 'src', default='?')}→{pick(top, 'target_layer', 'tgt', default='?')}",
-                          Raw(f'<span class="desc">{esc(_desc_text(top))}</span>'),
-                          *[num(_score(top, k)) for k in score_cols]])
+                          Raw(f'<span class="desc">{esc(desc_text(top))}</span>'),
+                          *[num(row_score(top, k)) for k in score_cols]])
     if best_rows:
         body += (f"<h3>Best description per checkpoint (by {esc(key or 'order')})</h3>"
                  + table(["step", "accuracy", "layers ℓ→ℓ*", "description", *score_cols], best_rows, "describe"))
@@ -608,27 +507,14 @@ def section_eval(view: RunView) -> Section | None:
     return Section("eval", "Evaluation", kv_table(s), f"accuracy {fmt(num(s.get('accuracy')))}")
 
 
-def _object(path: Path) -> dict:
-    """A sub-run's JSON object, or {} when it is missing, broken or not an object (one bad row, not a failed page)."""
-    try:
-        obj = read_json(path) if path.exists() else {}
-    except SoftscopeError:
-        return {}
-    return obj if isinstance(obj, dict) else {}
-
-
 def section_subruns(view: RunView) -> Section | None:
     subs = [p.parent for p in view.files("config.json", depth=2) if p.parent != view.root]
     if not subs:
         return None
     rows = []
     for d in subs:
-        cfg = _object(d / "config.json")
-        summ_files = sorted(d.glob("*_summary.json"))
-        facts = _object(summ_files[0]) if summ_files else {}
-        acc = pick(facts, "final_accuracy", "test_accuracy", "accuracy")
-        rows.append([str(d.relative_to(view.root)), cfg.get("command", ""),
-                     ", ".join(p.name for p in summ_files) or "—", num(acc)])
+        f = run_facts(d)
+        rows.append([str(d.relative_to(view.root)), f.command, ", ".join(f.summaries) or "—", f.accuracy])
     return Section("subruns", "Sub-runs", table(["folder", "command", "summaries", "accuracy"], rows, "subruns"),
                    f"{len(rows)} folder(s) with their own config.json")
 

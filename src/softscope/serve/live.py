@@ -1,0 +1,219 @@
+"""Live descriptions: requests from many tabs are batched dynamically into the one Patchscopes engine.
+
+A request is one soft prompt, one target prompt and a few (source layer, target layer) pairs — what
+`softscope describe` does for one checkpoint and one target prompt. Requests wait in a bounded queue; one worker
+thread owns the model (forward hooks are per model, so only one thread may run it) and takes, in arrival order,
+every queued request whose rows can share a batch with the first one (the same model, target prompt and stop
+rule: the engine needs identical target ids in every row), up to a bounded number of rows and requests. It
+computes each request's source states alone (as `describe` does), stacks all rows into one
+`patch_generate_ids` call and streams every new token to its request as the engine makes it. A request whose
+client went away is dropped from the queue, or from the running batch at the next token (its rows leave the KV
+cache), so it stops costing compute.
+
+Alone in its batch, a request's rows are exactly the rows `describe` generates for that checkpoint and target
+prompt, in the same order and batch, so the text is the same token for token; batched with other requests the
+rows see the same arithmetic up to the float order of a larger matmul (the load benchmark counts differences).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from ..engine.errors import SoftscopeError
+from ..engine.models import DEFAULT_MODEL, ModelAdapter, load_model
+from ..engine.patching import patch_generate_ids, source_states, stop_rule
+from ..engine.prompts import SoftPrompt
+from ..engine.target_prompts import TargetPrompt
+
+
+class QueueFull(Exception):
+    """The queue holds max_queue requests already (answered with 429)."""
+
+
+class Models:
+    """Each model loaded once, by name (a dict of ready adapters may be given, e.g. a test's tiny model)."""
+
+    def __init__(self, device: str = "auto", dtype: str = "auto", preloaded: dict[str, ModelAdapter] | None = None):
+        self.device, self.dtype = device, dtype
+        self._ready: dict[str, ModelAdapter] = dict(preloaded or {})
+        self._lock = threading.Lock()
+
+    def get(self, name: str | None) -> ModelAdapter:
+        name = name or DEFAULT_MODEL
+        with self._lock:
+            if name not in self._ready:
+                self._ready[name] = load_model(name, device=self.device, dtype=self.dtype)
+            return self._ready[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._ready)
+
+
+@dataclass
+class Job:
+    """One live request: its prompt, target prompt and layer pairs; `emit(event)` receives its stream (any thread)."""
+
+    adapter: ModelAdapter
+    prompt: SoftPrompt
+    target: TargetPrompt
+    pairs: list[tuple[int, int]]
+    max_new_tokens: int
+    stop: str
+    source_pass: str
+    emit: Callable[[dict], None]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    submitted: float = field(default_factory=time.monotonic)
+
+    @property
+    def key(self) -> tuple:
+        """Requests with equal keys can share one engine batch."""
+        return (id(self.adapter), tuple(self.target.ids), tuple(self.target.placeholder_positions), self.stop)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+class Batcher:
+    """A bounded queue and one worker thread that runs queued jobs in dynamic batches."""
+
+    def __init__(self, max_rows: int = 64, max_requests: int = 32, max_queue: int = 32, wait_s: float = 0.025):
+        self.max_rows, self.max_requests, self.max_queue, self.wait_s = max_rows, max_requests, max_queue, wait_s
+        self._queue: list[Job] = []
+        self._cv = threading.Condition()
+        self._stopped = False
+        self.batches: list[dict] = []  # one record per engine batch run (requests, rows, seconds): for the benchmark
+        self._thread = threading.Thread(target=self._loop, name="softscope-batcher", daemon=True)
+        self._thread.start()
+
+    # ---- client side ------------------------------------------------------------------------------------------
+    def submit(self, job: Job) -> None:
+        if len(job.pairs) > self.max_rows:
+            raise SoftscopeError(f"{len(job.pairs)} layer pairs exceed the {self.max_rows} rows of one batch")
+        with self._cv:
+            if self._stopped:
+                raise QueueFull("the server is shutting down")
+            if len(self._queue) >= self.max_queue:
+                raise QueueFull(f"{len(self._queue)} requests are already waiting (limit {self.max_queue}): "
+                                "try again in a moment")
+            self._queue.append(job)
+            self._cv.notify()
+
+    def discard(self, job: Job) -> None:
+        """Cancel a job: out of the queue if it waits there, out of the batch at its next token if it runs."""
+        job.cancel()
+        with self._cv:
+            if job in self._queue:
+                self._queue.remove(job)
+
+    def waiting(self) -> int:
+        with self._cv:
+            return len(self._queue)
+
+    def close(self) -> None:
+        with self._cv:
+            self._stopped = True
+            for j in self._queue:
+                j.emit({"event": "error", "error": "the server is shutting down"})
+            self._queue.clear()
+            self._cv.notify_all()
+        self._thread.join(timeout=5)
+
+    # ---- worker side -----------------------------------------------------------------------------------------
+    def _take(self) -> list[Job]:
+        """The first waiting job and every later one that can share its batch, within the row and request bounds."""
+        head = self._queue[0]
+        batch, rows = [], 0
+        for j in list(self._queue):
+            if j.key == head.key and rows + len(j.pairs) <= self.max_rows and len(batch) < self.max_requests:
+                batch.append(j)
+                rows += len(j.pairs)
+        for j in batch:
+            self._queue.remove(j)
+        return batch
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._queue and not self._stopped:
+                    self._cv.wait()
+                if self._stopped:
+                    return
+            time.sleep(self.wait_s)  # requests sent together arrive a few ms apart: let them join this batch
+            with self._cv:
+                if not self._queue:
+                    continue
+                batch = self._take()
+            batch = [j for j in batch if not j.cancelled.is_set()]
+            if not batch:
+                continue
+            try:
+                self._run(batch)
+            except Exception as e:  # one bad batch must not stop the server: its requests get the message
+                msg = str(e) if isinstance(e, SoftscopeError) else f"{type(e).__name__}: {e}"
+                for j in batch:
+                    j.emit({"event": "error", "error": msg})
+
+    def _run(self, batch: list[Job]) -> None:
+        t0 = time.monotonic()
+        head = batch[0]
+        adapter = head.adapter
+        sources, layers, owner = [], [], []  # one entry per row
+        for j in batch:  # each prompt's source pass alone, exactly as describe_prompt does it
+            src = sorted({s for s, _ in j.pairs})
+            S = source_states(adapter, j.prompt.tensor, src, j.source_pass, j.prompt.placement)
+            at = {l: i for i, l in enumerate(src)}
+            for k, (s, t) in enumerate(j.pairs):
+                sources.append(S[at[s]])
+                layers.append(t)
+                owner.append((j, k))
+        eos, keep = stop_rule(adapter, head.stop)
+        ended = [False] * len(owner)  # the row's stop token came: nothing more to stream for it
+        longest = max(j.max_new_tokens for j in batch)
+        step = [0]
+
+        def on_step(rows: list[int], tokens: list[int]) -> list[bool]:
+            per: dict[int, tuple[Job, dict]] = {}
+            wanted = []
+            for r, tok in zip(rows, tokens):
+                j, k = owner[r]
+                if not ended[r] and not j.cancelled.is_set() and step[0] < j.max_new_tokens:
+                    if tok == eos:
+                        ended[r] = True
+                    if tok != eos or keep:
+                        per.setdefault(id(j), (j, {}))[1][k] = tok
+                wanted.append(not j.cancelled.is_set() and step[0] + 1 < j.max_new_tokens)
+            for j, toks in per.values():
+                j.emit({"event": "tokens", "step": step[0], "tokens": toks})
+            step[0] += 1
+            return wanted
+
+        ids = patch_generate_ids(adapter, head.target.ids, head.target.placeholder_positions, torch.stack(sources),
+                                 layers, max_new_tokens=longest, stop=head.stop, batch_size=len(owner),
+                                 on_step=on_step)
+        done: dict[int, tuple[Job, dict]] = {}
+        for (j, k), row in zip(owner, ids):
+            done.setdefault(id(j), (j, {}))[1][k] = row[: j.max_new_tokens]
+        seconds = time.monotonic() - t0
+        for j, rows in done.values():
+            if not j.cancelled.is_set():
+                j.emit({"event": "done", "ids": [rows[k] for k in range(len(j.pairs))], "batch_requests": len(batch),
+                        "batch_rows": len(owner), "seconds": seconds})
+        self.batches.append({"requests": len(batch), "rows": len(owner), "seconds": seconds,
+                             "cancelled": sum(j.cancelled.is_set() for j in batch)})
+        del self.batches[:-1000]
+
+
+def decode(adapter: ModelAdapter, ids: list[int]) -> str:
+    """A row's text as describe writes it (special tokens dropped)."""
+    return adapter.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def describe_settings(body: dict[str, Any]) -> dict[str, Any]:
+    """The `softscope describe` options that reproduce a live request (shown with every answer)."""
+    return {k: body[k] for k in ("target_prompt", "layers", "max_new_tokens", "stop", "source_pass", "seed", "demos")
+            if k in body}
