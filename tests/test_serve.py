@@ -31,8 +31,9 @@ def make_run(root):
 
     tiny, task = make_adapter("llama"), tiny_task()
     run = root / "run"
-    train(TrainConfig(task="tiny", tokens=3, steps=4, batch_size=4, lr=0.05, checkpoint_every=2, eval_examples=0,
-                      final_eval="full", device="cpu"), run, adapter=tiny, task=task, progress=False)
+    # a random init and a small step keep this random model's descriptions words, not special tokens
+    train(TrainConfig(task="tiny", tokens=3, steps=4, batch_size=4, lr=0.01, init="random", checkpoint_every=2,
+                      eval_examples=0, final_eval="full", device="cpu"), run, adapter=tiny, task=task, progress=False)
     describe(run, DescribeConfig(layers=",".join(f"{s}:{t}" for s, t in PAIRS), target_prompt=TARGET,
                                  max_new_tokens=6, stop="none", classes=list(task.classes), references=REFS,
                                  task="tiny"), adapter=tiny, progress=False)
@@ -180,6 +181,9 @@ def test_live_equals_describe_token_for_token_alone(served):
     assert done["batch_requests"] == 1
     rows = {(r["source_layer"], r["target_layer"]): r for r in read_jsonl(run / "describe" / "descriptions.jsonl")
             if r["checkpoint"] == ck}
+    assert all(r["text"].split() for r in done["rows"])  # real words, not only special tokens
+    assert {r["text"] for r in done["rows"]} == {"but but but but but but", "positive positive positive positive "
+                                                 "positive positive"}
     for r in done["rows"]:  # the written describe run: same text and cut for every pair
         assert r["text"] == rows[(r["source_layer"], r["target_layer"])]["text"]
         assert r["cut"] == rows[(r["source_layer"], r["target_layer"])]["cut"]
