@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"error: {e}", err=True)
         raise SystemExit(2)
     click.echo(f"\ndemo finished in {time.time() - t0:.0f} s; run directory: {out.resolve()}")
+    click.echo(f"explore it live (heatmaps, your own target prompts, streamed descriptions):\n"
+               f"  softscope serve {args.out}")
 
 
 if __name__ == "__main__":
