@@ -346,6 +346,25 @@ def test_a_full_queue_answers_429(tmp_path, served):
         b._stopped = True
 
 
+def test_queued_jobs_are_removed_by_identity(tiny):
+    """Discarding one of several queued jobs removes that one (jobs hold tensors: never compared by value)."""
+    from softscope.engine.prompts import SoftPrompt
+    from softscope.engine.target_prompts import build
+    from softscope.serve.live import Batcher, Job
+
+    b = Batcher(wait_s=10)
+    try:
+        p = SoftPrompt(tensor=torch.zeros(3, tiny.width))
+        jobs = [Job(tiny, p, build(tiny, TARGET, 3), [(1, 1)], 4, "none", "embeddings", emit=lambda ev: None)
+                for _ in range(3)]
+        for j in jobs:
+            b.submit(j)
+        b.discard(jobs[1])
+        assert b._queue == [jobs[0], jobs[2]] and jobs[1].cancelled.is_set() and not jobs[0].cancelled.is_set()
+    finally:
+        b._stopped = True
+
+
 def test_off_loopback_every_request_needs_the_token(served):
     from softscope.serve import ServeConfig, create_app
     from softscope.serve.live import Models

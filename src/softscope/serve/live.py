@@ -54,7 +54,7 @@ class Models:
         return sorted(self._ready)
 
 
-@dataclass
+@dataclass(eq=False)  # a job is itself: queue membership and removal go by identity, never by field values
 class Job:
     """One live request: its prompt, target prompt and layer pairs; `emit(event)` receives its stream (any thread)."""
 
