@@ -63,13 +63,14 @@ def test_a_prompt_file_holds_exactly_one_matrix_and_its_init_beside_it(tmp_path)
     trained, init = torch.randn(3, 8), torch.randn(3, 8)
     path = SoftPrompt(tensor=trained, init=init).save(tmp_path / "prompt.safetensors")
     assert _two_d(path) == ["prompt"]
-    inits = sorted(tmp_path.glob("init-*.safetensors"))
+    assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == ["prompt.safetensors"]  # globs find prompts only
+    inits = sorted(tmp_path.glob("init/*.safetensors"))
     assert len(inits) == 1 and _two_d(inits[0]) == ["init"]
     back = SoftPrompt.load(path)
     assert torch.equal(back.tensor, trained) and torch.equal(back.init, init)
     # a second prompt with the same start (a later checkpoint) shares the one init file
     SoftPrompt(tensor=trained + 1, init=init).save(tmp_path / "step-2.safetensors")
-    assert sorted(tmp_path.glob("init-*.safetensors")) == inits
+    assert sorted(tmp_path.glob("init/*.safetensors")) == inits
     # the init file gone: the prompt still loads, without its start
     inits[0].unlink()
     assert SoftPrompt.load(path).init is None
@@ -111,9 +112,9 @@ def test_init_file_names_are_never_followed_as_paths(tmp_path):
 
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    save_tensors(outside / "init-x.safetensors", {"init": torch.ones(2, 4)})
+    save_tensors(outside / "0123456789abcdef.safetensors", {"init": torch.ones(2, 4)})
     inner = tmp_path / "p"
     inner.mkdir()
     path = save_tensors(inner / "p.safetensors", {"prompt": torch.zeros(2, 4)},
-                        {"softscope": json.dumps({"init_file": "../elsewhere/init-x.safetensors"})})
+                        {"softscope": json.dumps({"init_file": "../elsewhere/0123456789abcdef.safetensors"})})
     assert SoftPrompt.load(path).init is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,13 @@ from .runs import save_tensors, write_json
 
 TENSOR_KEY = "prompt"
 # The prompt's initialisation (so `project` can say how far training moved it) lives in a file of its own,
-# `init-<digest>.safetensors` beside the prompt, named in the header as `init_file`: a prompt file then holds
-# exactly one [n, d] tensor, so "take the file's first tensor" can never pick the untrained start. Files written
-# before this kept it under INIT_KEY in the prompt file itself; they still load.
+# `init/<digest>.safetensors` in a subfolder beside the prompt, named in the header as `init_file`: a prompt file
+# then holds exactly one [n, d] tensor, so "take the file's first tensor" can never pick the untrained start, and
+# a glob of `checkpoints/*.safetensors` finds only prompts. Files written before this kept it under INIT_KEY in the
+# prompt file itself; they still load.
 INIT_KEY = "init"
-INIT_PREFIX = "init-"
+INIT_DIR = "init"
+_INIT_NAME = re.compile(r"init/[0-9a-f]{16}\.safetensors")
 PEFT_KEY = "prompt_embeddings"
 
 
@@ -113,7 +116,7 @@ class SoftPrompt:
         meta = self.meta()
         tensors = {TENSOR_KEY: self.tensor.float()}
         if self.init is not None and self.init.shape == self.tensor.shape:
-            meta["init_file"] = save_init(self.init, path.parent).name
+            meta["init_file"] = f"{INIT_DIR}/{save_init(self.init, path.parent).name}"
         save_tensors(path, tensors, {"softscope": json.dumps(meta, default=str)})
         write_json(path.with_suffix(".json"), meta)
         return path
@@ -154,21 +157,23 @@ class SoftPrompt:
 
 
 def save_init(init: torch.Tensor, folder: Path) -> Path:
-    """Write an initial prompt once per folder, named by its content (checkpoints of one run share one file)."""
+    """Write an initial prompt once per folder into its init/ subfolder, named by its content (checkpoints of one
+    run share one file); returns the path."""
     import hashlib
 
     t = init.detach().float().cpu().contiguous()
     digest = hashlib.sha256(t.numpy().tobytes() + str(tuple(t.shape)).encode()).hexdigest()[:16]
-    path = Path(folder) / f"{INIT_PREFIX}{digest}.safetensors"
+    path = Path(folder) / INIT_DIR / f"{digest}.safetensors"
     if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
         save_tensors(path, {INIT_KEY: t})
     return path
 
 
 def load_init(folder: Path, name: str) -> torch.Tensor | None:
     """The initial prompt a header names, or None when its file is gone (the prompt itself still loads)."""
-    if Path(name).name != name or not name.startswith(INIT_PREFIX) or not name.endswith(".safetensors"):
-        return None  # only a plain file name beside the prompt is followed, never a path
+    if not _INIT_NAME.fullmatch(name):
+        return None  # only init/<digest>.safetensors beside the prompt is followed, never another path
     path = Path(folder) / name
     if not path.is_file():
         return None
