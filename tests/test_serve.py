@@ -407,3 +407,53 @@ def test_config_and_cli(tmp_path, capsys):
         ServeConfig(max_pairs=100, max_batch_rows=8)
     code, _, err = run_cli(["serve", str(tmp_path / "missing")], capsys)
     assert code == 2 and "does not exist" in err
+
+
+def test_other_kinds_show_the_reports_sections(served):
+    """A waywardness run (fields the explorer never saw, a torn metrics file): the report's section and numbers."""
+    from softscope.engine.runs import write_json
+
+    port, root, _, _, _ = served
+    w = root / "wayward-run"
+    w.mkdir(exist_ok=True)
+    write_json(w / "config.json", {"command": "wayward", "config": {"model": "m"}})
+    write_json(w / "wayward_summary.json", {"model": "m", "new_field": {"x": 1},
+                                            "runs": [{"gamma": 0.0, "f1": 0.2, "accuracy": 0.81},
+                                                     {"gamma": 0.01, "f1": 0.95, "accuracy": 0.8}]})
+    (w / "metrics.jsonl").write_text('{"step": 1, "event": "train", "loss": 2.0}\n{"step": 2, "ev')
+    status, _, body = request(port, "GET", "/run/0/wayward-run")
+    page = body.decode()
+    assert status == 200 and '<section id="wayward" class="report">' in page and "0.950" in page
+    assert "<td>wayward</td>" in request(port, "GET", "/")[2].decode()
+
+
+def test_the_cli_starts_the_server_and_prints_its_url(served):
+    import re
+    import subprocess
+    import sys
+
+    _, root, _, _, _ = served
+    proc = subprocess.Popen([sys.executable, "-m", "softscope.cli", "serve", str(root), "--port", "0", "--token",
+                             "a-token-for-tests"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        line = proc.stdout.readline()
+        m = re.search(r"http://127\.0\.0\.1:(\d+)/\?token=a-token-for-tests", line)
+        assert m, line
+        assert "token" in proc.stdout.readline()
+        port = int(m.group(1))
+        assert request(port, "GET", "/")[0] == 401
+        status, _, body = request(port, "GET", "/?token=a-token-for-tests")
+        assert status == 200 and b'<table id="runs"' in body
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_a_pool_target_prompt_uses_describes_seeded_demonstrations(served):
+    from softscope.engine.target_prompts import build
+
+    port, _, run, tiny, _ = served
+    evs = live(port, "0/run/checkpoints/step-00002.safetensors", target_prompt="plain", seed=1, demos=2)
+    assert evs[0][1]["target_prompt"] == build(tiny, "plain", 3, seed=1, k=2).text
+    assert len(evs[-1][1]["rows"]) == 3

@@ -263,7 +263,8 @@ def live_page(roots: Roots, chosen: str | None, limits: dict) -> str:
     body = (
         '<form id="live-form" class="live">'
         f'<label>prompt / checkpoint <select name="prompt" id="prompt">{opts}</select></label>'
-        f'<label>target prompt <select id="pool"><option value="">your own text ↓</option>{pools}</select></label>'
+        f'<label>target prompt <select id="pool"><option value="">your own text ↓</option>{pools}</select></label> '
+        '<label>pool seed <input id="seed" type="number" min="0" value="0" size="6"></label>'
         f'<textarea name="target_prompt" id="target" rows="3" maxlength="{limits["max_text"]}" placeholder="e.g. '
         f'The task is: {MARKER}">The task is: {MARKER}</textarea>'
         f'<div class="row"><label>layer pairs (source:target) <input name="layers" id="layers" value="1:1,2:2,3:1" '

@@ -193,6 +193,7 @@ if (form) {
     const target = $("#target").dataset.pool || $("#target").value;
     const body = { prompt: $("#prompt").value, target_prompt: target, layers: $("#layers").value,
                    max_new_tokens: parseInt($("#tokens").value, 10), stop: $("#stop").value };
+    if ($("#target").dataset.pool) body.seed = parseInt($("#seed").value || "0", 10);
     out.replaceChildren();
     status.textContent = "sending…";
     stopBtn.disabled = false;
