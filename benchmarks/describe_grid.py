@@ -6,7 +6,7 @@ and softscope's batched engine — same text required, paired ratios reported.
 
 1. reference: the no-cache oracle — one pair at a time, no KV cache, the whole sequence re-run with the patch
    applied at every new token (`engine.patching.reference_generate_ids`; the InSPEcT authors' target side decodes
-   this way, their source pass differs: docs/inspect.md).
+   this way, their source pass differs: docs/describe.md).
 2. cached: what a user would write today (the Patchscopes reference code does this) — one pair at a time,
    Hugging Face `generate` with the KV cache, a forward hook writing the source states during the prefill only.
    Written here independently of the engine.

@@ -113,10 +113,10 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return _DTYPES[dtype]
 
 
-# bf16 autocast is fast only with native bf16 arithmetic; on an AVX2-only CPU one training round took 717.9 s
-# under bf16 autocast against 28.4 s in float32 (issue #18's measurement): emulated bf16 is ~25x slower.
+# bf16 autocast is fast only with native bf16 arithmetic; without it torch emulates bf16 in software, far slower
+# than float32 (no results file of this project measures how much on an AVX2-only CPU, so no figure is claimed).
 _NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-BF16_CPU_COST = "about 25x slower than float32 on an AVX2-only CPU (717.9 s vs 28.4 s per benchmark round)"
+BF16_CPU_COST = "emulated in software, far slower than float32"
 
 
 def cpu_features() -> dict:
@@ -250,7 +250,7 @@ class ModelAdapter:
         2. else the pretraining document separator `<|endoftext|>` (GPT-2, Qwen-2, SmolLM2);
         3. else EOS, when it is not a chat-turn marker.
         `tokenizer.bos_token_id` is not used as such: for SmolLM2-Instruct it is `<|im_start|>`, a chat-turn opener
-        the tokenizer never adds (docs/inspect.md, "Document start": why, per family). Perplexity, PEZ fluency and RLPrompt use this.
+        the tokenizer never adds (docs/describe.md, "Document start": why, per family). Perplexity, PEZ fluency and RLPrompt use this.
         """
         tok = self.tokenizer
         candidates = [self.bos_ids[0]] if self.bos_ids else []

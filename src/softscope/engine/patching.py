@@ -5,7 +5,7 @@ positions of a source input) is written over the output of block ℓ* at the pla
 prompt T, and the model continues T greedily. For soft prompts the source input is the prompt itself
 (`inputs_embeds`, after BOS when the tokenizer adds one) and all n virtual-token states are patched together.
 `source_pass="after-block-0"` is the InSPEcT authors' variant instead: the tokens " x" × n go in and the output of
-block 0 at their positions is overwritten with the prompt, so block 0 never processes it (docs/inspect.md).
+block 0 at their positions is overwritten with the prompt, so block 0 never processes it (docs/describe.md).
 
 Why this engine is fast (docs/methods.md §3):
 - the patch is needed during the prefill pass only: later tokens see the patched states through the KV cache,

@@ -19,7 +19,7 @@ Procedure (docs/methods.md §4):
 Defaults differ from the paper where a 135M model on a CPU needs it: an every-3rd-layer grid (`--layers all` is
 the paper's 2..L-2 square) and 3 target prompts per checkpoint, because at this size a single max is noise.
 `--protocol paper` switches to the authors' released procedure (source pass after block 0, their stop token and
-cut rule, the full grid, one target prompt); docs/inspect.md lists every difference. `--control` adds a positive
+cut rule, the full grid, one target prompt); docs/describe.md lists every difference. `--control` adds a positive
 control: the same grid on the embeddings of a true task description, which should name the classes.
 """
 

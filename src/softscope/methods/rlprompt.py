@@ -19,7 +19,7 @@ Prompts" (docs/methods.md §6).
 Paper settings: 16 prompts × 16 inputs per step, lr 5e-5, shaping to [0, 5], 12,000 steps (hours on a GPU).
 Defaults here: 8 prompts × 8 inputs, lr 5e-5, 100 steps, shaping to [0, 50], and the uniform value offset
 (uniform_value_offset): without it the value targets push every sampled token up whatever its reward and the
-policy drifts to the same sub-word with or without a reward (measured; docs/rlprompt.md). Every setting of
+policy drifts to the same sub-word with or without a reward (measured; docs/discrete.md). Every setting of
 RLPrompt's code is an option (--value-offset none, --shaping-new 0,5, --mlp-init xavier).
 """
 
@@ -67,14 +67,14 @@ class RLPromptConfig(ModelOptions, TaskOptions, ExecutorOptions):
     incorrect_coeff: float = option(180.0, "gap reward factor when it is wrong", ge=0)
     zscore: bool = option(True, "z-score the rewards of the prompts of a step")
     shaping_old: list[float] = option([0.0, 1.0], "reward shaping: linear map from [old_min, old_max] ...")
-    shaping_new: list[float] = option([0.0, 50.0], "... to [new_min, new_max] (paper: 0,5; see docs/rlprompt.md for why 50)")
+    shaping_new: list[float] = option([0.0, 50.0], "... to [new_min, new_max] (paper: 0,5; see docs/discrete.md for why 50)")
     target_polyak: float = option(1e-3, "target network update: theta' <- (1-tau) theta' + tau theta", gt=0, le=1)
     mlp_init: str = option("normal", "MLP weight init: normal (std 1e-4) or xavier (RLPrompt's code: Xavier-uniform, "
                                      "gain 1e-4); biases -1e-4 in both",
                            choices=("normal", "xavier"))
     value_offset: str = option("uniform", "uniform (add the uniform policy's soft value-to-go to the target values, "
                                    "so an untrained policy moves only where rewards push it) or none (RLPrompt's "
-                                   "code; see docs/rlprompt.md)",
+                                   "code; see docs/discrete.md)",
                                choices=("none", "uniform"))
     grad_clip: float = option(5.0, "clip the MLP gradient to this global norm (RLPrompt's trainer: 5; 0 = off)", ge=0)
     eval_every: int = option(20, "score the greedy prompt on the held-out set every this many steps", ge=1)
@@ -206,7 +206,7 @@ def uniform_value_offset(q: torch.Tensor) -> torch.Tensor:
 
     With zero reward the soft-optimal values fall by ln n per remaining step, V_t = Σ_{s≥t} ln n_s. An untrained
     MLP gives nearly the same V' ≈ ln n at every position, so the targets ask A = log π ≈ 0 of every sampled token
-    and push whatever was sampled up by ~ln n nats, reward or not (the drift measured in docs/rlprompt.md). Adding
+    and push whatever was sampled up by ~ln n nats, reward or not (the drift measured in docs/discrete.md). Adding
     c_t to V' (a constant per position: the policy is unchanged) makes the untrained policy the zero-reward fixed
     point, so only the rewards move it."""
     logn = torch.isfinite(q).sum(-1).clamp(min=1).float().log().detach()

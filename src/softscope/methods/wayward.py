@@ -57,7 +57,7 @@ N_BOOT = 2000  # paired bootstrap resamples for the drop's interval (examples ×
 # Presets. quick: sized for 2 free CPU cores (< 90 min for SST-2 and AG News × both packaged models): 8 targets —
 # 4 task definitions spread over natural_prompts.json (every 8th) alternating with one Pile sentence each from
 # pile_n{4,7,14,28} for the length axis — 4 γ, 16 steps at lr 3e-2 (batch 8) trained under bf16 autocast where the
-# CPU has native bf16 ("auto": 1.6× faster on AVX512-BF16, ~25× slower where emulated, so float32 there; the
+# CPU has native bf16 ("auto": faster on AVX512-BF16, emulated and far slower elsewhere, so float32 there; the
 # distance term and Adam stay float32), accuracy
 # scored in float32 on a fixed seeded 200-example test subset. The γ = 0
 # baseline starts from vocabulary embeddings (plain prompt tuning) and the γ > 0 prompts start at e(t): in 16 steps
