@@ -457,3 +457,25 @@ def test_a_pool_target_prompt_uses_describes_seeded_demonstrations(served):
     evs = live(port, "0/run/checkpoints/step-00002.safetensors", target_prompt="plain", seed=1, demos=2)
     assert evs[0][1]["target_prompt"] == build(tiny, "plain", 3, seed=1, k=2).text
     assert len(evs[-1][1]["rows"]) == 3
+
+
+def test_an_uploaded_prompt_file_is_described_like_the_same_file_on_disk(served, tmp_path):
+    import pickle
+
+    port, _, run, _, _ = served
+    ck = "checkpoints/step-00004.safetensors"
+    status, _, body = request(port, "POST", "/api/prompt?name=mine.safetensors", raw_body=(run / ck).read_bytes(),
+                              headers={"content-type": "application/octet-stream"})
+    up = json.loads(body)
+    assert status == 200 and up["ref"].startswith("upload:") and up["n_tokens"] == 3 and up["label"].endswith("mine.safetensors")
+    mine = live(port, up["ref"])[-1][1]["rows"]
+    assert [r["ids"] for r in mine] == [r["ids"] for r in live(port, f"0/run/{ck}")[-1][1]["rows"]]
+    # what is not a safetensors prompt is refused before anything reads it as anything else
+    for data, code in ((pickle.dumps({"prompt": [1.0, 2.0]}), 422), (b"\x00" * 64, 422), (b"", 400),
+                       (b"x" * (4 * 1024 * 1024 + 1), 413)):
+        status, _, body = request(port, "POST", "/api/prompt", raw_body=data,
+                                  headers={"content-type": "application/octet-stream"})
+        assert status == code and json.loads(body)["error"], (status, body[:200])
+    status, _, body = request(port, "POST", "/api/describe", {"prompt": "upload:0000000000000000",
+                                                             "target_prompt": TARGET, "layers": "1:1"})
+    assert status == 404 and "upload it again" in json.loads(body)["error"]

@@ -1,11 +1,13 @@
 """softscope serve in a real headless Chromium (Debian's chromium + chromium-driver, driven by Selenium; no browser
 download): the runs page, the InSPEcT heatmap (hover, click to pin), two checkpoints side by side, and a live
-description streaming in. Screenshots go to docs/img/serve-*.png. Skipped, with the reason, when chromium, its
+description streaming in, a prompt file uploaded. Each step saves a screenshot (SOFTSCOPE_SCREENSHOTS=docs/img
+regenerates docs/img/serve-*.png). Skipped, with the reason, when chromium, its
 driver or selenium is missing (CI installs them: `apt-get install -y chromium chromium-driver`)."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -25,7 +27,8 @@ pytestmark = [
     pytest.mark.skipif(DRIVER is None, reason="chromedriver is not installed (apt-get install -y chromium-driver)"),
     pytest.mark.skipif(not SELENIUM, reason="selenium is not installed (pip install -e '.[test]')"),
 ]
-SHOTS = Path(__file__).resolve().parents[1] / "docs" / "img"
+# screenshots go to a temporary folder; SOFTSCOPE_SCREENSHOTS=docs/img regenerates the committed ones
+SHOTS_ENV = os.environ.get("SOFTSCOPE_SCREENSHOTS")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +45,12 @@ def site(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+def shots(tmp_path_factory):
+    return Path(SHOTS_ENV) if SHOTS_ENV else tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory, shots):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -54,6 +62,7 @@ def browser(tmp_path_factory):
         opts.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
     driver.set_page_load_timeout(60)
+    driver.shots = shots
     yield driver
     driver.quit()
 
@@ -65,10 +74,17 @@ def wait_for(driver, condition, timeout=20.0):
 
 
 def shot(driver, name, section=None):
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    """Save a screenshot (scrolled to `section`) and check it is a real, non-blank page."""
+    from PIL import Image
+
+    folder = driver.shots
+    folder.mkdir(parents=True, exist_ok=True)
     if section:
         driver.execute_script(f"document.getElementById('{section}').scrollIntoView()")
-    driver.save_screenshot(str(SHOTS / f"serve-{name}.png"))
+    path = folder / f"serve-{name}.png"
+    driver.save_screenshot(str(path))
+    img = Image.open(path).convert("RGB")
+    assert img.size[0] >= 1000 and len(img.resize((200, 150)).getcolors(200 * 150)) > 20, f"{path}: blank page?"
 
 
 def cuts(run, step):
@@ -197,3 +213,15 @@ def test_a_refused_live_request_shows_its_message(site, browser):
                       d.find_element(By.ID, "status").text else None)
     assert "422" in status.text and "{prompt}" in status.text
     json.dumps(status.text)
+
+
+def test_uploading_a_prompt_file_adds_it_to_the_choices(site, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    url, run = site
+    browser.get(url + "/live")
+    browser.find_element(By.ID, "upload").send_keys(str(run / "checkpoints" / "step-00002.safetensors"))
+    wait_for(browser, lambda d: "3 virtual tokens" in d.find_element(By.ID, "status").text)
+    chosen = Select(browser.find_element(By.ID, "prompt")).first_selected_option
+    assert chosen.get_attribute("value").startswith("upload:") and chosen.text == "uploaded: step-00002.safetensors"

@@ -2,7 +2,8 @@
 
 Routes: `/` runs list · `/run/<ref>` one run (training curves, nearest tokens, InSPEcT heatmap, the report's
 other sections) · `/live` live describe · `/api/grid` one checkpoint's layer grid · `/api/describe` a live
-description as server-sent events · `/file/<ref>` a PNG a run wrote · `/static/*` the page script and style.
+description as server-sent events · `/api/prompt` upload a prompt file · `/file/<ref>` a PNG or JSON a run wrote
+· `/static/*` the page script and style.
 
 Security model (docs/serve.md): binds 127.0.0.1 unless told otherwise; off loopback (or with --token) every request
 carries the access token (query `?token=`, then a cookie, or an `Authorization: Bearer` header); without a token
@@ -16,8 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import hashlib
 import secrets
+import shutil
 import sys
+import tempfile
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -46,15 +50,23 @@ from .paths import PathRefused, Roots
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "softscope_token"
+UPLOAD = "upload:"  # the reference of an uploaded prompt file: upload:<sha256 prefix>
 FILE_TYPES = {".png": "image/png", ".json": "application/json", ".jsonl": "application/json"}
 
 
 class Explorer:
-    """What the routes share: the given roots, the settings, the models (loaded once) and the batcher."""
+    """What the routes share: the given roots, the settings, the models (loaded once), the batcher and the prompt
+    files uploaded in this session (kept in a private temporary folder, named by content hash)."""
 
     def __init__(self, roots: Roots, cfg: ServeConfig, models: Models):
         self.roots, self.cfg, self.models = roots, cfg, models
         self.batcher = Batcher(cfg.max_batch_rows, cfg.max_batch_requests, cfg.max_queue, cfg.batch_wait_ms / 1000)
+        self.uploads: dict[str, Path] = {}
+        self.upload_dir = Path(tempfile.mkdtemp(prefix="softscope-serve-uploads-"))
+
+    def close(self) -> None:
+        self.batcher.close()
+        shutil.rmtree(self.upload_dir, ignore_errors=True)
 
     def limits(self) -> dict:
         c = self.cfg
@@ -62,6 +74,10 @@ class Explorer:
                 "max_queue": c.max_queue, "max_batch_rows": c.max_batch_rows}
 
     def resolve(self, request: Request, ref: str) -> Path:
+        if isinstance(ref, str) and ref.startswith(UPLOAD):
+            if ref[len(UPLOAD):] not in self.uploads:
+                raise HTTPException(404, f"no uploaded prompt {ref!r} in this session: upload it again")
+            return self.uploads[ref[len(UPLOAD):]]
         raw = request.scope.get("raw_path", b"").decode("latin-1")
         try:
             return self.roots.resolve(ref, raw)
@@ -280,6 +296,37 @@ async def grid_route(request: Request) -> Response:
         raise HTTPException(422, str(e)) from None
 
 
+async def upload_route(request: Request) -> Response:
+    """A prompt file sent as the raw body: kept if safetensors can read it as a softscope or PEFT prompt, else 4xx.
+
+    Only the safetensors parser ever reads the bytes (no pickle); the file is named by its hash, never by the
+    client, in the explorer's private temporary folder."""
+    ex = _explorer(request)
+    limit = ex.cfg.max_upload
+    data = b""
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > limit:
+            raise HTTPException(413, f"prompt file over the {limit}-byte upload limit")
+    if not data:
+        raise HTTPException(400, "send the .safetensors prompt file as the request body")
+    key = hashlib.sha256(data).hexdigest()[:16]
+    if key not in ex.uploads and len(ex.uploads) >= ex.cfg.max_uploads:
+        raise HTTPException(429, f"{len(ex.uploads)} prompt files were uploaded already (limit {ex.cfg.max_uploads})")
+    path = ex.upload_dir / f"{key}.safetensors"
+    path.write_bytes(data)
+    try:
+        prompt = await run_in_threadpool(SoftPrompt.load, path)
+    except SoftscopeError:
+        path.unlink(missing_ok=True)
+        raise HTTPException(422, "not a safetensors prompt file (softscope prompt or PEFT adapter_model.safetensors); "
+                                 "pickled files (.bin, .pt) are refused") from None
+    ex.uploads[key] = path
+    name = request.query_params.get("name", "")[:80] or f"{key}.safetensors"
+    return JSONResponse({"ref": UPLOAD + key, "label": f"uploaded: {name}", "n_tokens": prompt.n_tokens,
+                         "width": prompt.width, "model": prompt.model or None})
+
+
 # ---- live describe: server-sent events ---------------------------------------------------------------------------
 async def describe_route(request: Request) -> Response:
     """Validate a live request, queue it, and answer with its stream (meta, tokens…, done | error)."""
@@ -407,11 +454,12 @@ def create_app(sources, cfg: ServeConfig | None = None, models: Models | None = 
     routes = [Route("/", runs_route), Route("/run/{ref:path}", run_route), Route("/live", live_route),
               Route("/file/{ref:path}", file_route), Route("/api/grid", grid_route),
               Route("/api/describe", describe_route, methods=["POST"]),
+              Route("/api/prompt", upload_route, methods=["POST"]),
               Mount("/static", StaticFiles(directory=STATIC), name="static")]
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
-        ex.batcher.close()
+        ex.close()
 
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error},
                     middleware=[Middleware(TokenGate, token=cfg.token if cfg.needs_token else None)],

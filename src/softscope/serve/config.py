@@ -41,6 +41,8 @@ class ServeConfig:
     max_new_tokens: int = option(64, "generated tokens per live description", ge=1)
     max_text: int = option(2000, "characters of a live target prompt", ge=1)
     max_body: int = option(64 * 1024, "bytes of a request body", ge=256)
+    max_upload: int = option(4 * 1024 * 1024, "bytes of an uploaded prompt file (.safetensors only)", ge=1024)
+    max_uploads: int = option(64, "uploaded prompt files kept (in a temporary folder removed at exit)", ge=0)
 
     def __post_init__(self) -> None:
         validate(self)

@@ -263,6 +263,7 @@ def live_page(roots: Roots, chosen: str | None, limits: dict) -> str:
     body = (
         '<form id="live-form" class="live">'
         f'<label>prompt / checkpoint <select name="prompt" id="prompt">{opts}</select></label>'
+        '<label>or upload a prompt file (.safetensors) <input type="file" id="upload" accept=".safetensors"></label>'
         f'<label>target prompt <select id="pool"><option value="">your own text ↓</option>{pools}</select></label> '
         '<label>pool seed <input id="seed" type="number" min="0" value="0" size="6"></label>'
         f'<textarea name="target_prompt" id="target" rows="3" maxlength="{limits["max_text"]}" placeholder="e.g. '

@@ -186,6 +186,19 @@ if (form) {
     if (e.target.value) t.dataset.pool = e.target.value; else delete t.dataset.pool;
   });
   stopBtn.addEventListener("click", () => { if (controller) controller.abort(); });
+  $("#upload").addEventListener("change", async e => {
+    const file = e.target.files[0];
+    if (!file) return;
+    status.textContent = `uploading ${file.name}…`;
+    const r = await fetch(`/api/prompt?${new URLSearchParams({ name: file.name })}`, { method: "POST", body: file,
+                                                                                      headers: { "content-type": "application/octet-stream" } });
+    const d = await r.json().catch(() => ({}));
+    if (!r.ok) { status.textContent = `upload refused (${r.status}): ${d.error || r.statusText}`; return; }
+    const opt = Object.assign(document.createElement("option"), { value: d.ref, textContent: d.label });
+    $("#prompt").appendChild(opt);
+    $("#prompt").value = d.ref;
+    status.textContent = `${d.label}: ${d.n_tokens} virtual tokens of width ${d.width}` + (d.model ? ` (${d.model})` : "");
+  });
   form.addEventListener("submit", async ev => {
     ev.preventDefault();
     if (controller) controller.abort();
