@@ -189,3 +189,26 @@ def test_stop_rules(tiny, monkeypatch):
     assert patching.stop_rule(tiny, "eos") == (tiny.eos_id, False)
     with pytest.raises(SoftscopeError, match="--stop"):
         patching.stop_rule(tiny, "dollar")
+
+
+def test_dropping_finished_rows_gives_the_same_text(lively, monkeypatch):
+    """Rows that reached their stop token leave the batch (and KV cache) at once; the text equals decoding every
+    row to the end (the plain path) and the no-cache oracle, while rows really end at different steps."""
+    ids, pos = _target(lively)
+    src, layers = _grid(lively, seed=2)
+    rows = list(range(0, len(layers), 2))
+    src, layers = src[rows], [layers[r] for r in rows]
+    free = patch_generate_ids(lively, ids, pos, src, layers, max_new_tokens=8, stop="none")
+    # make the stop token the one whose first occurrence falls at the most different steps across rows
+    spread = {t: len({r.index(t) if t in r else -1 for r in free}) for r0 in free for t in r0}
+    stop_tok = max(sorted(spread), key=spread.get)
+    monkeypatch.setattr(type(lively), "eos_id", property(lambda self: stop_tok), raising=False)
+    dropped = patch_generate_ids(lively, ids, pos, src, layers, max_new_tokens=8, stop="eos", drop_finished=True)
+    plain = patch_generate_ids(lively, ids, pos, src, layers, max_new_tokens=8, stop="eos", drop_finished=False)
+    assert dropped == plain
+    assert dropped == [r[: r.index(stop_tok)] if stop_tok in r else r for r in free]
+    lengths = {len(r) for r in dropped}
+    assert len(lengths) >= 2 and min(lengths) < 8  # rows ended at different steps: the dropping path ran
+    oracle = [reference_generate_ids(lively, ids, pos, src[i], layers[i], max_new_tokens=8, stop="eos")
+              for i in range(0, len(layers), 5)]
+    assert oracle == dropped[::5]

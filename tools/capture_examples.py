@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -36,6 +37,15 @@ def machine() -> str:
             f"{' (+ uncommitted changes)' if dirty else ''} · torch {torch.__version__} · CPU "
             f"{torch.backends.cpu.get_cpu_capability()} · {os.environ.get('OMP_NUM_THREADS', 'all')} threads · "
             f"load {load} at start")
+
+
+BAR = re.compile(r"\d+%\|.*\|\s*\d+/\d+ \[|it/s\]|s/it\]")
+
+
+def strip_progress(text: str) -> str:
+    """Progress bars are not output: keep each line's last carriage-return segment, drop tqdm bars."""
+    lines = [line.split("\r")[-1] for line in text.splitlines()]
+    return "\n".join(line for line in lines if not BAR.search(line))
 
 
 def commands(sh: Path) -> list[str]:
@@ -64,7 +74,7 @@ def capture(name: str, exe: str) -> list[Path]:
                 shutil.rmtree(ROOT / argv[i + 1])
         print(f"$ {cmd}", flush=True)
         p = subprocess.run([exe, *argv[1:]], cwd=ROOT, env=env, capture_output=True, text=True)
-        text = (p.stdout + p.stderr).rstrip()
+        text = strip_progress(p.stdout + p.stderr).rstrip()
         text = text.replace(str(ROOT) + "/", "")
         blocks.append(f"$ {cmd}\n{text}" + (f"\n(exit code {p.returncode})" if p.returncode else ""))
         print(text[-400:], flush=True)

@@ -194,8 +194,8 @@ def _step(adapter: ModelAdapter, ids: torch.Tensor, past, kw: str):
 def patch_generate_ids(adapter: ModelAdapter, target_ids: Sequence[int], placeholder_positions: Sequence[int],
                        sources: torch.Tensor, target_layers: Sequence[int], max_new_tokens: int = 60,
                        stop: str = "eos", batch_size: int = 64,
-                       on_step: Callable[[list[int], list[int]], Sequence[bool] | None] | None = None
-                       ) -> list[list[int]]:
+                       on_step: Callable[[list[int], list[int]], Sequence[bool] | None] | None = None,
+                       drop_finished: bool = True) -> list[list[int]]:
     """Greedy continuation token ids of the target prompt for every row, ended by `stop` (`stop_rule`).
 
     Row r has `sources[r]` ([n, d]) written over the output of block `target_layers[r]` at the n placeholder
@@ -205,6 +205,8 @@ def patch_generate_ids(adapter: ModelAdapter, target_ids: Sequence[int], placeho
     `on_step(rows, tokens)`, called after every decoding step with the (global) indices of the rows still being
     decoded and their new tokens, lets a caller stream the text as it is made (the live explorer); it may return
     one bool per row, False dropping that row from the batch from then on (its output ends there).
+    `drop_finished`: a row that has produced its stop token leaves the batch (and its KV cache) at once instead of
+    being decoded to the end with the others; its text is the same (tested against `drop_finished=False`).
     """
     _check(adapter, target_ids, placeholder_positions, sources, target_layers)
     eos, keep = stop_rule(adapter, stop)
@@ -238,17 +240,22 @@ def patch_generate_ids(adapter: ModelAdapter, target_ids: Sequence[int], placeho
                 if eos is not None:
                     done[alive] |= nxt == eos
                 finished = eos is not None and bool(done[alive].all())
+                going = None  # rows of `alive` that go on being decoded (None: all of them)
+                if drop_finished and eos is not None and bool(done[alive].any()):
+                    going = ~done[alive]
                 if on_step is not None:
                     wanted = on_step([b0 + int(r) for r in alive], nxt.tolist())
-                    if wanted is not None and not all(wanted) and not finished and hasattr(past, "batch_select_indices"):
+                    if wanted is not None and not all(wanted):
                         sel = torch.as_tensor(list(wanted), dtype=torch.bool, device=adapter.device)
-                        if not bool(sel.any()):
-                            break
-                        idx = sel.nonzero()[:, 0]
-                        alive, nxt = alive[idx], nxt[idx]
-                        past.batch_select_indices(idx)
+                        going = sel if going is None else going & sel
                 if finished:
                     break
+                if going is not None and not bool(going.all()) and hasattr(past, "batch_select_indices"):
+                    if not bool(going.any()):
+                        break
+                    idx = going.nonzero()[:, 0]
+                    alive, nxt = alive[idx], nxt[idx]
+                    past.batch_select_indices(idx)
                 if t + 1 < max_new_tokens:
                     logits, past = _step(adapter, nxt[:, None], past, kw)
         del past
