@@ -140,19 +140,22 @@ def test_grid_api_returns_every_pair_with_its_text(served):
         assert texts[0]["text"] == by_pair[(s, t)]
 
 
-def test_a_broken_run_folder_shows_an_error_on_its_page(served, tmp_path):
-    from softscope.serve import ServeConfig, create_app
-
+def test_a_broken_run_folder_shows_an_error_on_its_page(served):
+    """Broken files show their message where their part of the page would be; the rest renders; never a 500."""
     port, root, run, tiny, _ = served
     bad = root / "broken"
     (bad / "describe").mkdir(parents=True, exist_ok=True)
-    (bad / "config.json").write_text('{"command": "describe", "config": {}}')
-    (bad / "describe" / "describe_summary.json").write_text('{"task": "x", "checkpoints": [}')  # broken JSON
-    (bad / "metrics.jsonl").write_text('{"event": "train", "step": 1, "loss": "NaN?"}\nnot json\n')
+    (bad / "config.json").write_text('{"command": "train", "config": {}}')
+    (bad / "train_summary.json").write_text('{"task": "tiny", "checkpoints": 5}')  # not a list
+    (bad / "metrics.jsonl").write_text('{"event": "train", "step": 1, "loss": 2.0}\nnot json\n')
+    (bad / "describe" / "describe_summary.json").write_text('{"task": "tiny", "checkpoints": []}')  # rows missing
+    (bad / "eval_summary.json").write_text('{"accuracy": [')  # broken JSON: the eval section is left out
     status, _, body = request(port, "GET", "/run/0/broken")
     page = body.decode()
     assert status == 200 and "Traceback" not in page
-    assert 'class="error"' in page or "nothing softscope can show" in page or 'id="training"' in page
+    assert "could not read this part of the run: TypeError" in page  # the training part
+    assert "describe/descriptions.jsonl is missing or unreadable" in page
+    assert page.count('class="error"') == 2 and '<section id="eval"' not in page
     status, _, body = request(port, "GET", "/run/0/run")  # the good run still renders
     assert status == 200
 
@@ -270,7 +273,8 @@ def test_on_step_streams_every_token_and_drops_cancelled_rows(tiny):
 # ---- security ------------------------------------------------------------------------------------------------
 TRAVERSALS = ["/run/0/../../etc", "/run/0/run/..%2f..%2f..%2fetc", "/run/0/%2e%2e/%2e%2e/etc", "/run/0/run%5c..%5c..",
               "/file/0/run/../../../etc/passwd", "/file//etc/passwd", "/file/0/%252e%252e/etc/passwd",
-              "/run/1/", "/run/x/etc"]
+              "/run/1/", "/run/x/etc", "/api/grid?run=0/../..&checkpoint=x", "/api/grid?run=/etc&checkpoint=x",
+              "/api/grid?run=0/%2e%2e/%2e%2e&checkpoint=x", "/live?prompt=0/../../etc/passwd"]
 
 
 @pytest.mark.parametrize("path", TRAVERSALS)

@@ -6,6 +6,7 @@ driver or selenium is missing (CI installs them: `apt-get install -y chromium ch
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -16,12 +17,7 @@ import pytest
 
 CHROMIUM = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
 DRIVER = shutil.which("chromedriver")
-try:
-    import selenium  # noqa: F401
-
-    SELENIUM = True
-except ImportError:
-    SELENIUM = False
+SELENIUM = importlib.util.find_spec("selenium") is not None
 pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)"),
     pytest.mark.skipif(DRIVER is None, reason="chromedriver is not installed (apt-get install -y chromium-driver)"),

@@ -25,6 +25,7 @@ import tempfile
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -104,14 +105,11 @@ class TokenGate:
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if self.token is None:
-            host = headers.get("host", "").rsplit(":", 1)[0] if not headers.get("host", "").startswith("[") else \
-                headers["host"].split("]")[0] + "]"
+            host = _host_name(headers.get("host", ""))
             if host and not is_loopback(host):
                 return await _refuse(scope, receive, send, 403, f"Host {host!r} is not this machine: open the "
                                      "explorer at 127.0.0.1 or start it with --host and use its token")
             return await self.app(scope, receive, send)
-        from urllib.parse import parse_qs
-
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         given = (query.get("token") or [None])[0]
         from_query = given is not None
@@ -139,6 +137,13 @@ class TokenGate:
                     (b"set-cookie", f"{COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/".encode())]
             await send(message)
         return await self.app(scope, receive, send_with_cookie)
+
+
+def _host_name(host: str) -> str:
+    """The name in a Host header, without its port ("[::1]:8765" → "[::1]", "localhost:8765" → "localhost")."""
+    if host.startswith("["):
+        return host.split("]")[0] + "]"
+    return host.rsplit(":", 1)[0] if ":" in host else host
 
 
 async def _refuse(scope, receive, send, status: int, message: str) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
@@ -211,9 +211,3 @@ class Batcher:
 def decode(adapter: ModelAdapter, ids: list[int]) -> str:
     """A row's text as describe writes it (special tokens dropped)."""
     return adapter.tokenizer.decode(ids, skip_special_tokens=True)
-
-
-def describe_settings(body: dict[str, Any]) -> dict[str, Any]:
-    """The `softscope describe` options that reproduce a live request (shown with every answer)."""
-    return {k: body[k] for k in ("target_prompt", "layers", "max_new_tokens", "stop", "source_pass", "seed", "demos")
-            if k in body}

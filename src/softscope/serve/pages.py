@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..engine.readers import (RunFacts, RunView, describe_data, find_runs, layer_grid, num, pick, run_facts,
-                              training_data)
+from ..engine.readers import RunFacts, RunView, describe_data, find_runs, layer_grid, num, run_facts, training_data
 from ..engine.target_prompts import MARKER, POOLS
 from ..engine.training import list_checkpoints
 from ..methods.describe import PRIMARY_SCORE, SCORES, score_of
@@ -42,6 +41,13 @@ def page(title: str, body: str, data: Any = None) -> str:
 
 def error_box(message: str) -> str:
     return f'<div class="error" role="alert">{esc(message)}</div>'
+
+
+def cards(facts: dict) -> str:
+    """Headline facts as small cards (missing ones left out)."""
+    return ('<div class="cards">' + "".join(
+        f'<div class="card"><div class="k">{esc(k)}</div><div class="v">{esc(fmt(v))}</div></div>'
+        for k, v in facts.items() if v is not None) + "</div>")
 
 
 def _date(t: float | None) -> str:
@@ -100,10 +106,8 @@ def run_page(roots: Roots, path: Path, ref: str, projection: dict | None, checkp
     `projection` is the nearest-token reading of the shown checkpoint ({"error": ...} when the model failed)."""
     view = RunView(path)
     f = run_facts(path)
-    body = ('<div class="cards">' + "".join(
-        f'<div class="card"><div class="k">{k}</div><div class="v">{esc(fmt(v))}</div></div>'
-        for k, v in (("kind", f.kind), ("task", f.task), ("model", f.model), ("accuracy", f.accuracy),
-                     ("date", _date(f.date))) if v is not None) + f'</div><p class="path">{esc(path)}</p>')
+    body = cards({"kind": f.kind, "task": f.task, "model": f.model, "accuracy": f.accuracy, "date": _date(f.date)})
+    body += f'<p class="path">{esc(path)}</p>'
     data: dict[str, Any] = {"run": ref}
     parts = []
     for make in (lambda: training_section(roots, view, ref, projection, checkpoint, data),
@@ -135,9 +139,7 @@ def training_section(roots: Roots, view: RunView, ref: str, projection: dict | N
                         "final": t.final_accuracy}
     facts = {"task": t.summary.get("task"), "virtual tokens": t.summary.get("tokens"), "steps": t.summary.get("steps"),
              "final accuracy": t.final_accuracy, "seconds": num(t.summary.get("seconds"))}
-    body = ('<div class="cards">' + "".join(
-        f'<div class="card"><div class="k">{esc(k)}</div><div class="v">{esc(fmt(v))}</div></div>'
-        for k, v in facts.items() if v is not None) + "</div>")
+    body = cards(facts)
     body += ('<div class="charts"><figure><div class="chart" id="loss-chart"></div><figcaption>training loss per '
              'step</figcaption></figure><figure><div class="chart" id="acc-chart"></div><figcaption>checkpoint '
              'accuracy on the seeded eval subset</figcaption></figure></div>')
