@@ -455,7 +455,7 @@ def create_app(sources, cfg: ServeConfig | None = None, models: Models | None = 
     roots = Roots.of(sources)
     if cfg.needs_token and cfg.token is None:
         cfg.token = secrets.token_urlsafe(24)
-    ex = Explorer(roots, cfg, models or Models(cfg.device, cfg.dtype))
+    ex = Explorer(roots, cfg, models or Models(cfg.device, cfg.dtype, trust_remote_code=cfg.trust_remote_code))
     routes = [Route("/", runs_route), Route("/run/{ref:path}", run_route), Route("/live", live_route),
               Route("/file/{ref:path}", file_route), Route("/api/grid", grid_route),
               Route("/api/describe", describe_route, methods=["POST"]),

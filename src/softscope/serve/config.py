@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from ..engine.config import option, validate
+from ..engine.config import PromptModelOptions, option, validate
 from ..engine.errors import SoftscopeError
 
 LOOPBACK_NAMES = ("localhost",)
@@ -23,16 +23,14 @@ def is_loopback(host: str) -> bool:
 
 
 @dataclass
-class ServeConfig:
-    """`softscope serve`: a live explorer over run folders and prompt files (one model load per model)."""
+class ServeConfig(PromptModelOptions):
+    """`softscope serve`: a live explorer over run folders and prompt files (one model load per model; the model
+    options apply to every prompt, whose own model is the default)."""
 
     host: str = option("127.0.0.1", "address to bind; any non-loopback address requires the access token")
     port: int = option(8765, "TCP port (0 = any free port)", ge=0, le=65535)
     token: str | None = option(None, "access token every request must carry (default: generated and printed when the "
                                      "host is not loopback; none on loopback)")
-    model: str | None = option(None, "model for every prompt (default: the one each prompt was trained on)")
-    device: str = option("auto", "cpu, cuda, cuda:N or auto")
-    dtype: str = option("auto", "float32, bfloat16, float16 or auto (float32 on CPU, bfloat16 on CUDA)")
     max_batch_rows: int = option(64, "layer-pair rows one engine batch may hold (requests are batched up to this)", ge=1)
     max_batch_requests: int = option(32, "requests one engine batch may hold (1 = serve them one at a time)", ge=1)
     batch_wait_ms: int = option(25, "how long the batcher waits for more requests to join a batch", ge=0, le=10000)

@@ -38,8 +38,9 @@ class QueueFull(Exception):
 class Models:
     """Each model loaded once, by name (a dict of ready adapters may be given, e.g. a test's tiny model)."""
 
-    def __init__(self, device: str = "auto", dtype: str = "auto", preloaded: dict[str, ModelAdapter] | None = None):
-        self.device, self.dtype = device, dtype
+    def __init__(self, device: str = "auto", dtype: str = "auto", preloaded: dict[str, ModelAdapter] | None = None,
+                 trust_remote_code: bool = False):
+        self.device, self.dtype, self.trust_remote_code = device, dtype, trust_remote_code
         self._ready: dict[str, ModelAdapter] = dict(preloaded or {})
         self._lock = threading.Lock()
 
@@ -47,7 +48,8 @@ class Models:
         name = name or DEFAULT_MODEL
         with self._lock:
             if name not in self._ready:
-                self._ready[name] = load_model(name, device=self.device, dtype=self.dtype)
+                self._ready[name] = load_model(name, device=self.device, dtype=self.dtype,
+                                               trust_remote_code=self.trust_remote_code)
             return self._ready[name]
 
     def names(self) -> list[str]:
