@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..engine.config import LR, SEED, DataOptions, ModelOptions, TrainConfig, option, validate
+from ..engine.config import LR, SEED, DataOptions, ModelOptions, TrainConfig, option, subconfig, validate
 from ..engine.errors import SoftscopeError
 from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, land, run_units, sub_run
 from ..engine.metrics import STOP_WORDS, sentence_model, unexpected_words
@@ -511,9 +511,10 @@ def bias_setup(cfg: BiasRunConfig) -> BiasContext:
 
 
 def _train_cfg(cfg: BiasRunConfig, seed: int) -> TrainConfig:
-    return TrainConfig(model=cfg.model, device=cfg.device, dtype=cfg.dtype, task=cfg.task, data_dir=cfg.data_dir,
-                       tokens=cfg.tokens, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, init=cfg.init,
-                       checkpoint_every=cfg.steps, eval_examples=cfg.checkpoint_eval, final_eval="none", seed=seed)
+    """The training config of one prompt: the run's model options (trust_remote_code included), task, tokens, steps,
+    batch size, lr and init carried over by name."""
+    return subconfig(TrainConfig, cfg, checkpoint_every=cfg.steps, eval_examples=cfg.checkpoint_eval,
+                     final_eval="none", seed=seed)
 
 
 def bias_unit(ctx: BiasContext, unit: Unit) -> tuple[dict, dict | None]:

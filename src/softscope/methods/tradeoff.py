@@ -125,16 +125,32 @@ def reference_unit(ctx: SweepContext, unit: Unit) -> tuple[None, dict | None]:
     return sub_run(a["dir"], ctx.in_place, make)
 
 
+def sub_configs(cfg: TradeoffConfig) -> tuple[TrainConfig, PezConfig, RLPromptConfig]:
+    """The reference soft prompt's, PEZ's and RLPrompt's configs, each carrying the model options (model, device,
+    dtype, trust_remote_code) and the task options of the trade-off."""
+    common = dict(model=cfg.model, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code,
+                  task=cfg.task, data_dir=cfg.data_dir, seed=cfg.seed, holdout=cfg.holdout, test_examples=-1,
+                  eval_examples=cfg.selection_examples)  # each prompt is tested once, by the driver
+    tcfg = subconfig(TrainConfig, cfg, tokens=cfg.soft_tokens, steps=cfg.soft_steps, lr=cfg.soft_lr,
+                     checkpoint_every=cfg.soft_steps, eval_examples=cfg.selection_examples, final_eval="none")
+    pcfg = PezConfig(**common, tokens=cfg.pez_tokens, steps=cfg.pez_steps, batch_size=cfg.pez_batch_size,
+                     lr=cfg.pez_lr, checkpoint_every=max(1, cfg.pez_steps // 5), fluency_weight=cfg.pez_weights)
+    rcfg = RLPromptConfig(**common, tokens=cfg.rl_tokens, steps=cfg.rl_steps,
+                          prompts_per_step=cfg.rl_prompts_per_step, batch_size=cfg.rl_batch_size, lr=cfg.rl_lr,
+                          fluent=cfg.rl_fluent, eval_every=cfg.rl_eval_every or max(1, cfg.rl_steps // 5),
+                          fluency_weight=cfg.rl_weights)
+    if cfg.rl_selection_examples:
+        rcfg.eval_examples = cfg.rl_selection_examples
+    return tcfg, pcfg, rcfg
+
+
 def _tradeoff(cfg: TradeoffConfig, run: Run, adapter, task, progress: bool) -> dict:
     out = run.path
     examples = task.subset("test", cfg.examples or None, cfg.seed)
-    common = dict(model=cfg.model, device=cfg.device, dtype=cfg.dtype, task=cfg.task, data_dir=cfg.data_dir,
-                  seed=cfg.seed, holdout=cfg.holdout, test_examples=-1, eval_examples=cfg.selection_examples)  # tested below, once
+    tcfg, pcfg, rcfg = sub_configs(cfg)
 
     # 1. the reference soft prompt: a unit of its own (key `reference`) unless soft/ holds it already
     soft_dir = out / "soft"
-    tcfg = subconfig(TrainConfig, cfg, tokens=cfg.soft_tokens, steps=cfg.soft_steps, lr=cfg.soft_lr,
-                     checkpoint_every=cfg.soft_steps, eval_examples=cfg.selection_examples, final_eval="none")
     sweep = {k: v for k, v in sweep_settings(cfg).items() if k not in GROWABLE}
     settings = fingerprint(tcfg, tradeoff=sweep)
     with Run.open(soft_dir, "train", settings, command="tradeoff") as r:  # other settings there: refused now
@@ -144,14 +160,6 @@ def _tradeoff(cfg: TradeoffConfig, run: Run, adapter, task, progress: bool) -> d
 
     # 2-3. the PEZ and RLPrompt weight sweeps: every tuner × weight is one unit, all in one executor call with the
     # reference, so on a cluster the reference trains beside the tuners
-    pcfg = PezConfig(**common, tokens=cfg.pez_tokens, steps=cfg.pez_steps, batch_size=cfg.pez_batch_size,
-                     lr=cfg.pez_lr, checkpoint_every=max(1, cfg.pez_steps // 5), fluency_weight=cfg.pez_weights)
-    rcfg = RLPromptConfig(**common, tokens=cfg.rl_tokens, steps=cfg.rl_steps,
-                          prompts_per_step=cfg.rl_prompts_per_step, batch_size=cfg.rl_batch_size, lr=cfg.rl_lr,
-                          fluent=cfg.rl_fluent, eval_every=cfg.rl_eval_every or max(1, cfg.rl_steps // 5),
-                          fluency_weight=cfg.rl_weights)
-    if cfg.rl_selection_examples:
-        rcfg.eval_examples = cfg.rl_selection_examples
 
     def record(unit: Unit, result: tuple[dict | None, dict | None]) -> None:  # on the driver, which alone writes
         if unit.args["tuner"] == "reference":
