@@ -483,3 +483,58 @@ def test_an_uploaded_prompt_file_is_described_like_the_same_file_on_disk(served,
     status, _, body = request(port, "POST", "/api/describe", {"prompt": "upload:0000000000000000",
                                                              "target_prompt": TARGET, "layers": "1:1"})
     assert status == 404 and "upload it again" in json.loads(body)["error"]
+
+
+def test_the_command_a_live_answer_shows_writes_the_same_descriptions(served, tmp_path, monkeypatch, capsys):
+    """The live page shows the `softscope describe` command of each answer; run it, and its descriptions.jsonl
+    holds the streamed texts."""
+    import shlex
+
+    from conftest import run_cli
+    from softscope.engine.runs import read_jsonl
+
+    port, _, run, tiny, _ = served
+    evs = live(port, "0/run/checkpoints/step-00002.safetensors")
+    command = evs[0][1]["command"]
+    assert command.startswith(f"softscope describe {run / 'checkpoints' / 'step-00002.safetensors'} --target-prompt")
+    monkeypatch.setattr("softscope.methods.describe.load_model", lambda *a, **k: tiny)
+    code, out, err = run_cli(shlex.split(command)[1:] + ["--out", str(tmp_path / "d"), "--references", REFS[0]],
+                             capsys)
+    assert code == 0, err
+    rows = read_jsonl(tmp_path / "d" / "descriptions.jsonl")
+    assert [(r["source_layer"], r["target_layer"], r["text"], r["cut"]) for r in rows] == \
+        [(r["source_layer"], r["target_layer"], r["text"], r["cut"]) for r in evs[-1][1]["rows"]]
+
+
+def test_a_request_cancelled_mid_batch_leaves_it_and_the_others_are_unchanged(served):
+    """Two requests in one engine batch; one client goes away after two tokens: its rows leave the batch (no done
+    event for it), the other's rows still equal describe's."""
+    from softscope.engine.prompts import SoftPrompt
+    from softscope.engine.target_prompts import build
+    from softscope.serve.live import Batcher, Job
+
+    _, _, run, tiny, _ = served
+    prompt = SoftPrompt.load(run / "checkpoints" / "step-00004.safetensors")
+    b = Batcher(wait_s=0.3)
+    got: dict[str, list] = {"a": [], "b": []}
+    done = threading.Event()
+
+    def sink(name):
+        def emit(ev):
+            got[name].append(ev)
+            if name == "a" and sum(e["event"] == "tokens" for e in got["a"]) == 2:
+                jobs["a"].cancel()  # the tab closes mid-generation
+            if name == "b" and ev["event"] != "tokens":
+                done.set()
+        return emit
+    jobs = {n: Job(tiny, prompt, build(tiny, TARGET, 3), PAIRS, 6, "none", "embeddings", emit=sink(n)) for n in "ab"}
+    try:
+        for n in "ab":
+            b.submit(jobs[n])
+        assert done.wait(30)
+    finally:
+        b.close()
+    assert b.batches[-1]["requests"] == 2 and b.batches[-1]["cancelled"] == 1
+    assert [e["event"] for e in got["a"]] == ["tokens", "tokens"]  # nothing after the cancel, no done
+    assert got["b"][-1]["event"] == "done" and got["b"][-1]["ids"] == _describe_ids(tiny, prompt)
+    assert sum(e["event"] == "tokens" for e in got["b"]) == 6

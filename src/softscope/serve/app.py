@@ -19,6 +19,7 @@ import contextlib
 import json
 import hashlib
 import secrets
+import shlex
 import shutil
 import sys
 import tempfile
@@ -380,8 +381,27 @@ async def describe_route(request: Request) -> Response:
     except QueueFull as e:
         raise HTTPException(429, str(e)) from None
     meta = {"event": "meta", "pairs": pairs, "target_prompt": target.text, "model": adapter.name,
-            "prompt": ref, "max_new_tokens": max_new, "queued": ex.batcher.waiting()}
+            "prompt": ref, "max_new_tokens": max_new, "queued": ex.batcher.waiting(),
+            "command": describe_command(ex.resolve(request, ref), spec, pairs, max_new, stop, source_pass, cut_rule,
+                                        seed, demos, ex.cfg.model)}
     return EventStream(ex, job, queue, meta, adapter, CUTTERS[cut_rule])
+
+
+def describe_command(path: Path, spec: str, pairs, max_new: int, stop: str, source_pass: str, cut_rule: str,
+                     seed: int, demos: int, model: str | None) -> str:
+    """The `softscope describe` command that writes this live request's descriptions (one target prompt)."""
+    q = shlex.quote
+    parts = ["softscope describe", q(str(path)), "--target-prompt", q(spec), "--layers",
+             ",".join(f"{s}:{t}" for s, t in pairs), "--max-new-tokens", str(max_new), "--stop", stop]
+    if spec in POOLS:
+        parts += ["--n-targets", "1", "--seed", str(seed), "--demos", str(demos)]
+    if source_pass != "embeddings":
+        parts += ["--source-pass", source_pass]
+    if cut_rule != "softscope":
+        parts += ["--cut", cut_rule]
+    if model:
+        parts += ["--model", q(model)]
+    return " ".join(parts)
 
 
 class EventStream(Response):

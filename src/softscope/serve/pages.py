@@ -278,6 +278,7 @@ def live_page(roots: Roots, chosen: str | None, limits: dict) -> str:
         f'<p class="note">Up to {limits["max_pairs"]} pairs and {limits["max_new_tokens"]} tokens; the text streams in '
         f'as the model writes it. Requests arriving together share one engine batch. Equals <code>softscope describe '
         f'PROMPT --target-prompt TEXT --layers PAIRS --max-new-tokens N --stop S</code>.</p></form>'
-        '<div id="status" aria-live="polite"></div><table id="live-out"><thead><tr><th>ℓ→ℓ*</th><th>description'
+        '<div id="status" aria-live="polite"></div><p class="note">the same descriptions from the command line: '
+        '<code id="command"></code></p><table id="live-out"><thead><tr><th>ℓ→ℓ*</th><th>description'
         '</th><th>cut</th></tr></thead><tbody></tbody></table>')
     return page("live describe", body, {"limits": limits})

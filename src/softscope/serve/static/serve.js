@@ -211,6 +211,8 @@ if (form) {
     status.textContent = "sending…";
     stopBtn.disabled = false;
     const cells = [];
+    let command = "";
+    $("#command").textContent = "";
     try {
       const r = await fetch("/api/describe", { method: "POST", body: JSON.stringify(body), signal: controller.signal,
                                                headers: { "content-type": "application/json" } });
@@ -228,6 +230,7 @@ if (form) {
           if (!name || data === undefined) continue;
           const d = JSON.parse(data);
           if (name === "meta") {
+            command = d.command;
             status.textContent = `queued (${d.queued} waiting) · ${d.model} · target prompt: ${d.target_prompt}`;
             d.pairs.forEach(([s, t], k) => {
               const tr = out.insertRow();
@@ -243,6 +246,7 @@ if (form) {
           } else if (name === "done") {
             d.rows.forEach((row, k) => { cells[k].textContent = row.text; out.rows[k].cells[2].textContent = row.cut; });
             status.textContent = `done in ${fmt(d.seconds, 2)} s (engine batch of ${d.batch_requests} request(s), ${d.batch_rows} rows)`;
+            $("#command").textContent = command;
             status.dataset.done = "1";
           } else if (name === "error") {
             status.textContent = `error: ${d.error}`;
