@@ -69,6 +69,13 @@ def wait_for(driver, condition, timeout=20.0):
     return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
 
 
+def text(driver, css: str) -> str:
+    """The text of the first element matching `css`, read in one step in the page ("" when there is none), so a
+    re-rendered element cannot go stale between finding and reading it."""
+    return driver.execute_script("const e = document.querySelector(arguments[0]); return e ? e.textContent : '';",
+                                 css)
+
+
 def shot(driver, name, section=None):
     """Save a screenshot (scrolled to `section`) and check it is a real, non-blank page."""
     from PIL import Image
@@ -143,16 +150,15 @@ def test_two_checkpoints_side_by_side(site, browser):
     browser.find_element(By.ID, "compare").click()
     wait_for(browser, lambda d: right.find_elements(By.CSS_SELECTOR, "td.cell"))
     Select(right.find_element(By.CSS_SELECTOR, "select.ck")).select_by_index(1)  # step 2
-    wait_for(browser, lambda d: "step 2 ·" in right.find_element(By.CSS_SELECTOR, ".heat .note").text)
+    wait_for(browser, lambda d: text(d, '.panel[data-panel="1"] .heat .note').startswith("step 2 ·"))
     # the left panel (reloaded when the second one opened) still shows the last checkpoint
-    wait_for(browser, lambda d: any(e.text.startswith("step 4 ·") for e in d.find_elements(
-        By.CSS_SELECTOR, '.panel[data-panel="0"] .heat .note')))
+    wait_for(browser, lambda d: text(d, '.panel[data-panel="0"] .heat .note').startswith("step 4 ·"))
     cell = right.find_elements(By.CSS_SELECTOR, "td.cell")[0]
     cell.click()
     pair = (int(cell.get_attribute("data-src")), int(cell.get_attribute("data-tgt")))
     assert cuts(run, 2)[pair] in right.find_element(By.CSS_SELECTOR, ".desc").text
     Select(browser.find_element(By.ID, "score")).select_by_visible_text("class_rate")
-    wait_for(browser, lambda d: "class_rate from" in right.find_element(By.CSS_SELECTOR, ".heat .note").text)
+    wait_for(browser, lambda d: "class_rate from" in text(d, '.panel[data-panel="1"] .heat .note'))
     shot(browser, "compare", "describe")
 
 

@@ -120,8 +120,10 @@ function describeCell(box, cell, grid) {
 async function loadGrid(panel) {
   const ck = $("select.ck", panel).value, score = $("#score").value, heat = $(".heat", panel), box = $(".desc", panel);
   const q = new URLSearchParams({ run: DATA.run, checkpoint: ck, score });
+  const ticket = panel.ticket = (panel.ticket || 0) + 1;  // only the latest request of a panel may draw
   const r = await fetch(`/api/grid?${q}`);
   const grid = await r.json();
+  if (ticket !== panel.ticket) return;
   heat.replaceChildren();
   if (!r.ok) { heat.textContent = grid.error || `error ${r.status}`; return; }
   panel.dataset.loaded = `${ck}|${score}`;
