@@ -174,3 +174,64 @@ def test_given_reports_each_groups_own_fields():
     assert r.given() == {"task": "sst2", "verbalizer": "full", "max_test": 10}
     assert TaskReadOptions(max_length=32).given() == {"max_length": 32}
     assert {f.name for f in DescribeConfig.read_fields()} == {f.name for f in TaskReadOptions.read_fields()}
+
+
+# ---- size, run kinds (issue #28) -----------------------------------------------------------------------
+MAX_LINES = 350
+
+
+def test_no_module_over_the_size_limit_without_its_reason():
+    """A module over MAX_LINES says why at its top (a `# size:` line right after its docstring)."""
+    long = []
+    for path in sorted(PKG.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") > MAX_LINES and "\n# size: " not in text[:4000]:
+            long.append(f"{path.relative_to(PKG)} ({text.count(chr(10))} lines)")
+    assert not long, "modules over %d lines with no '# size:' reason: %s" % (MAX_LINES, ", ".join(long))
+
+
+def _run_open_kinds(path: Path) -> list[str]:
+    """String literals passed as the kind of Run.open(path, kind, ...) in a module."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "open"
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "Run" and len(node.args) > 1
+                and isinstance(node.args[1], ast.Constant)):
+            out.append(node.args[1].value)
+    return out
+
+
+def test_run_kinds_register_themselves_and_the_engine_names_none():
+    """Every kind is declared by the module that writes it (`register_kind`); the run mechanism lists none, and the
+    engine registers only the training engine's own kind; no module opens a run with a literal kind."""
+    import softscope.cli  # noqa: F401  (imports every command, so every kind is registered)
+    from softscope.engine import runs
+
+    registered_in = {}
+    for path in sorted(PKG.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "register_kind"
+                    and node.args and isinstance(node.args[0], ast.Constant)):
+                registered_in[node.args[0].value] = str(path.relative_to(PKG))
+        assert _run_open_kinds(path) == [], f"{path.relative_to(PKG)} opens a run with a literal kind"
+    assert set(registered_in) == set(runs.KINDS)
+    engine = {k: where for k, where in registered_in.items() if where.startswith("engine/")}
+    assert engine == {"train": "engine/training.py"}  # runs.py, the mechanism, names no kind
+
+
+def test_an_old_folder_is_recognised_from_what_the_kinds_registered(tmp_path):
+    import json
+
+    import softscope.cli  # noqa: F401
+    from softscope.engine.runs import _legacy_kind
+
+    cases = {"a": ({"state.safetensors": ""}, "train"), "b": ({"config.json": {"command": "bias make-data --x"}}, "bias-data"),
+             "c": ({"config.json": {"command": "bias run --x"}}, "bias"), "d": ({"adapter_config.json": {}}, "export"),
+             "e": ({"config.json": {"command": "wayward-compare a b"}}, "wayward-compare"),
+             "f": ({"config.json": {"command": "nothing known"}}, None)}
+    for name, (files, kind) in cases.items():
+        d = tmp_path / name
+        d.mkdir()
+        for f, content in files.items():
+            (d / f).write_text(content if isinstance(content, str) else json.dumps(content))
+        assert _legacy_kind(d) == kind, name

@@ -11,11 +11,14 @@ from ..engine.config import ModelOptions, ReadOptions, TrainConfig
 from ..engine.models import DEFAULT_MODEL, cache_dir, list_models, load_model, load_model_for
 from ..engine.projection import check_options, movement, project
 from ..engine.prompts import SoftPrompt, export_notes, export_peft
-from ..engine.runs import Run, fingerprint, read_json
+from ..engine.runs import Run, fingerprint, read_json, register_kind
 from ..engine.stats import fmt_ci, interval_of
 from ..engine.tasks import data_dir as find_dir, list_tasks
-from ..engine.training import evaluate, train
+from ..engine.training import KIND as TRAIN, evaluate, train
 from .options import build, config_options, echo_json, resumed
+
+EVAL_KIND = register_kind("eval")
+EXPORT_KIND = register_kind("export", legacy_marker=("adapter_config.json",))
 
 
 @click.command("models")
@@ -94,7 +97,7 @@ def train_cmd(out, resume, **kw):
     cfg = build(TrainConfig, kw)
     if resume:  # the run's own settings; an option given here that differs is refused by the fingerprint check
         cfg = resumed(TrainConfig, out, cfg)
-    with Run.open(out, "train", fingerprint(cfg), resume=resume) as run:  # lock and check before loading the model
+    with Run.open(out, TRAIN, fingerprint(cfg), resume=resume) as run:  # lock and check before loading the model
         adapter = load_model_for(cfg)
         res = train(cfg, run, adapter=adapter)
     show_training(res, adapter, cfg.final_eval)
@@ -111,7 +114,7 @@ def eval_cmd(prompt_path, out, as_json, **kw):
     was trained with (task, template, label words, max length, placement, model); options override them."""
     from contextlib import nullcontext
 
-    with Run.open(out, "eval") if out else nullcontext() as run:  # lock and check the folder before any work
+    with Run.open(out, EVAL_KIND) if out else nullcontext() as run:  # lock and check the folder before any work
         ropts = build(ReadOptions, kw)
         prompt, adapter, model_override = _load_prompt_and_model(prompt_path, kw)
         reading = resolve(prompt, ropts.given(), ropts.allow_other_task, what=str(prompt_path))
@@ -179,7 +182,7 @@ def project_cmd(prompt_path, metric, top_k, as_json, **kw):
 @click.option("--base-model", default=None, help="base_model_name_or_path to record (default: the prompt's model)")
 def export_cmd(prompt_path, peft_dir, base_model):
     """Export a prompt as a PEFT prompt-tuning adapter (adapter_config.json + adapter_model.safetensors)."""
-    with Run.open(peft_dir, "export") as run:  # never into a run folder: readers would take the adapter for its prompt
+    with Run.open(peft_dir, EXPORT_KIND) as run:  # never into a run folder: readers would take the adapter for its prompt
         prompt = SoftPrompt.load(prompt_path)
         run.record()
         out = export_peft(prompt, run.path, base_model)

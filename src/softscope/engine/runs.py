@@ -6,11 +6,13 @@ the Run (write_json, write_jsonl, append_jsonl, save_tensors, save_figure, commi
 kind and settings in run.json; a second process on the same folder is refused while the first holds the lock.
 See the README section "Run folders".
 """
+# size: the run folder: atomic writes, lock, settings fingerprint, resume state and the kind registry — one mechanism every command relies on.
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 import os
 import platform
 import tempfile
@@ -21,8 +23,31 @@ from .errors import SoftscopeError, warn
 from .models import cpu_features
 from .tasks import BUILTIN
 
-KINDS = ("train", "describe", "wayward", "wayward-compare", "pez", "rlprompt", "tradeoff", "bias", "bias-data",
-         "explain", "eval", "interpret", "export", "report")
+@dataclass(frozen=True)
+class Kind:
+    """A run kind, registered by the module whose command writes it; `legacy_*` say how a folder written before
+    run.json existed is recognised (files it alone holds, checked first or last; the `command` its config.json
+    recorded, default the kind's name)."""
+
+    name: str
+    legacy_command: str | None = None
+    legacy_files: tuple[str, ...] = ()
+    legacy_marker: tuple[str, ...] = ()
+
+
+KINDS: dict[str, Kind] = {}  # filled by register_kind as the modules that write runs are imported
+
+
+def register_kind(name: str, *, legacy_command: str | None = None, legacy_files: tuple[str, ...] = (),
+                  legacy_marker: tuple[str, ...] = ()) -> str:
+    """Declare a run kind (once, at import of the module that writes it); returns the name to open runs with."""
+    kind = Kind(name, legacy_command, tuple(legacy_files), tuple(legacy_marker))
+    if KINDS.get(name, kind) != kind:
+        raise ValueError(f"run kind {name!r} registered twice with different rules")
+    KINDS[name] = kind
+    return name
+
+
 RECORD = "run.json"  # kind + settings fingerprint
 LOCK = ".softscope.lock"  # flock'ed for the run's lifetime (released by the kernel if the process dies)
 OWNER = ".softscope.pid"  # the holder's pid, for the "in use" message
@@ -300,20 +325,22 @@ def _short(v: Any) -> str:
 
 
 def _legacy_kind(path: Path) -> str | None:
-    """The kind of a folder written before run.json existed (from config.json's command, state or adapter files)."""
-    if (path / "state.json").exists() or (path / STATE).exists():
-        return "train"
+    """The kind of a folder written before run.json existed: from files only one kind writes, else from the command
+    its config.json recorded (the longest registered command it starts with)."""
+    for k in KINDS.values():
+        if any((path / f).exists() for f in k.legacy_files):
+            return k.name
     if (path / "config.json").exists():
         try:
             cmd = str(read_json(path / "config.json").get("command", ""))
         except (SoftscopeError, AttributeError):
             return None
-        if cmd.startswith("bias make-data"):
-            return "bias-data"
-        first = cmd.split(" ")[0] if cmd else ""
-        return "bias" if first == "bias" else (first if first in KINDS else None)
-    if (path / "adapter_config.json").exists():
-        return "export"
+        hits = [(len(c), k.name) for k in KINDS.values() for c in [k.legacy_command or k.name]
+                if cmd == c or cmd.startswith(c + " ")]
+        return max(hits)[1] if hits else None
+    for k in KINDS.values():
+        if any((path / f).exists() for f in k.legacy_marker):
+            return k.name
     return None
 
 
@@ -357,7 +384,7 @@ class Run:
     def open(cls, path: str | os.PathLike, kind: str, settings: dict | None = None, *, resume: bool | None = None,
              growable: Iterable[str] = (), command: str | None = None) -> "Run":
         if kind not in KINDS:
-            raise ValueError(f"unknown run kind {kind!r}")
+            raise ValueError(f"unknown run kind {kind!r}: register it with runs.register_kind")
         run = cls(Path(path), kind, settings, command)
         run._acquire()
         try:
@@ -405,7 +432,7 @@ class Run:
         rec = self.path / RECORD
         if rec.exists():
             d = read_json(rec)
-            if not isinstance(d, dict) or d.get("kind") not in KINDS:
+            if not isinstance(d, dict) or not isinstance(d.get("kind"), str) or not d["kind"]:
                 raise SoftscopeError(f"{rec} is not a softscope run record: choose another --out")
             return d["kind"], d.get("settings")
         kind = _legacy_kind(self.path)

@@ -5,6 +5,7 @@ folder (`<data>/<name>/{train,test,dev}.jsonl`) and fall back to the Hugging Fac
 one JSONL/JSON/CSV/TSV file (split 80/20, seeded), a folder with `train.*`/`test.*` files, or `hub:owner/name`.
 The model sees `task.format(ex)` followed by " " + the label word (InSPEcT: "{text_field} : {x} Label :").
 """
+# size: task loading: built-in specs, the JSONL/CSV/TSV/Hub readers and validation; the readers share the validation rules.
 
 from __future__ import annotations
 

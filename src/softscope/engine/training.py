@@ -10,6 +10,7 @@ file, for --resume) and prompt.safetensors. Data order is a pure function of (se
 replays exactly what the killed one would have. A non-finite loss or prompt stops the run (SoftscopeError naming
 the step) before anything non-finite is saved; the last checkpoint stays resumable.
 """
+# size: the one training loop (single prompt and K prompts at once), its checkpoints, resume state and evaluation: they share private state, and splitting them would put one mechanism in two files.
 
 from __future__ import annotations
 
@@ -29,10 +30,12 @@ from .carry import record
 from .errors import SoftscopeError
 from .models import ModelAdapter, choose_autocast, load_model_for, special_ids, token_embeddings
 from .prompts import SoftPrompt
-from .runs import Run, fingerprint
+from .runs import STATE, Run, fingerprint, register_kind
 from .scoring import Scorer
 from .stats import interval_of
 from .tasks import load_task_for
+
+KIND = register_kind("train", legacy_files=("state.json", STATE))  # the training engine's own run kind
 
 
 @dataclass
@@ -174,7 +177,7 @@ def train(cfg: TrainConfig, out: str | Path | Run, *, resume: bool | None = Fals
     if isinstance(out, Run):
         return _train(cfg, out, adapter, task, loss_terms, prompt_transform, init, progress)
     inputs = {"init_prompt": tensor_digest(init)} if init is not None else {}
-    with Run.open(out, "train", fingerprint(cfg, **inputs), resume=resume, command=command) as run:
+    with Run.open(out, KIND, fingerprint(cfg, **inputs), resume=resume, command=command) as run:
         return _train(cfg, run, adapter, task, loss_terms, prompt_transform, init, progress)
 
 

@@ -22,6 +22,7 @@ Defaults are cut for a shared 2-core CPU (say so in results): 7 tokens, 30 steps
 (one epoch), lr 3e-2; 100 held-out examples; layer grid every 8th layer (2, 10, 18, 26: 16 pairs) × 2 target
 prompts × 20 new tokens = 32 descriptions per prompt.
 """
+# size: the bias probe: feature planting, metrics, make-data, the sweep, summary and plot; splitting it into a package (features / metrics / sweep / report) is open work.
 
 from __future__ import annotations
 
@@ -43,13 +44,16 @@ from ..engine.metrics import STOP_WORDS, sentence_model, unexpected_words
 from ..engine.models import ModelAdapter, load_model_for, text_embeddings
 from ..engine.patching import layer_pairs
 from ..engine.prompts import SoftPrompt
-from ..engine.runs import Run, fingerprint, read_json, save_figure
+from ..engine.runs import Run, fingerprint, read_json, register_kind, save_figure
 from ..engine.scoring import Scorer
 from ..engine.stats import correlation
 from ..engine.target_prompts import DEMO_TEXT, build as build_target
 from ..engine.tasks import Example, Task, load_task
-from ..engine.training import train
+from ..engine.training import KIND as TRAIN, train
 from .describe import describe_prompt
+
+KIND = register_kind("bias")
+DATA_KIND = register_kind("bias-data", legacy_command="bias make-data")
 
 KINDS = ("word", "phrase", "punct")
 # config fields a resumed `bias run` may change (and where its units run)
@@ -351,7 +355,7 @@ def make_data(cfg: MakeDataConfig, out: str | Path, task: Task | None = None) ->
     fav = _favoured(task, cfg.favoured)
     base = task.subset("train", cfg.max_train, cfg.seed)
     data = make_biased(base, task.classes, feature, cfg.strength, fav, cfg.seed)
-    with Run.open(out, "bias-data", command="bias make-data") as run:
+    with Run.open(out, DATA_KIND, command="bias make-data") as run:
         return _write_data(run, cfg, task, feature, fav, data)
 
 
@@ -448,7 +452,7 @@ def measure_prompt(adapter, task: Task, prompt: torch.Tensor, cfg: BiasRunConfig
 def rescore_mentions(out: str | Path) -> list[dict]:
     """Recompute the mention columns of a finished `bias run` from its saved descriptions (e.g. after a change
     of the mention rule or --threshold); rewrites descriptions.jsonl and bias.jsonl; returns the rows."""
-    with Run.open(out, "bias", command="bias rescore") as run:  # a bias run's folder, locked while rewritten
+    with Run.open(out, KIND, command="bias rescore") as run:  # a bias run's folder, locked while rewritten
         cfg = read_json(run.path / "config.json")["config"]
         feature = Feature.parse(cfg["feature"])
         control = control_for(feature, cfg.get("control"))
@@ -471,7 +475,7 @@ def run(cfg: BiasRunConfig, out: str | Path, adapter=None, progress: bool = True
     base = load_base_task(cfg.task, cfg.data_dir)
     fav = _favoured(base, cfg.favoured)
     # a resumed run may change which strengths and seeds it covers (GROWABLE), nothing else
-    with Run.open(out, "bias", fingerprint(cfg), growable=GROWABLE, command=command) as run:
+    with Run.open(out, KIND, fingerprint(cfg), growable=GROWABLE, command=command) as run:
         run.write_config(cfg, task=base.to_dict(), favoured=fav, control=control.spec)
         return _run(cfg, run, t0, feature, control, base, fav, adapter, progress, command)
 
@@ -534,7 +538,7 @@ def bias_unit(ctx: BiasContext, unit: Unit) -> tuple[dict, dict | None]:
         sample = ctx.base.subset("train", cfg.train_examples, seed)
         data = make_biased(sample, ctx.base.classes, ctx.feature, strength, ctx.favoured, seed)
         task = biased_task(ctx.base, data, ctx.feature, strength)
-        with Run.open(rd, "train", a["settings"], command=a["command"]) as r:
+        with Run.open(rd, TRAIN, a["settings"], command=a["command"]) as r:
             if r.existing and (rd / "prompt.safetensors").exists():
                 prompt = SoftPrompt.load(rd / "prompt.safetensors").tensor
             else:
@@ -568,7 +572,7 @@ def _run(cfg: BiasRunConfig, run: Run, t0: float, feature: Feature, control: Fea
         settings = fingerprint(_train_cfg(cfg, seed), bias=sweep, strength=strength)
         sub = f"{command} (strength {strength}, seed {seed})"
         if rd.exists():  # a prompt folder left with other settings is refused now, before any unit runs
-            Run.open(rd, "train", settings, command=sub).close()
+            Run.open(rd, TRAIN, settings, command=sub).close()
         units.append(Unit(name, {"cfg": cfg, "strength": strength, "seed": seed, "dir": str(rd),
                                  "settings": settings, "command": sub}))
 

@@ -22,6 +22,7 @@ the paper's 2..L-2 square) and 3 target prompts per checkpoint, because at this 
 cut rule, the full grid, one target prompt); docs/describe.md lists every difference. `--control` adds a positive
 control: the same grid on the embeddings of a true task description, which should name the classes.
 """
+# size: InSPEcT end to end: the config, the procedure, scoring, the summary and the sweep wiring; splitting it (like wayward and bias) is open work.
 
 from __future__ import annotations
 
@@ -40,11 +41,13 @@ from ..engine.metrics import class_rate, rouge_scores, semantic_similarity, unex
 from ..engine.models import DEFAULT_MODEL, ModelAdapter, load_model, text_embeddings
 from ..engine.patching import SOURCE_PASSES, STOPS, layer_pairs, patch_generate, source_states
 from ..engine.prompts import SoftPrompt
-from ..engine.runs import Run, fingerprint, resolve_path, save_figure
+from ..engine.runs import Run, fingerprint, register_kind, resolve_path, save_figure
 from ..engine.stats import correlation, interval_of
 from ..engine.target_prompts import MARKER, POOLS, build as build_target
 from ..engine.tasks import _builtin_name
 from ..engine.training import list_checkpoints
+
+KIND = register_kind("describe")
 
 METRICS = ("class_rate", "rouge1", "rouge2", "rougeL", "similarity")
 CUT_CHARS = "\n$.|"
@@ -451,7 +454,7 @@ def describe(source: str | Path, cfg: DescribeConfig | None = None, out: str | P
     n = first.n_tokens
     targets = [build_target(adapter, cfg.target_prompt, n, cfg.seed + i, cfg.demos) for i in range(cfg.n_targets)]
 
-    with Run.open(out, "describe", fingerprint(cfg, source=str(source)), growable=PLACEMENT_FIELDS,
+    with Run.open(out, KIND, fingerprint(cfg, source=str(source)), growable=PLACEMENT_FIELDS,
                   command=command) as run:  # where the units run is not a setting of the results
         return _describe(run, t0, cfg, source, items, model_spec, adapter, task_name, classes, refs, pairs, targets,
                          progress)

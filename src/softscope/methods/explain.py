@@ -36,11 +36,13 @@ from ..engine.errors import SoftscopeError
 from ..engine.models import DEFAULT_MODEL, ModelAdapter, load_model
 from ..engine.projection import hard_ids, project
 from ..engine.prompts import SoftPrompt, pickle_only
-from ..engine.runs import Run, fingerprint, read_jsonl
+from ..engine.runs import Run, fingerprint, read_jsonl, register_kind
 from ..engine.scoring import Scorer
 from .describe import DescribeConfig, describe
 from .interpret import interpret_reading
 from .pez import PezConfig, run_pez
+
+KIND = register_kind("explain")
 
 READINGS = ("projection", "inspect", "pez")
 
@@ -209,7 +211,7 @@ def explain(source: str | Path, cfg: ExplainConfig | None = None, out: str | Pat
         r = resolve_settings(prompt, cfg.given(), cfg.allow_other_task, what=str(prompt_file))
         task, settings, overrides = r.task, r.settings, overrides + r.overrides
     out = Path(out) if out else default_out(prompt_file, run)
-    with Run.open(out, "explain", fingerprint(cfg, prompt=str(prompt_file))) as folder:
+    with Run.open(out, KIND, fingerprint(cfg, prompt=str(prompt_file))) as folder:
         if not folder.existing:
             folder.write_config(cfg, prompt=str(prompt_file.resolve()), model=adapter.name, task=task.name,
                                 overrides=overrides)

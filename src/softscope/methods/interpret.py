@@ -30,10 +30,12 @@ from ..engine.metrics import perplexity
 from ..engine.models import DEFAULT_MODEL, ModelAdapter, load_model
 from ..engine.projection import hard_ids, project
 from ..engine.prompts import SoftPrompt
-from ..engine.runs import Run
+from ..engine.runs import Run, register_kind
 from ..engine.scoring import Scorer
 from ..engine.stats import compare_paired, interval_of
 from .pez import PezConfig, run_pez
+
+KIND = register_kind("interpret")
 
 
 @dataclass
@@ -196,7 +198,7 @@ def interpret(cfg: InterpretConfig, prompt_path: str | Path, out: str | Path | N
 
     The task, template, label words, max length and placement are the prompt's own (engine.carry) unless cfg
     overrides them; overrides are listed in the report."""
-    with Run.open(out, "interpret") if out else nullcontext() as run:  # lock and check the folder before any work
+    with Run.open(out, KIND) if out else nullcontext() as run:  # lock and check the folder before any work
         return _interpret(cfg, prompt_path, run, adapter, task)
 
 

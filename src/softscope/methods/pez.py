@@ -33,11 +33,13 @@ from ..engine.metrics import perplexity
 from ..engine.models import ModelAdapter, load_model_for, special_ids, token_embeddings
 from ..engine.projection import hard_ids, project_straight_through
 from ..engine.prompts import SoftPrompt
-from ..engine.runs import Run, fingerprint, read_json
+from ..engine.runs import Run, fingerprint, read_json, register_kind
 from ..engine.scoring import Scorer, prompt_nll
 from ..engine.sweeps import SweepContext, WeightSweep, plan_weights, plot_curves, sweep_settings, sweep_setup
 from ..engine.tasks import holdout_task, load_task_for
-from ..engine.training import LossTerm, init_prompt, tensor_digest, train
+from ..engine.training import KIND as TRAIN, LossTerm, init_prompt, tensor_digest, train
+
+KIND = register_kind("pez")
 
 
 @dataclass
@@ -116,7 +118,7 @@ def run_pez(cfg: PezConfig, weight: float, out: str | Path, adapter: ModelAdapte
     held, held_name = holdout_task(task, cfg.holdout, cfg.seed)
     tcfg, P0, settings = pez_start(cfg, weight, adapter, task, init)
     terms = [fluency_term(adapter, weight)] if weight > 0 else []
-    with Run.open(out, "train", settings, command="pez") as run:
+    with Run.open(out, TRAIN, settings, command="pez") as run:
         if run.existing and (out / "pez_summary.json").exists():  # finished with these settings: reuse it
             return read_json(out / "pez_summary.json")
         res = train(tcfg, run, adapter=adapter, task=held, loss_terms=terms, prompt_transform=pez_transform(adapter),
@@ -175,7 +177,7 @@ def pez_finish(sweep: WeightSweep, task, adapter: ModelAdapter) -> dict:
 
 def pez(cfg: PezConfig, out: str | Path, adapter: ModelAdapter | None = None, task=None, progress: bool = True) -> dict:
     """PEZ sweep over cfg.fluency_weight: one sub-run per weight (w-<weight>/), a table and curve plots."""
-    with Run.open(out, "pez", fingerprint(cfg), growable=GROWABLE) as run:  # more weights may be added
+    with Run.open(out, KIND, fingerprint(cfg), growable=GROWABLE) as run:  # more weights may be added
         adapter = adapter or load_model_for(cfg)
         task = task or load_task_for(cfg)
         run.write_config(cfg, task=task.to_dict())

@@ -22,6 +22,7 @@ Defaults here: 8 prompts × 8 inputs, lr 5e-5, 100 steps, shaping to [0, 50], an
 policy drifts to the same sub-word with or without a reward (measured; docs/discrete.md). Every setting of
 RLPrompt's code is an option (--value-offset none, --shaping-new 0,5, --mlp-init xavier).
 """
+# size: RLPrompt is one algorithm (policy, soft Q-learning loss, value offset, rewards, the sweep): its parts only make sense together, read top to bottom.
 
 from __future__ import annotations
 
@@ -41,10 +42,12 @@ from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, run_units
 from ..engine.metrics import perplexity
 from ..engine.models import ModelAdapter, cache_kwarg, last_hidden, lm_logits, load_model, load_model_for, returned_cache
 from ..engine.prompts import SoftPrompt
-from ..engine.runs import Run, fingerprint, read_json, save_figure
+from ..engine.runs import Run, fingerprint, read_json, register_kind, save_figure
 from ..engine.scoring import Scorer, token_nll
 from ..engine.sweeps import SweepContext, WeightSweep, plan_weights, plot_curves, sweep_settings, sweep_setup
 from ..engine.tasks import holdout_task, load_task_for
+
+KIND = register_kind("rlprompt")
 
 
 @dataclass
@@ -287,7 +290,7 @@ def run_rlprompt(cfg: RLPromptConfig, weight: float, out: str | Path, adapter: M
     settings differ); an unfinished one (RLPrompt keeps no resume state) is trained again from the start. `label`
     is the folder the hard prompt records as its run (default `out`; a Ray worker writes a scratch copy of it)."""
     pa = policy_adapter or adapter
-    with Run.open(out, "rlprompt", rl_settings(cfg, weight, pa)) as run:
+    with Run.open(out, KIND, rl_settings(cfg, weight, pa)) as run:
         if run.existing and (run.path / "rlprompt_summary.json").exists():  # finished with these settings: reuse it
             return read_json(run.path / "rlprompt_summary.json")
         return _run_one(cfg, weight, run, adapter, task, pa, progress, label or str(run.path))
@@ -405,7 +408,7 @@ def rlprompt_finish(sweep: WeightSweep, task, adapter: ModelAdapter) -> dict:
 def rlprompt(cfg: RLPromptConfig, out: str | Path, adapter: ModelAdapter | None = None, task=None,
              progress: bool = True) -> dict:
     """RLPrompt sweep over cfg.fluency_weight: one sub-run per weight (w-<weight>/), a table, curve plots."""
-    with Run.open(out, "rlprompt", fingerprint(cfg), growable=GROWABLE) as run:
+    with Run.open(out, KIND, fingerprint(cfg), growable=GROWABLE) as run:
         adapter = adapter or load_model_for(cfg)
         task = task or load_task_for(cfg)
         pa = (load_model(cfg.policy, device=cfg.device, dtype=cfg.dtype) if cfg.policy and cfg.policy != adapter.name

@@ -24,16 +24,18 @@ from ..engine.metrics import STOP_WORDS
 from ..engine.models import load_model_for
 from ..engine.projection import project
 from ..engine.prompts import SoftPrompt
-from ..engine.runs import Run, fingerprint, read_json, save_figure
+from ..engine.runs import Run, fingerprint, read_json, register_kind, save_figure
 from ..engine.scoring import Scorer
 from ..engine.sweeps import SweepContext, sweep_settings, sweep_setup
 from ..engine.tasks import load_task_for
-from ..engine.training import train
+from ..engine.training import KIND as TRAIN, train
 from .interpret import dictionary_share, interpret_reading
 from .pez import GROWABLE as PEZ_GROWABLE
 from .pez import PezConfig, pez_finish, pez_plan, pez_unit
 from .rlprompt import GROWABLE as RL_GROWABLE
 from .rlprompt import RLPromptConfig, rlprompt_finish, rlprompt_plan, rlprompt_unit
+
+KIND = register_kind("tradeoff")
 
 
 @dataclass
@@ -97,7 +99,7 @@ def tradeoff(cfg: TradeoffConfig, out: str | Path, adapter=None, task=None, prog
     """Run (or resume) the sweeps and write tradeoff.jsonl, tradeoff_summary.json and the two plots.
 
     Its parts (soft/, pez/, rlprompt/, the score cache) are reused only under the same settings."""
-    with Run.open(out, "tradeoff", fingerprint(cfg), growable=GROWABLE) as run:  # more weights may be added
+    with Run.open(out, KIND, fingerprint(cfg), growable=GROWABLE) as run:  # more weights may be added
         adapter = adapter or load_model_for(cfg)
         task = task or load_task_for(cfg)
         run.write_config(cfg, task=task.to_dict())
@@ -119,7 +121,7 @@ def reference_unit(ctx: SweepContext, unit: Unit) -> tuple[None, dict | None]:
     a = unit.args
 
     def make(rd: Path) -> None:
-        with Run.open(rd, "train", a["settings"], command="tradeoff") as r:
+        with Run.open(rd, TRAIN, a["settings"], command="tradeoff") as r:
             train(a["cfg"], r, adapter=ctx.adapter, task=ctx.task, progress=ctx.progress)
 
     return sub_run(a["dir"], ctx.in_place, make)
@@ -153,7 +155,7 @@ def _tradeoff(cfg: TradeoffConfig, run: Run, adapter, task, progress: bool) -> d
     soft_dir = out / "soft"
     sweep = {k: v for k, v in sweep_settings(cfg).items() if k not in GROWABLE}
     settings = fingerprint(tcfg, tradeoff=sweep)
-    with Run.open(soft_dir, "train", settings, command="tradeoff") as r:  # other settings there: refused now
+    with Run.open(soft_dir, TRAIN, settings, command="tradeoff") as r:  # other settings there: refused now
         soft_done = r.existing and (soft_dir / "prompt.safetensors").exists()
     reference = [] if soft_done else [Unit("reference", {"tuner": "reference", "cfg": tcfg, "dir": str(soft_dir),
                                                          "settings": settings})]

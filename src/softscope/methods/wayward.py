@@ -21,6 +21,7 @@ Outputs (run dir): config.json, wayward.jsonl (one row per target × γ, appende
 sweep resumes where it stopped), prompts/*.safetensors, wayward_summary.json, f1_vs_accuracy.png,
 drop_vs_length.png. `compare` tabulates several sweeps (e.g. two models) side by side.
 """
+# size: waywardness: target I/O, the objective, early stopping, the sweep, statistics and tables; splitting it into a package (objective / sweep / report) is open work.
 
 from __future__ import annotations
 
@@ -45,11 +46,13 @@ from ..engine.metrics import word_f1
 from ..engine.models import ModelAdapter, choose_autocast, load_model_for, text_embeddings, token_embeddings
 from ..engine.projection import project
 from ..engine.prompts import SoftPrompt
-from ..engine.runs import Run, fingerprint, read_json, read_jsonl, save_figure
+from ..engine.runs import Run, fingerprint, read_json, read_jsonl, register_kind, save_figure
 from ..engine.scoring import Scorer
 from ..engine.stats import paired_bootstrap
 from ..engine.tasks import BUILTIN, WAYWARD_TEMPLATES, data_dir, load_task
-from ..engine.training import LossTerm, init_prompt, tensor_digest, train, train_many
+from ..engine.training import KIND as TRAIN, LossTerm, init_prompt, tensor_digest, train, train_many
+
+KIND = register_kind("wayward")
 
 PAPER_GAMMAS = [0.0, 1e-4, 5e-4, 1e-3, 3e-3, 5e-3, 1e-2, 3e-2]
 N_BOOT = 2000  # paired bootstrap resamples for the drop's interval (examples × resamples stay a few MB)
@@ -428,7 +431,7 @@ def wayward_unit(ctx: tuple, unit: Unit) -> list[tuple[dict, torch.Tensor]]:
         for k, g in enumerate(todo):
             rdir = run / "runs" / safe_name(name) / (f"gamma-{g:g}" + (f"-seed-{seed}" if cfg.train_seeds else ""))
             sub = fingerprint(tcfg, sweep=sweep, target=text, gamma=g, init_prompt=tensor_digest(starts[k]))
-            with Run.open(rdir, "train", sub, command="wayward") as r:  # a killed sweep resumes it
+            with Run.open(rdir, TRAIN, sub, command="wayward") as r:  # a killed sweep resumes it
                 res = train(tcfg, r, adapter=adapter, task=task, loss_terms=[distance_term(g, e_t, scale)],
                             init=starts[k], progress=False)
             last = [m for m in read_jsonl(rdir / "metrics.jsonl") if m["event"] == "train"]
@@ -455,7 +458,7 @@ def wayward_unit(ctx: tuple, unit: Unit) -> list[tuple[dict, torch.Tensor]]:
 def run_wayward(cfg: WaywardConfig, out: str | Path, *, resume: bool = False, adapter: ModelAdapter | None = None,
                 task=None, progress: bool = True) -> dict:
     """Run (or continue) a sweep into `out`; returns the summary (also written as wayward_summary.json)."""
-    with Run.open(out, "wayward", fingerprint(cfg), resume=resume, growable=GROWABLE) as run:
+    with Run.open(out, KIND, fingerprint(cfg), resume=resume, growable=GROWABLE) as run:
         return _run_sweep(cfg, run, adapter, task, progress)
 
 

@@ -19,6 +19,7 @@ Sections appear for what the run directory holds (readers tolerate missing and u
 Files are looked up in the run directory and in its sub-folders (a method may write into RUN/<method>/),
 never inside checkpoints/.
 """
+# size: one self-contained HTML page: the page builder and the section for each method's records.
 
 from __future__ import annotations
 

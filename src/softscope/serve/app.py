@@ -11,6 +11,7 @@ the Host header must name this machine (no DNS rebinding). Only files under the 
 (`paths.Roots`), tensors only from safetensors, request bodies are bounded JSON, and every refusal is a 4xx with a
 one-line message. Nothing a client sends is executed or unpickled.
 """
+# size: the explorer's HTTP surface: every route with its own request checks, so the security rules are read in one place.
 
 from __future__ import annotations
 
@@ -23,10 +24,10 @@ import shlex
 import shutil
 import sys
 import tempfile
-from http.cookies import SimpleCookie
+from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -96,7 +97,8 @@ class Explorer:
 
 # ---- access token (pure ASGI, so streaming responses pass through untouched) ----------------------------------
 class TokenGate:
-    """Refuse every request without the access token (when one is required) or, without one, from a foreign Host."""
+    """Refuse every request without the access token (when one is required) or, without one, from a foreign Host;
+    refuse a POST another site's page sends (an Origin other than this server: the browser would send it)."""
 
     def __init__(self, app, token: str | None):
         self.app, self.token = app, token
@@ -105,6 +107,9 @@ class TokenGate:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        origin = headers.get("origin")
+        if scope["method"] != "GET" and origin is not None and urlsplit(origin).netloc != headers.get("host"):
+            return await _refuse(scope, receive, send, 403, f"cross-origin request from {origin} refused")
         if self.token is None:
             host = _host_name(headers.get("host", ""))
             if host and not is_loopback(host):
@@ -120,7 +125,7 @@ class TokenGate:
             c = SimpleCookie()
             try:
                 c.load(headers["cookie"])
-            except Exception:
+            except CookieError:
                 pass
             given = c[COOKIE].value if COOKIE in c else None
         if given is None:
@@ -193,6 +198,13 @@ async def json_body(request: Request, limit: int) -> dict:
     if not isinstance(obj, dict):
         raise HTTPException(400, f"the body must be a JSON object, not a {type(obj).__name__}")
     return obj
+
+
+def _content_type(request: Request, want: str) -> None:
+    """Refuse other content types (415): neither is one a page on another site may send without asking first."""
+    got = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if got != want:
+        raise HTTPException(415, f"send the body as {want} (got {got or 'no content type'})")
 
 
 def _int(body: dict, key: str, default: int, lo: int, hi: int) -> int:
@@ -308,6 +320,7 @@ async def upload_route(request: Request) -> Response:
     Only the safetensors parser ever reads the bytes (no pickle); the file is named by its hash, never by the
     client, in the explorer's private temporary folder."""
     ex = _explorer(request)
+    _content_type(request, "application/octet-stream")
     limit = ex.cfg.max_upload
     data = b""
     async for chunk in request.stream():
@@ -338,6 +351,7 @@ async def describe_route(request: Request) -> Response:
     """Validate a live request, queue it, and answer with its stream (meta, tokens…, done | error)."""
     ex = _explorer(request)
     c = ex.cfg
+    _content_type(request, "application/json")
     body = await json_body(request, c.max_body)
     ref = body.get("prompt")
     if not isinstance(ref, str):
