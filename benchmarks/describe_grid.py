@@ -69,6 +69,13 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads, pinned")
     ap.add_argument("--json", default=None, help="write the figures here too")
     args = ap.parse_args(argv)
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parent))
+    from provenance import finish_record, start_record
+
+    prov = start_record("benchmarks/describe_grid.py", list(argv if argv is not None else _sys.argv[1:]))
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
 
@@ -160,7 +167,7 @@ def main(argv=None) -> None:
 
         from softscope.engine.runs import write_json
 
-        write_json(args.json, {
+        write_json(args.json, {**finish_record(prov),
             "command": "python benchmarks/describe_grid.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "model": adapter.name, "checkpoint": args.checkpoint, "pairs": [list(p) for p in pairs], "n_pairs": len(pairs),
             "max_new_tokens": T, "generated_tokens_mean": gen, "target_tokens": len(target.ids),

@@ -64,3 +64,15 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def start_record(script: str, argv: list[str]) -> dict:
+    """The provenance fields a benchmark that measures in-process puts first in its results file."""
+    return {"command_line": " ".join([script, *argv]), "git_commit": git_commit(), "start_utc": now(),
+            "machine_before": machine()}
+
+
+def finish_record(rec: dict) -> dict:
+    """Add the load average at the end (the record is then complete for benchmarks/readme_table.py)."""
+    rec["loadavg_after"] = list(os.getloadavg())
+    return rec

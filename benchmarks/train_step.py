@@ -97,6 +97,13 @@ def main(argv=None) -> None:
     ap.add_argument("--no-profile", action="store_true", help="skip the torch-profiler breakdown")
     ap.add_argument("--json", default=None, help="write the figures here too")
     args = ap.parse_args(argv)
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parent))
+    from provenance import finish_record, start_record
+
+    prov = start_record("benchmarks/train_step.py", list(argv if argv is not None else _sys.argv[1:]))
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
 
@@ -221,7 +228,7 @@ def main(argv=None) -> None:
     if args.json:
         from softscope.engine.runs import write_json
 
-        write_json(args.json, {
+        write_json(args.json, {**finish_record(prov),
             "command": "python benchmarks/train_step.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
             "model": adapter.name, "task": task.name, "examples": n, "steps": steps, "batch_size": B,
             "tokens": args.tokens, "rounds": args.rounds, "threads": torch.get_num_threads(), "machine": machine,
