@@ -145,7 +145,8 @@ def test_no_config_redeclares_a_shared_option_group_field():
     for name in ("describe", "interpret", "explain", "wayward", "pez", "rlprompt", "tradeoff", "bias"):
         mod = __import__(f"softscope.methods.{name}", fromlist=["x"])
         for _, cls in inspect.getmembers(mod, inspect.isclass):
-            if dataclasses.is_dataclass(cls) and cls.__module__ == mod.__name__ and cls.__name__.endswith("Config"):
+            if (dataclasses.is_dataclass(cls) and cls.__module__.startswith(mod.__name__)  # a package: its modules
+                    and cls.__name__.endswith("Config")):
                 own = set(cls.__dict__.get("__annotations__", {})) & owned
                 if own:
                     clashes[cls.__name__] = sorted(own)

@@ -159,7 +159,7 @@ def test_killed_sweep_resumes_without_recomputing(tiny, tmp_path, monkeypatch):
     # a kill after the first target: only its rows made it to disk
     (out / "wayward.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
     calls = []
-    import softscope.methods.wayward as w
+    import softscope.methods.wayward.sweep as w
 
     real = w.train_many
     monkeypatch.setattr(w, "train_many", lambda cfg, inits, **k: calls.append(inits.shape) or real(cfg, inits, **k))

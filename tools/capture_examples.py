@@ -4,15 +4,17 @@
     python tools/capture_examples.py tour wayward    # some of them
 
 Each .sh holds one `softscope …` command per line (`#` lines are comments). The commands run from the repository
-root with the installed `softscope`, progress bars off, on the real default model. The captured block (with when,
-on which commit and CPU it ran) replaces the region between `<!-- example:NAME -->` and `<!-- /example:NAME -->` in
-README.md and every page under docs/, so no transcript in README or docs is ever typed.
+root with the installed `softscope`, progress bars stripped, on the real default model; docs/examples/NAME.json
+keeps what each printed and when, on which commit and CPU. The rendered block replaces the region between
+`<!-- example:NAME -->` (or `<!-- example:NAME only=train,describe -->`, a subset of the commands) and
+`<!-- /example:NAME -->` in README.md and every page under docs/, so no transcript there is ever typed.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import re
 import shlex
@@ -42,10 +44,19 @@ def machine() -> str:
 BAR = re.compile(r"\d+%\|.*\|\s*\d+/\d+ \[|it/s\]|s/it\]")
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def strip_progress(text: str) -> str:
-    """Progress bars are not output: keep each line's last carriage-return segment, drop tqdm bars."""
-    lines = [line.split("\r")[-1] for line in text.splitlines()]
-    return "\n".join(line for line in lines if not BAR.search(line))
+    """Progress bars are not output: keep each line's last carriage-return segment, drop tqdm bars and the
+    cursor movements and blank lines they leave behind."""
+    lines = [ANSI.sub("", line.split("\r")[-1]).rstrip() for line in text.splitlines()]
+    out: list[str] = []
+    for line in lines:
+        if BAR.search(line) or (not line and (not out or not out[-1])):
+            continue
+        out.append(line)
+    return "\n".join(out).strip("\n")
 
 
 def commands(sh: Path) -> list[str]:
@@ -60,11 +71,12 @@ def commands(sh: Path) -> list[str]:
     return out
 
 
-def capture(name: str, exe: str) -> list[Path]:
+def capture(name: str, exe: str) -> Path:
+    """Run the example's commands; write docs/examples/NAME.json (when, where, each command and its output)."""
     sh = EXAMPLES / f"{name}.sh"
     env = {**os.environ, "TQDM_DISABLE": "1", "COLUMNS": "120", "TOKENIZERS_PARALLELISM": "false"}
-    header = machine()
-    blocks, t0 = [], time.time()
+    record = {"example": f"docs/examples/{name}.sh", "captured": machine(), "commands": []}
+    t0 = time.time()
     for cmd in commands(sh):
         argv = shlex.split(cmd)
         if argv[0] != "softscope":
@@ -73,41 +85,72 @@ def capture(name: str, exe: str) -> list[Path]:
             if a == "--out" and i + 1 < len(argv) and (ROOT / argv[i + 1]).exists() and "refused" not in argv[i + 1]:
                 shutil.rmtree(ROOT / argv[i + 1])
         print(f"$ {cmd}", flush=True)
-        p = subprocess.run([exe, *argv[1:]], cwd=ROOT, env=env, capture_output=True, text=True)
-        text = strip_progress(p.stdout + p.stderr).rstrip()
-        text = text.replace(str(ROOT) + "/", "")
-        blocks.append(f"$ {cmd}\n{text}" + (f"\n(exit code {p.returncode})" if p.returncode else ""))
+        p = subprocess.run([exe, *argv[1:]], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)  # one stream, in the order a terminal shows it
+        text = strip_progress(p.stdout).rstrip().replace(str(ROOT) + "/", "")
+        record["commands"].append({"command": cmd, "output": text, "exit_code": p.returncode})
         print(text[-400:], flush=True)
-    page = [f"*Output of `docs/examples/{name}.sh` (captured by `make docs-examples`, not typed) on {header}; "
-            f"{time.time() - t0:.0f} s in all.*", "", "```text", "\n\n".join(blocks), "```"]
-    done = []
-    for target in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
-        if fill(target, name, "\n".join(page)):
-            done.append(target)
+    record["seconds"] = round(time.time() - t0)
+    out = EXAMPLES / f"{name}.json"
+    out.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return out
+
+
+MARKER = re.compile(r"<!-- example:(?P<name>[\w-]+)(?: only=(?P<only>[\w,-]+))? -->")
+
+
+def render(record: dict, only: list[str] | None) -> str:
+    """The captured block: a line saying when and where it ran, then `$ command` and its output."""
+    blocks, shown_subs = [], set()
+    for c in record["commands"]:
+        sub = shlex.split(c["command"])[1]
+        if only and (sub not in only or sub in shown_subs):
+            continue  # a subset shows each named command's first run only
+        shown_subs.add(sub)
+        code = f"\n(exit code {c['exit_code']})" if c["exit_code"] else ""
+        blocks.append(f"$ {c['command']}\n{strip_progress(c['output'])}{code}")
+    shown = "" if not only else f" (the {', '.join(only)} steps)"
+    return "\n".join([f"*Output of `{record['example']}`{shown}, captured by `make docs-examples` (not typed) on "
+                      f"{record['captured']}; {record['seconds']} s in all.*", "", "```text",
+                      "\n\n".join(blocks), "```"])
+
+
+def fill(path: Path, name: str, record: dict) -> bool:
+    """Replace every region between the example's markers in one page; False when the page has none."""
+    text = path.read_text(encoding="utf-8")
+    end = f"<!-- /example:{name} -->"
+    out, pos, hit = [], 0, False
+    for m in MARKER.finditer(text):
+        if m.group("name") != name or m.start() < pos:
+            continue
+        close = text.index(end, m.end())
+        only = m.group("only").split(",") if m.group("only") else None
+        out += [text[pos:m.end()], "\n", render(record, only), "\n"]
+        pos, hit = close, True
+    if hit:
+        path.write_text("".join(out) + text[pos:], encoding="utf-8")
+    return hit
+
+
+def fill_pages(name: str) -> list[Path]:
+    record = json.loads((EXAMPLES / f"{name}.json").read_text(encoding="utf-8"))
+    done = [p for p in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))] if fill(p, name, record)]
     if not done:
         raise SystemExit(f"no page has the markers <!-- example:{name} --> ... <!-- /example:{name} -->")
     return done
 
 
-def fill(path: Path, name: str, block: str) -> bool:
-    """Replace the region between the example's markers in one page; False when the page has none."""
-    begin, end = f"<!-- example:{name} -->", f"<!-- /example:{name} -->"
-    text = path.read_text(encoding="utf-8")
-    if begin not in text or end not in text:
-        return False
-    head, rest = text.split(begin, 1)
-    path.write_text(head + begin + "\n" + block + "\n" + end + rest.split(end, 1)[1], encoding="utf-8")
-    return True
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("names", nargs="*", help="examples to run (default: all, tour first)")
+    ap.add_argument("--fill-only", action="store_true", help="refill the pages from the last capture (NAME.json)")
     args = ap.parse_args()
     names = args.names or sorted((p.stem for p in EXAMPLES.glob("*.sh")), key=lambda n: (n != "tour", n))
     exe = shutil.which("softscope", path=str(Path(sys.executable).parent)) or "softscope"
     for n in names:
-        print(f"{n}: filled " + ", ".join(str(p.relative_to(ROOT)) for p in capture(n, exe)))
+        if not args.fill_only:
+            capture(n, exe)
+        print(f"{n}: filled " + ", ".join(str(p.relative_to(ROOT)) for p in fill_pages(n)))
 
 
 if __name__ == "__main__":
