@@ -392,6 +392,22 @@ def test_off_loopback_every_request_needs_the_token(served):
         assert request(port, "GET", "/?token=nope")[0] == 403
 
 
+def test_another_sites_page_cannot_post(served):
+    """A page elsewhere can make the browser POST (no token on loopback): its Origin, or a content type it may send
+    without a preflight, is refused."""
+    port = served[0]
+    body = {"prompt": "0/run/prompt.safetensors", "target_prompt": TARGET, "layers": "1:1"}
+    status, _, raw = request(port, "POST", "/api/describe", body, headers={"origin": "http://evil.example"})
+    assert status == 403 and "cross-origin" in json.loads(raw)["error"]
+    status, _, raw = request(port, "POST", "/api/describe", body, headers={"content-type": "text/plain"})
+    assert status == 415 and "application/json" in json.loads(raw)["error"]
+    status, _, raw = request(port, "POST", "/api/prompt", raw_body=b"x", headers={"content-type": "text/plain"})
+    assert status == 415
+    # the explorer's own page (same origin) is served
+    status, _, raw = request(port, "POST", "/api/describe", body, headers={"origin": f"http://127.0.0.1:{port}"})
+    assert status == 200
+
+
 def test_without_a_token_only_loopback_host_headers_are_served(served):
     port = served[0]
     assert request(port, "GET", "/", headers={"host": "evil.example:8765"})[0] == 403
