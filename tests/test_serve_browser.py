@@ -63,7 +63,7 @@ def browser(tmp_path_factory, shots):
     driver.quit()
 
 
-def wait_for(driver, condition, timeout=20.0):
+def wait_for(driver, condition, timeout=60.0):
     from selenium.webdriver.support.ui import WebDriverWait
 
     return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
