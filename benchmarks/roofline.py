@@ -195,7 +195,10 @@ def main(argv=None) -> None:
             "softscope step, no shared prefix": lambda: soft_step(scorer_noshare), "engine batch": lambda: engine(True),
             "engine batch, rows decoded to the end": lambda: engine(False), "per-pair cached": cached}
     if bf16:
+        scorer_bf16_plain = Scorer(adapter, task, max_length=10_000, autocast_bf16=True)
+        scorer_bf16_plain.cache_bf16_weights = False  # the plain path: autocast re-casts every weight at every call
         ways["softscope step, bf16 autocast"] = lambda: soft_step(scorer_bf16)
+        ways["softscope step, bf16 autocast, weights re-cast per call"] = lambda: soft_step(scorer_bf16_plain)
     for fn in ways.values():
         fn()  # warm-up
     secs = {k: [] for k in ways}
@@ -227,6 +230,10 @@ def main(argv=None) -> None:
                                                                          "softscope step")}
     if bf16:
         ratios["float32 / bf16 autocast (softscope step)"] = ratio("softscope step", "softscope step, bf16 autocast")
+        ratios["bf16 weights re-cast per call / bf16 weight copies (softscope step)"] = ratio(
+            "softscope step, bf16 autocast, weights re-cast per call", "softscope step, bf16 autocast")
+        ratios["PEFT float32 / softscope bf16 autocast (step, each at its best here)"] = ratio(
+            "PEFT step", "softscope step, bf16 autocast")
 
     # ---- roofline table --------------------------------------------------------------------------------------
     table = {}

@@ -94,3 +94,30 @@ def test_config_json_records_capability_and_chosen_dtype(tiny, tmp_path, monkeyp
     saved = read_json(tmp_path / "r" / "config.json")
     assert saved["compute"]["compute_dtype"] == dtype and saved["compute"]["cpu_capability"] == level
     assert saved["machine"] == {"cpu_capability": level, "cpu_bf16": native}
+
+
+def test_bf16_weight_copies_give_exactly_plain_autocast(tiny_any):
+    """The bf16 copies of frozen weights (the fast path) against autocast re-casting them at every call (the plain
+    path): the same loss, the same prompt gradient and the same predictions, bit for bit, on every family."""
+    from softscope.engine.scoring import Scorer
+
+    task = tiny_task()
+    torch.manual_seed(0)
+    P = torch.randn(3, tiny_any.width) * 0.5
+    rows_of = lambda sc: sc.rows(task.train[:6])  # noqa: E731
+    out = {}
+    for cached in (False, True):
+        sc = Scorer(tiny_any, task, autocast_bf16=True)
+        sc.cache_bf16_weights = cached
+        p = P.clone().requires_grad_(True)
+        loss = sc.label_loss(p, rows_of(sc))
+        loss.backward()
+        out[cached] = (loss.detach(), p.grad.clone(), sc.class_logprobs(P, rows_of(sc)) if hasattr(sc, "class_logprobs")
+                       else None)
+    assert torch.equal(out[True][0], out[False][0]) and torch.equal(out[True][1], out[False][1])
+    if out[True][2] is not None:
+        assert torch.equal(out[True][2], out[False][2])
+    # the weights are float32 again outside the context, and the copies are reused, not rebuilt
+    lin = next(m for m in tiny_any.model.modules() if type(m) is torch.nn.Linear)
+    assert "forward" not in lin.__dict__ and lin.weight.dtype == torch.float32
+    assert len(tiny_any._bf16_weights) > 0

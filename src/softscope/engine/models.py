@@ -8,6 +8,8 @@ Architecture quirks live here and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
 import os
 import sys
@@ -453,6 +455,37 @@ def final_hidden(adapter: ModelAdapter, inputs_embeds: torch.Tensor, attention_m
     cache.batch_repeat_interleave(B)
     rest = base(inputs_embeds=inputs_embeds[:, shared:], attention_mask=attention_mask, use_cache=True, **{kw: cache})
     return torch.cat([last_hidden(pre).expand(B, -1, -1), last_hidden(rest)], dim=1)
+
+
+@contextlib.contextmanager
+def bf16_linear_weights(adapter: ModelAdapter):
+    """Inside CPU bf16 autocast: each frozen float32 `nn.Linear` runs on a bf16 copy of its weight made once per
+    adapter, instead of autocast re-casting the weight at every call (the casts were 28% of a bf16 training step,
+    `benchmarks/roofline.py`). Same kernel on the same bf16 inputs, so the same numbers as plain autocast (tested);
+    a weight changed in place is re-copied (its version counter moves)."""
+    if adapter.device.type != "cpu":
+        yield
+        return
+    cache = adapter.__dict__.setdefault("_bf16_weights", {})
+    patched = []
+    for m in adapter.model.modules():
+        if type(m) is torch.nn.Linear and m.weight.dtype == torch.float32 and not m.weight.requires_grad:
+            version = (m.weight._version, m.weight.data_ptr())
+            hit = cache.get(id(m))
+            if hit is None or hit[0] != version:
+                bias = None if m.bias is None else m.bias.detach().to(torch.bfloat16)
+                hit = cache[id(m)] = (version, m.weight.detach().to(torch.bfloat16), bias)
+            m.forward = functools.partial(_linear_bf16, weight=hit[1], bias=hit[2])
+            patched.append(m)
+    try:
+        yield
+    finally:
+        for m in patched:
+            del m.forward
+
+
+def _linear_bf16(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return torch.nn.functional.linear(x.to(torch.bfloat16), weight, bias)
 
 
 def lm_logits(adapter: ModelAdapter, hidden: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .errors import SoftscopeError
-from .models import ModelAdapter, final_hidden, last_hidden, lm_logits
+from .models import ModelAdapter, bf16_linear_weights, final_hidden, last_hidden, lm_logits
 
 PLACEMENTS = ("after_bos", "before_bos")
 
@@ -49,6 +49,7 @@ class Scorer:
                  autocast_bf16: bool = False, share_prefix: bool = True, placement: str = "after_bos"):
         self.adapter, self.task, self.max_length = adapter, task, max_length
         self.autocast_bf16 = autocast_bf16
+        self.cache_bf16_weights = True  # bf16 copies of frozen weights under autocast (False: re-cast every call)
         self.share_prefix = share_prefix
         self.label_ids = [adapter.encode(" " + w) for w in task.label_words]
         if any(len(x) == 0 for x in self.label_ids):
@@ -171,9 +172,14 @@ class Scorer:
         return len(self.bos) + prompt.shape[0] + common
 
     def _autocast(self):
-        if self.autocast_bf16:
-            return torch.autocast(self.adapter.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        """bf16 autocast when asked (with the frozen weights' bf16 copies kept, not re-cast per call), else nothing."""
+        if not self.autocast_bf16:
+            return contextlib.nullcontext()
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.autocast(self.adapter.device.type, dtype=torch.bfloat16))
+        if self.cache_bf16_weights:
+            stack.enter_context(bf16_linear_weights(self.adapter))
+        return stack
 
     def _logits_at(self, prompt, rows, appended, offsets):
         """Vocabulary logits at (row b, position start[b] - 1 + offsets[b][j]) for every j."""
