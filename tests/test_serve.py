@@ -554,3 +554,39 @@ def test_a_request_cancelled_mid_batch_leaves_it_and_the_others_are_unchanged(se
     assert [e["event"] for e in got["a"]] == ["tokens", "tokens"]  # nothing after the cancel, no done
     assert got["b"][-1]["event"] == "done" and got["b"][-1]["ids"] == _describe_ids(tiny, prompt)
     assert sum(e["event"] == "tokens" for e in got["b"]) == 6
+
+
+def test_a_request_whose_rows_all_ended_is_answered_at_once(served):
+    """A 3-token and a 6-token request share a batch: the short one is answered after its third token, before the
+    long one's fourth, and leaves the batch; both equal describe's rows."""
+    from softscope.engine.prompts import SoftPrompt
+    from softscope.engine.target_prompts import build
+    from softscope.serve.live import Batcher, Job
+
+    _, _, run, tiny, _ = served
+    prompt = SoftPrompt.load(run / "checkpoints" / "step-00004.safetensors")
+    b = Batcher(wait_s=0.3)
+    log: list[tuple[str, str]] = []
+    answers: dict[str, dict] = {}
+    finished = threading.Event()
+
+    def sink(name):
+        def emit(ev):
+            log.append((name, ev["event"]))
+            if ev["event"] == "done":
+                answers[name] = ev
+                if name == "long":
+                    finished.set()
+        return emit
+    short = Job(tiny, prompt, build(tiny, TARGET, 3), PAIRS, 3, "none", "embeddings", emit=sink("short"))
+    long = Job(tiny, prompt, build(tiny, TARGET, 3), PAIRS, 6, "none", "embeddings", emit=sink("long"))
+    try:
+        b.submit(short)
+        b.submit(long)
+        assert finished.wait(30)
+    finally:
+        b.close()
+    assert b.batches[-1]["requests"] == 2
+    assert log.index(("short", "done")) < [i for i, e in enumerate(log) if e == ("long", "tokens")][3]
+    want = _describe_ids(tiny, prompt)
+    assert answers["short"]["ids"] == [r[:3] for r in want] and answers["long"]["ids"] == want

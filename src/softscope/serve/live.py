@@ -8,7 +8,8 @@ rule: the engine needs identical target ids in every row), up to a bounded numbe
 computes each request's source states alone (as `describe` does), stacks all rows into one
 `patch_generate_ids` call and streams every new token to its request as the engine makes it. A request whose
 client went away is dropped from the queue, or from the running batch at the next token (its rows leave the KV
-cache), so it stops costing compute.
+cache), so it stops costing compute; a request whose rows all ended (stop token or its own token limit) is
+answered at once and leaves the batch the same way.
 
 Alone in its batch, a request's rows are exactly the rows `describe` generates for that checkpoint and target
 prompt, in the same order and batch, so the text is the same token for token; batched with other requests the
@@ -174,38 +175,43 @@ class Batcher:
                 layers.append(t)
                 owner.append((j, k))
         eos, keep = stop_rule(adapter, head.stop)
-        ended = [False] * len(owner)  # the row's stop token came: nothing more to stream for it
-        longest = max(j.max_new_tokens for j in batch)
+        rows_of = {id(j): [r for r, (o, _) in enumerate(owner) if o is j] for j in batch}
+        made: list[list[int]] = [[] for _ in owner]  # each row's tokens so far, cut as describe cuts them
+        ended = [False] * len(owner)  # stop token or the request's token limit reached: nothing more for this row
+        answered: set[int] = set()  # jobs whose every row ended: answered at once, their rows leave the batch
         step = [0]
+        batch_info = {"batch_requests": len(batch), "batch_rows": len(owner)}
+
+        def answer(j: Job) -> None:
+            answered.add(id(j))
+            j.emit({"event": "done", "ids": [made[r] for r in rows_of[id(j)]], **batch_info,
+                    "seconds": time.monotonic() - t0})
 
         def on_step(rows: list[int], tokens: list[int]) -> list[bool]:
             per: dict[int, tuple[Job, dict]] = {}
-            wanted = []
             for r, tok in zip(rows, tokens):
                 j, k = owner[r]
-                if not ended[r] and not j.cancelled.is_set() and step[0] < j.max_new_tokens:
-                    if tok == eos:
-                        ended[r] = True
-                    if tok != eos or keep:
-                        per.setdefault(id(j), (j, {}))[1][k] = tok
-                wanted.append(not j.cancelled.is_set() and step[0] + 1 < j.max_new_tokens)
+                if ended[r] or j.cancelled.is_set():
+                    continue
+                ended[r] = tok == eos or step[0] + 1 >= j.max_new_tokens
+                if tok != eos or keep:
+                    made[r].append(tok)
+                    per.setdefault(id(j), (j, {}))[1][k] = tok
             for j, toks in per.values():
                 j.emit({"event": "tokens", "step": step[0], "tokens": toks})
+            for j in batch:
+                if id(j) not in answered and not j.cancelled.is_set() and all(ended[r] for r in rows_of[id(j)]):
+                    answer(j)
             step[0] += 1
-            return wanted
+            return [not owner[r][0].cancelled.is_set() and id(owner[r][0]) not in answered for r in rows]
 
-        ids = patch_generate_ids(adapter, head.target.ids, head.target.placeholder_positions, torch.stack(sources),
-                                 layers, max_new_tokens=longest, stop=head.stop, batch_size=len(owner),
-                                 on_step=on_step)
-        done: dict[int, tuple[Job, dict]] = {}
-        for (j, k), row in zip(owner, ids):
-            done.setdefault(id(j), (j, {}))[1][k] = row[: j.max_new_tokens]
-        seconds = time.monotonic() - t0
-        for j, rows in done.values():
-            if not j.cancelled.is_set():
-                j.emit({"event": "done", "ids": [rows[k] for k in range(len(j.pairs))], "batch_requests": len(batch),
-                        "batch_rows": len(owner), "seconds": seconds})
-        self.batches.append({"requests": len(batch), "rows": len(owner), "seconds": seconds,
+        patch_generate_ids(adapter, head.target.ids, head.target.placeholder_positions, torch.stack(sources), layers,
+                           max_new_tokens=max(j.max_new_tokens for j in batch), stop=head.stop,
+                           batch_size=len(owner), on_step=on_step)
+        for j in batch:  # the engine ended first (every row stopped): answer whoever is left
+            if id(j) not in answered and not j.cancelled.is_set():
+                answer(j)
+        self.batches.append({"requests": len(batch), "rows": len(owner), "seconds": time.monotonic() - t0,
                              "cancelled": sum(j.cancelled.is_set() for j in batch)})
         del self.batches[:-1000]
 
