@@ -347,7 +347,7 @@ def test_a_full_queue_answers_429(tmp_path, served):
         with pytest.raises(QueueFull, match="limit 1"):
             b.submit(J())
     finally:
-        b._stopped = True
+        b.close()
 
 
 def test_queued_jobs_are_removed_by_identity(tiny):
@@ -366,7 +366,7 @@ def test_queued_jobs_are_removed_by_identity(tiny):
         b.discard(jobs[1])
         assert b._queue == [jobs[0], jobs[2]] and jobs[1].cancelled.is_set() and not jobs[0].cancelled.is_set()
     finally:
-        b._stopped = True
+        b.close()
 
 
 def test_off_loopback_every_request_needs_the_token(served):

@@ -18,8 +18,10 @@ rows see the same arithmetic up to the float order of a larger matmul (the load 
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -89,6 +91,7 @@ class Batcher:
         self._queue: list[Job] = []
         self._cv = threading.Condition()
         self._stopped = False
+        self._closing = threading.Event()
         self.batches: list[dict] = []  # one record per engine batch run (requests, rows, seconds): for the benchmark
         self._thread = threading.Thread(target=self._loop, name="softscope-batcher", daemon=True)
         self._thread.start()
@@ -118,6 +121,8 @@ class Batcher:
             return len(self._queue)
 
     def close(self) -> None:
+        """Refuse new jobs, tell waiting ones, and let the worker finish its batch (if any) and stop."""
+        self._closing.set()
         with self._cv:
             self._stopped = True
             for j in self._queue:
@@ -146,7 +151,8 @@ class Batcher:
                     self._cv.wait()
                 if self._stopped:
                     return
-            time.sleep(self.wait_s)  # requests sent together arrive a few ms apart: let them join this batch
+            if self._closing.wait(self.wait_s):  # requests sent together arrive a few ms apart: let them join
+                return
             with self._cv:
                 if not self._queue:
                     continue
@@ -157,6 +163,8 @@ class Batcher:
             try:
                 self._run(batch)
             except Exception as e:  # one bad batch must not stop the server: its requests get the message
+                if not isinstance(e, SoftscopeError):  # a bug: its traceback goes to the server's log
+                    traceback.print_exception(e, file=sys.stderr)
                 msg = str(e) if isinstance(e, SoftscopeError) else f"{type(e).__name__}: {e}"
                 for j in batch:
                     j.emit({"event": "error", "error": msg})
