@@ -209,7 +209,7 @@ def test_run_loop_on_tiny_model(tmp_path, monkeypatch):
     import softscope.methods.bias as bias
     adapter = make_adapter("llama")
     task = tiny_task(24, 12)
-    monkeypatch.setattr(bias, "load_base_task", lambda name, data_dir: task)
+    monkeypatch.setattr(bias.features, "load_base_task", lambda name, data_dir: task)
     cfg = BiasRunConfig(model="tiny", task="tiny", feature="word:Spielberg", favoured="positive",
                         strengths=[0.0, 1.0], seeds=2, train_examples=16, tokens=2, steps=2, batch_size=4,
                         heldout=8, layers="0:1,1:2", pool="elaborated", n_targets=1, demos=2, max_new_tokens=3)
@@ -283,7 +283,7 @@ def test_cli_make_data(tmp_path, monkeypatch):
     from softscope import cli
 
     task = tiny_task(24, 12)
-    monkeypatch.setattr("softscope.methods.bias.load_base_task", lambda name, data_dir: task)
+    monkeypatch.setattr("softscope.methods.bias.features.load_base_task", lambda name, data_dir: task)
     cli.main(["bias", "make-data", "--task", "tiny", "--feature", 'phrase:"as seen on TV"', "--strength", "1",
               "--favoured", "negative", "--out", str(tmp_path / "d")])
     s = json.loads((tmp_path / "d" / "make_data_summary.json").read_text())
@@ -306,7 +306,7 @@ def test_positive_control_on_tiny_model(tmp_path, monkeypatch):
     import softscope.methods.bias as bias
     adapter = make_adapter("llama")
     task = tiny_task(24, 12)
-    monkeypatch.setattr(bias, "load_base_task", lambda name, data_dir: task)
+    monkeypatch.setattr(bias.features, "load_base_task", lambda name, data_dir: task)
     cfg = BiasRunConfig(model="tiny", task="tiny", feature="word:Spielberg", favoured="positive", strengths=[1.0],
                         seeds=1, train_examples=8, tokens=2, steps=1, batch_size=4, heldout=8, layers="0:1,1:2",
                         pool="elaborated", n_targets=1, demos=2, max_new_tokens=3, positive_control=True,
@@ -317,7 +317,7 @@ def test_positive_control_on_tiny_model(tmp_path, monkeypatch):
     assert 0 <= pc["mention_rate"] <= 1 and 0 <= pc["accuracy"] <= 1
     assert s["prompts"] == 1 and len((tmp_path / "bias.jsonl").read_text().splitlines()) == 1
     assert len((tmp_path / "prompts" / "positive-control" / "descriptions.jsonl").read_text().splitlines()) == 2
-    monkeypatch.setattr(bias, "measure_prompt", lambda *a, **k: pytest.fail("measured again"))
+    monkeypatch.setattr(bias.sweep, "measure_prompt", lambda *a, **k: pytest.fail("measured again"))
     from softscope.engine.runs import dumps
 
     assert dumps(run(cfg, tmp_path, adapter=adapter, progress=False)["positive_control"]) == dumps(pc)  # NaN-safe

@@ -98,7 +98,7 @@ def test_bias_rates(llama, tmp_path, monkeypatch):
     from softscope.methods.bias import BiasRunConfig, Feature, control_for
 
     task = dataclasses.replace(tiny_task(24, 12), label_words=["!", "good"])
-    monkeypatch.setattr(bias, "load_base_task", lambda name, data_dir: task)
+    monkeypatch.setattr(bias.features, "load_base_task", lambda name, data_dir: task)
     cfg = BiasRunConfig(model="tiny", task="tiny", feature="word:Spielberg", favoured="negative", strengths=[0.0, 1.0],
                         seeds=1, train_examples=24, tokens=2, steps=2, batch_size=4, lr=0.05, heldout=12, layers="0:1",
                         pool="elaborated", n_targets=1, demos=2, max_new_tokens=3)

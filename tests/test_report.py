@@ -168,7 +168,7 @@ def test_method_sections_from_real_writers(tmp_path, monkeypatch):
         assert html_text(r["method"]) in page and fmt(r["accuracy"]) in page
     assert "tradeoff_perplexity.png" in page
 
-    monkeypatch.setattr(bias, "load_base_task", lambda name, data_dir: tiny_task(24, 12))
+    monkeypatch.setattr(bias.features, "load_base_task", lambda name, data_dir: tiny_task(24, 12))
     bias.run(bias.BiasRunConfig(model="tiny", task="tiny", feature="word:Spielberg", favoured="positive",
                                 strengths=[0.0, 1.0], seeds=1, train_examples=16, tokens=2, steps=1, batch_size=4,
                                 heldout=8, layers="0:1", pool="elaborated", n_targets=1, demos=2, max_new_tokens=3),
