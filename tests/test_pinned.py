@@ -84,6 +84,13 @@ def test_wayward_selected_gamma_and_f1(llama, tmp_path):
     assert (b["reached"], b["best_gamma"], b["best_f1"], b["best_accuracy"]) == (True, 5.0, 1.0, 0.5)
     assert b["drop"] == pytest.approx(0.125, abs=1e-12) and b["acc_gamma0"] == 0.625
     assert (s["share_reached"], s["mean_drop"], s["share_within"]) == (0.5, pytest.approx(0.125), 0.0)
+    # the rule again at threshold 0, where several prompts qualify: 'a bad film' takes the most accurate (γ = 0.5,
+    # 7/8), the other target's accuracy tie (5/8 at every γ) goes to the higher F1 (γ = 5)
+    from softscope.methods.wayward import summarize
+
+    loose = {t["target"]: t for t in summarize(rows, threshold=0.0)["per_target"]}
+    assert (loose["text/000"]["best_gamma"], loose["text/001"]["best_gamma"]) == (5.0, 0.5)
+    assert loose["text/001"]["drop"] == pytest.approx(0.625 - 0.875, abs=1e-12)
     assert [r["distance"] for r in rows] == pytest.approx(
         [0.274827, 0.186869, 0.033966, 0.246923, 0.154425, 0.023131], abs=FLOAT)
 
@@ -217,12 +224,14 @@ def test_rlprompt_rewards_after_3_steps(llama, tmp_path):
 
 # ---- interpret -------------------------------------------------------------------------------------------------
 def test_interpret_agreement_and_perplexity(llama):
-    """A seeded 3-token soft prompt read as 'awful boring film' on 8 test examples, label words '!' / 'good':
-    agreement from the two prediction vectors compared here, perplexity from token_nll, both pinned."""
+    """A seeded 3-token soft prompt read as 'awful boring film' on 12 test examples, label words '!' / 'good':
+    agreement from the two prediction vectors compared here (10 of 12, so agreement and disagreement differ),
+    perplexity from token_nll, both pinned. The smallest class log-prob margins are 0.014 and 0.016: no flip by
+    float rounding."""
     from softscope.methods.interpret import interpret_reading
 
-    task = dataclasses.replace(tiny_task(8, 8), label_words=["!", "good"])
-    soft = torch.randn(3, llama.width, generator=torch.Generator().manual_seed(3))
+    task = dataclasses.replace(tiny_task(12, 12), label_words=["!", "good"])
+    soft = torch.randn(3, llama.width, generator=torch.Generator().manual_seed(2))
     ids = llama.encode("awful boring film")
     rep = interpret_reading(llama, task, SoftPrompt(tensor=soft), ids, n_examples=0)
     scorer = Scorer(llama, task)
@@ -232,12 +241,13 @@ def test_interpret_agreement_and_perplexity(llama):
         nll = token_nll(llama, torch.tensor(ids))
     gold = torch.tensor([task.classes.index(e.label) for e in task.test])
     f = rep["faithfulness"]
-    assert f["agreement"] == float((a == b).float().mean())
-    assert f["reading_accuracy"] == float((b == gold).float().mean())
-    assert f["prompt_accuracy"] == float((a == gold).float().mean())
+    assert f["agreement"] == pytest.approx(int((a == b).sum()) / len(gold), abs=1e-6)
+    assert f["prompt_accuracy"] == pytest.approx(int((a == gold).sum()) / len(gold), abs=1e-6)
+    assert f["reading_accuracy"] == pytest.approx(int((b == gold).sum()) / len(gold), abs=1e-6)
     assert rep["scrutability"]["perplexity"] == pytest.approx(math.exp(float(nll.mean())), rel=1e-6)
-    assert (f["agreement"], f["prompt_accuracy"], f["reading_accuracy"]) == (4 / 8, 5 / 8, 3 / 8)
-    assert (f["paired"]["a_only"], f["paired"]["b_only"]) == (3, 1)
-    assert f["kl"] == pytest.approx(0.00111246, abs=1e-6)
+    assert (f["agreement"], f["prompt_accuracy"], f["reading_accuracy"]) == pytest.approx((10 / 12, 7 / 12, 5 / 12),
+                                                                                         abs=1e-6)
+    assert (f["paired"]["a_only"], f["paired"]["b_only"]) == (2, 0)
+    assert f["kl"] == pytest.approx(0.00022442, abs=1e-7)
     assert rep["scrutability"]["perplexity"] == pytest.approx(58.576712, abs=1e-3)
     assert rep["scrutability"]["dictionary_share"] == 1.0
