@@ -38,7 +38,7 @@ NUMBER = re.compile(r"(?<![A-Za-z0-9])(?<![A-Za-z]-)\d")  # a digit that is not 
 OPS = {">=": (operator.ge, "≥"), ">": (operator.gt, ">"), "<=": (operator.le, "≤"), "<": (operator.lt, "<"),
        "==": (operator.eq, "=")}
 # provenance: each entry is satisfied by any one of its alternative key paths
-PROVENANCE = {"command": ("command_line", "provenance|command_line"),
+PROVENANCE = {"command": ("command_line", "command", "provenance|command_line"),
               "commit": ("git_commit", "provenance|git_commit"),
               "date": ("start_utc", "provenance|start_utc"),
               "CPU capability": ("machine_before|cpu_capability", "provenance|machine_before|cpu_capability"),
