@@ -29,9 +29,12 @@ REWARD = 1e-3  # RLPrompt rewards: means of gap rewards of magnitude ~10
 
 @pytest.fixture(scope="module")
 def llama():
-    """A private tiny Llama (torch seed 0), so no other test's use of the shared fixture can touch it."""
+    """A private tiny Llama (torch seed 0), so no other test's use of the shared fixture can touch it; 1 thread while
+    this module runs (the values were recorded so), the caller's thread count restored after."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    return make_adapter("llama")
+    yield make_adapter("llama")
+    torch.set_num_threads(threads)
 
 
 def squad_f1(pred: str, ref: str) -> float:
