@@ -38,13 +38,17 @@ NUMBER = re.compile(r"(?<![A-Za-z0-9])(?<![A-Za-z]-)\d")  # a digit that is not 
 OPS = {">=": (operator.ge, "≥"), ">": (operator.gt, ">"), "<=": (operator.le, "≤"), "<": (operator.lt, "<"),
        "==": (operator.eq, "=")}
 # provenance: each entry is satisfied by any one of its alternative key paths
-PROVENANCE = {"command": ("command_line", "command", "provenance|command_line"),
-              "commit": ("git_commit", "provenance|git_commit"),
-              "date": ("start_utc", "provenance|start_utc"),
-              "CPU capability": ("machine_before|cpu_capability", "provenance|machine_before|cpu_capability"),
-              "threads": ("machine_before|torch_threads", "provenance|machine_before|torch_threads"),
-              "load before": ("machine_before|loadavg", "provenance|machine_before|loadavg"),
-              "load after": ("loadavg_after", "provenance|loadavg_after")}
+PROVENANCE = {"command": ("command_line", "command", "provenance|command_line", "runs|0|command_line"),
+              "commit": ("git_commit", "provenance|git_commit", "runs|0|git_commit"),
+              "date": ("start_utc", "provenance|start_utc", "runs|0|start_utc"),
+              "CPU capability": ("machine_before|cpu_capability", "provenance|machine_before|cpu_capability",
+                                 "runs|0|machine_before|cpu_capability"),
+              "threads": ("machine_before|torch_threads", "provenance|machine_before|torch_threads",
+                          "runs|0|machine_before|torch_threads"),
+              "load before": ("machine_before|loadavg", "provenance|machine_before|loadavg",
+                              "runs|0|machine_before|loadavg"),
+              "load after": ("loadavg_after", "provenance|loadavg_after", "runs|0|loadavg_after")}
+# (a file assembled from several runs keeps their provenance records in `runs`; the first one stands for the file)
 
 
 class SourceError(ValueError):
