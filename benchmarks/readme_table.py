@@ -40,7 +40,7 @@ OPS = {">=": (operator.ge, "≥"), ">": (operator.gt, ">"), "<=": (operator.le, 
 # provenance: each entry is satisfied by any one of its alternative key paths
 PROVENANCE = {"command": ("command_line", "command", "provenance|command_line", "runs|0|command_line"),
               "commit": ("git_commit", "provenance|git_commit", "runs|0|git_commit"),
-              "date": ("start_utc", "provenance|start_utc", "runs|0|start_utc"),
+              "date": ("start_utc", "started_utc", "provenance|start_utc", "runs|0|start_utc"),
               "CPU capability": ("machine_before|cpu_capability", "provenance|machine_before|cpu_capability",
                                  "runs|0|machine_before|cpu_capability"),
               "threads": ("machine_before|torch_threads", "provenance|machine_before|torch_threads",
@@ -160,9 +160,8 @@ def table(link_prefix: str = "benchmarks/results/", compact: bool = False) -> st
         lines.append(f"| {r['what']} | {r['figure']} | {r['goal']} | [`{r['source']}`]({link_prefix}{r['source']}) |")
     if stale and compact:
         files = sorted({r["source"] for r in stale})
-        lines += ["", f"{len(stale)} older figures ({', '.join(f'`{f}`' for f in files)}) were not written by the run "
-                      "that measured them and are not headline figures: listed with their dates in "
-                      "[docs/results.md](docs/results.md)."]
+        lines += ["", f"{len(stale)} older figures ({', '.join(f'`{f}`' for f in files)}) lack their run's provenance, so "
+                      "they are not headline figures: listed with dates in [docs/results.md](docs/results.md)."]
     elif stale:
         lines += ["", "Not rerun since (their files were not written by the run that measured them, so they are "
                       "not headline figures):", ""]
