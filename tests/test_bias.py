@@ -264,7 +264,7 @@ def test_cli_describe_elaborated_lists_unexpected_words(tiny, tmp_path, monkeypa
     from softscope import cli
     from softscope.engine.prompts import SoftPrompt
 
-    monkeypatch.setattr("softscope.methods.describe.load_model", lambda *a, **k: tiny)
+    monkeypatch.setattr("softscope.methods.describe.sweep.load_model", lambda *a, **k: tiny)
     f = tmp_path / "p.safetensors"
     SoftPrompt(tensor=torch.randn(2, tiny.width), model="tiny", classes=["negative", "positive"], step=3).save(f)
     cli.main(["describe", str(f), "--elaborated", "--layers", "1:1,2:3", "--max-new-tokens", "4", "--n-targets", "1",

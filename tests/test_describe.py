@@ -112,7 +112,7 @@ def test_describe_run_dir_end_to_end(tiny, tmp_path, monkeypatch):
     assert json.loads((out / "config.json").read_text())["config"]["layers"] == "band:1-2"
 
     # resume: nothing is generated again for finished checkpoints
-    import softscope.methods.describe as d
+    import softscope.methods.describe.sweep as d
 
     monkeypatch.setattr(d, "describe_prompt", lambda *a, **k: pytest.fail("regenerated a finished checkpoint"))
     again = describe(run, dcfg, adapter=tiny, progress=False)
@@ -134,7 +134,7 @@ def test_cli_describe_prompt_file(tiny, tmp_path, monkeypatch):
     from softscope import cli
     from softscope.engine.prompts import SoftPrompt
 
-    monkeypatch.setattr("softscope.methods.describe.load_model", lambda *a, **k: tiny)
+    monkeypatch.setattr("softscope.methods.describe.sweep.load_model", lambda *a, **k: tiny)
     f = tmp_path / "p.safetensors"
     SoftPrompt(tensor=torch.randn(2, tiny.width), model="tiny", classes=["negative", "positive"], step=7,
                accuracy=0.5).save(f)
@@ -193,7 +193,7 @@ def test_describe_control_and_paper_protocol(tiny, tmp_path, monkeypatch):
     assert c["text"] == text and c["tokens"] == len(tiny.encode(text)) and c["pairs"] == 4 and c["target_prompts"] == 2
     rows = [json.loads(l) for l in (tmp_path / "p-describe" / "descriptions.jsonl").read_text().splitlines()]
     assert sum(r["checkpoint"] == "control" for r in rows) == 8 and len(res.rows) == 8  # control rows kept apart
-    import softscope.methods.describe as d
+    import softscope.methods.describe.sweep as d
 
     monkeypatch.setattr(d, "describe_prompt", lambda *a, **k: pytest.fail("regenerated"))
     assert describe(f, cfg, adapter=tiny, progress=False).summary["control"] == c

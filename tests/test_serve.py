@@ -513,7 +513,7 @@ def test_the_command_a_live_answer_shows_writes_the_same_descriptions(served, tm
     evs = live(port, "0/run/checkpoints/step-00002.safetensors")
     command = evs[0][1]["command"]
     assert command.startswith(f"softscope describe {run / 'checkpoints' / 'step-00002.safetensors'} --target-prompt")
-    monkeypatch.setattr("softscope.methods.describe.load_model", lambda *a, **k: tiny)
+    monkeypatch.setattr("softscope.methods.describe.sweep.load_model", lambda *a, **k: tiny)
     code, out, err = run_cli(shlex.split(command)[1:] + ["--out", str(tmp_path / "d"), "--references", REFS[0]],
                              capsys)
     assert code == 0, err
