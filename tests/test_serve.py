@@ -90,15 +90,22 @@ def live(port, prompt_ref, **kw):
     return evs
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
+@contextlib.contextmanager
+def serve_tiny_run(root, batch_wait_ms: int):
+    """A tiny run written under `root`, served on a free loopback port: (port, run folder, model, app)."""
     from softscope.serve import ServeConfig, create_app
     from softscope.serve.live import Models
 
-    root = tmp_path_factory.mktemp("serve")
     run, tiny = make_run(root)
-    app = create_app([root], ServeConfig(batch_wait_ms=150), Models(preloaded={tiny.name: tiny}))
+    app = create_app([root], ServeConfig(batch_wait_ms=batch_wait_ms), Models(preloaded={tiny.name: tiny}))
     with running(app) as port:
+        yield port, run, tiny, app
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve")
+    with serve_tiny_run(root, batch_wait_ms=150) as (port, run, tiny, app):
         yield port, root, run, tiny, app
 
 

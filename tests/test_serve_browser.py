@@ -29,14 +29,9 @@ SHOTS_ENV = os.environ.get("SOFTSCOPE_SCREENSHOTS")
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    from test_serve import make_run, running
-    from softscope.serve import ServeConfig, create_app
-    from softscope.serve.live import Models
+    from test_serve import serve_tiny_run
 
-    root = tmp_path_factory.mktemp("serve-browser")
-    run, tiny = make_run(root)
-    app = create_app([root], ServeConfig(batch_wait_ms=5), Models(preloaded={tiny.name: tiny}))
-    with running(app) as port:
+    with serve_tiny_run(tmp_path_factory.mktemp("serve-browser"), batch_wait_ms=5) as (port, run, _, _):
         yield f"http://127.0.0.1:{port}", run
 
 
