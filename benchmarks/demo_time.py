@@ -10,7 +10,6 @@ load before and after).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import re
@@ -20,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import git_commit, machine  # noqa: E402
+from provenance import finish_record, start_record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,8 +30,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/demo-timed")
     args = ap.parse_args()
     cmd = [sys.executable, "-m", "softscope.cli.demo", "--out", args.out, "--fresh"]
-    rec = {"command_line": " ".join(sys.argv), "demo_command": " ".join(cmd[1:]), "git_commit": git_commit(),
-           "start_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine_before": machine()}
+    rec = {**start_record(sys.argv[0], sys.argv[1:]), "demo_command": " ".join(cmd[1:])}
     t0 = time.time()
     p = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "TQDM_DISABLE": "1"}, capture_output=True, text=True)
     wall = time.time() - t0
@@ -40,7 +38,8 @@ def main() -> None:
     (ROOT / args.out / "demo.log").write_text(out) if (ROOT / args.out).is_dir() else None
     m = re.search(r"final test accuracy[^\d]*([\d.]+)", out)
     rec.update(returncode=p.returncode, wall_s=round(wall, 1), wall=f"{int(wall // 60)} min {int(wall % 60)} s",
-               final_accuracy=float(m.group(1)) if m else None, loadavg_after=list(os.getloadavg()))
+               final_accuracy=float(m.group(1)) if m else None)
+    finish_record(rec)
     Path(args.json).write_text(json.dumps(rec, indent=2) + "\n")
     print(json.dumps({k: rec[k] for k in ("returncode", "wall", "final_accuracy")}))
 

@@ -10,7 +10,6 @@ commit, date, CPU capability, threads, load before and after). Say in RESULTS wh
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import re
@@ -21,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import git_commit, machine  # noqa: E402
+from provenance import finish_record, start_record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = re.compile(r"^=*\s*(?P<body>(?:\d+ \w+(?:, )?)+) in (?P<secs>[\d.]+)s", re.M)
@@ -50,9 +49,7 @@ def main() -> None:
     if clone.exists():
         shutil.rmtree(clone)
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-    rec = {"command_line": " ".join(sys.argv), "what": f"git clone . {clone} && cd {clone} && bash .ci/run",
-           "git_commit": git_commit(), "start_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-           "machine_before": machine()}
+    rec = {**start_record(sys.argv[0], sys.argv[1:]), "what": f"git clone . {clone} && cd {clone} && bash .ci/run"}
     t0 = time.time()
     p = subprocess.run(["bash", ".ci/run"], cwd=clone, env={**os.environ, "CI": "true"}, capture_output=True,
                        text=True)
@@ -60,8 +57,9 @@ def main() -> None:
     log = p.stdout + p.stderr
     (clone / "ci.log").write_text(log)
     rec.update(returncode=p.returncode, wall_s=round(wall, 1), wall=f"{int(wall // 60)} min {int(wall % 60)} s",
-               wheel_check_passed="== wheel check passed ==" in log, loadavg_after=list(os.getloadavg()),
+               wheel_check_passed="== wheel check passed ==" in log,
                **counts(log))
+    finish_record(rec)
     Path(args.json).write_text(json.dumps(rec, indent=2) + "\n")
     print(json.dumps({k: rec.get(k) for k in ("returncode", "passed", "failed", "skipped", "pytest_wall", "wall",
                                                "wheel_check_passed")}))

@@ -24,14 +24,14 @@ def read_targets(path: str | Path, base: Path | None = None) -> list[tuple[str, 
         p = base / p
     if not p.exists():
         raise SoftscopeError(f"target file {path} not found: pass a path or a name in {base or '<data-dir>/targets'}")
-    raw = read_text_file(p, "target file")
     if p.suffix == ".json":
         data = read_json_file(p, "target file")
         if not isinstance(data, (dict, list)):
             raise SoftscopeError(f"target file {p} must hold a JSON object {{name: text}} or a list of texts")
         items = list(data.items()) if isinstance(data, dict) else [(f"{i:03d}", t) for i, t in enumerate(data)]
     else:
-        items = [(f"{i:03d}", line.strip()) for i, line in enumerate(raw.splitlines()) if line.strip()]
+        lines = read_text_file(p, "target file").splitlines()
+        items = [(f"{i:03d}", line.strip()) for i, line in enumerate(lines) if line.strip()]
     return [(f"{p.stem}/{k}", str(v)) for k, v in items]
 
 
