@@ -80,7 +80,7 @@ def test_run_folder_records_kind_and_settings(train_run):
 def test_train_into_a_describe_folder_is_refused(capsys, tiny_model_dir, tiny_task_file, tmp_path):
     d = tmp_path / "desc"
     with Run.open(d, "describe", {"config": {"x": 1}}) as r:
-        r.write_json("describe_summary.json", {"a": 1})
+        r.write_json("describe_summary.json", {"task": "t"})
     refused(capsys, train_args(tiny_model_dir, tiny_task_file, d),
             f"error: {d} holds a describe run: train writes only into a new folder or a train run; choose another --out",
             d)

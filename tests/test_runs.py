@@ -53,13 +53,13 @@ def test_a_field_added_since_a_run_was_written_matches_it_only_at_its_default(tm
         trust_remote_code: bool = False
 
     with Run.open(tmp_path / "r", "train", fingerprint(Old())) as run:
-        run.write_json("done.json", {})
+        run.write_json("train_summary.json", {})
     with Run.open(tmp_path / "r", "train", fingerprint(New())) as run:
         assert run.existing
-        run.write_json("more.json", {})
+        run.write_json("eval_summary.json", {})
     assert read_json(tmp_path / "r" / "run.json")["settings"]["config"]["trust_remote_code"] is False
     with Run.open(tmp_path / "s", "train", fingerprint(Old())) as run:
-        run.write_json("done.json", {})
+        run.write_json("train_summary.json", {})
     with pytest.raises(SoftscopeError, match=r"trust_remote_code \(<unset> → true\)"):
         Run.open(tmp_path / "s", "train", fingerprint(New(trust_remote_code=True)))
     with pytest.raises(SoftscopeError, match=r"steps \(3 → 4\)"):

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from ..records import PromptMeta
 from .carry import model_path
 from .errors import SoftscopeError
 from .runs import save_tensors, write_json
@@ -118,7 +119,7 @@ class SoftPrompt:
         if self.init is not None and self.init.shape == self.tensor.shape:
             meta["init_file"] = f"{INIT_DIR}/{save_init(self.init, path.parent).name}"
         save_tensors(path, tensors, {"softscope": json.dumps(meta, default=str)})
-        write_json(path.with_suffix(".json"), meta)
+        write_json(path.with_suffix(".json"), PromptMeta.of(meta))
         return path
 
     @classmethod

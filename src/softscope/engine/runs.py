@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from ..records import Record, RecordError, RunConfig, record_type
 from .errors import SoftscopeError, warn
 from .models import cpu_features
 from .tasks import BUILTIN
@@ -158,6 +159,31 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, dumps(obj) + "\n")
 
 
+def declared(name: str, obj: Any) -> dict:
+    """`obj` in the shape of the record declared for a file called `name` (records.record_type): an undeclared key,
+    or a file with no declared record, is a RecordError, so a run folder holds only what its records declare."""
+    if isinstance(obj, Record):
+        return obj.to_dict()
+    t = record_type(Path(name).name, obj)
+    if t is None:
+        raise RecordError(f"no record type is declared for {Path(name).name}: declare one in softscope.records")
+    return t.of(obj)
+
+
+def read_records(path: str | os.PathLike, as_type: type | None = None) -> Any:
+    """A run file read into its declared record type: a list of records for JSONL, one record for JSON (unknown
+    keys ignored, older keys mapped). A missing JSONL reads as []; a broken file is the usual one-line error; a
+    file with no declared type comes back as parsed JSON."""
+    p = Path(path)
+    if p.suffix == ".jsonl":
+        rows = read_jsonl(p)
+        t = as_type or record_type(p.name, rows[0] if rows else None)
+        return [t.from_dict(r) for r in rows] if t else rows
+    obj = read_json(p)
+    t = as_type or record_type(p.name, obj)
+    return t.from_dict(obj) if t else obj
+
+
 def read_json(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.exists():
@@ -288,8 +314,9 @@ def fingerprint(config: Any, **inputs: Any) -> Settings:
 
 def write_config(run_dir: str | os.PathLike, command: str, config: Any, **extra: Any) -> None:
     """config.json: the command, its full config (paths resolved), versions and anything extra (seed, data subset)."""
-    write_json(Path(run_dir) / "config.json", {"command": command, "config": config_dict(config),
-                                               "versions": versions(), "machine": cpu_features(), **extra})
+    write_json(Path(run_dir) / "config.json", RunConfig.of({"command": command, "config": config_dict(config),
+                                                            "versions": versions(), "machine": cpu_features(),
+                                                            **extra}))
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -315,11 +342,11 @@ def settings_diff(old: dict, new: dict, ignore: Iterable[str] = ()) -> list[str]
             continue
         if k not in a and k in defaults and b[k] == defaults[k]:  # added since the run was written, left at default
             continue
-        out.append(f"{name} ({_short(a.get(k, '<unset>'))} → {_short(b.get(k, '<unset>'))})")
+        out.append(f"{name} ({_brief(a.get(k, '<unset>'))} → {_brief(b.get(k, '<unset>'))})")
     return out
 
 
-def _short(v: Any) -> str:
+def _brief(v: Any) -> str:
     s = json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v
     return s if len(s) <= 40 else s[:37] + "..."
 
@@ -498,7 +525,7 @@ class Run:
             if self.settings is None or old.get("settings") == self.settings:
                 self._recorded = True
                 return
-        write_json(self.path / RECORD, rec)
+        write_json(self.path / RECORD, declared(RECORD, rec))
         self._recorded = True
 
     def file(self, name: str | os.PathLike) -> Path:
@@ -508,7 +535,8 @@ class Run:
         return self.path / name
 
     def write_json(self, name: str, obj: Any) -> Path:
-        write_json(self.file(name), obj)
+        """One JSON object, through the record declared for `name` (see `declared`)."""
+        write_json(self.file(name), declared(name, obj))
         return self.path / name
 
     def write_text(self, name: str, text: str) -> Path:
@@ -520,15 +548,21 @@ class Run:
         return self.path / name
 
     def write_jsonl(self, name: str, rows: Iterable[Any]) -> Path:
-        write_jsonl(self.file(name), rows)
+        """All rows at once, each through the record declared for `name`."""
+        write_jsonl(self.file(name), [declared(name, r) for r in rows])
         return self.path / name
 
     def append_jsonl(self, name: str, rows: Iterable[Any]) -> Path:
-        append_jsonl(self.file(name), rows)
+        """Rows appended (atomically), each through the record declared for `name`."""
+        append_jsonl(self.file(name), [declared(name, r) for r in rows])
         return self.path / name
 
     def read_jsonl(self, name: str) -> list[dict]:
         return read_jsonl(self.path / name)
+
+    def read_records(self, name: str) -> Any:
+        """A file of this run as its declared records (see `read_records`)."""
+        return read_records(self.path / name)
 
     def save_tensors(self, name: str, tensors: dict, metadata: dict[str, str] | None = None) -> Path:
         return save_tensors(self.file(name), tensors, metadata)
