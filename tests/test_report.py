@@ -1,6 +1,7 @@
 """report + explain on a real (tiny-model) run dir written by the real writers: train → describe → explain → report."""
 
 import base64
+import json
 import io
 import re
 
@@ -93,9 +94,9 @@ def test_report_tolerates_unknown_and_partial_runs(tmp_path):
     with pytest.raises(SoftscopeError, match="not a run directory"):
         build_report(tmp_path / "missing")
     # a method summary with fields the report has never seen, and a torn metrics file: sections still render
-    write_json(tmp_path / "wayward_summary.json", {"model": "m", "new_field": {"x": 1},
-                                                   "runs": [{"gamma": 0.0, "f1": 0.2, "accuracy": 0.81},
-                                                            {"gamma": 0.01, "f1": 0.95, "accuracy": 0.8}]})
+    write_json(tmp_path / "wayward_summary.json", {"model": "m", "new_field": {"x": 1}})
+    (tmp_path / "wayward.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [
+        {"gamma": 0.0, "f1": 0.2, "accuracy": 0.81, "unknown": 1}, {"gamma": 0.01, "f1": 0.95, "accuracy": 0.8}]))
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "event": "train", "loss": 2.0}\n{"step": 2, "ev')
     page = build_report(tmp_path).read_text()
     assert "Prompt waywardness" in page and "0.950" in page and "data:image/png;base64" in page

@@ -444,9 +444,9 @@ def test_other_kinds_show_the_reports_sections(served):
     w = root / "wayward-run"
     w.mkdir(exist_ok=True)
     write_json(w / "config.json", {"command": "wayward", "config": {"model": "m"}})
-    write_json(w / "wayward_summary.json", {"model": "m", "new_field": {"x": 1},
-                                            "runs": [{"gamma": 0.0, "f1": 0.2, "accuracy": 0.81},
-                                                     {"gamma": 0.01, "f1": 0.95, "accuracy": 0.8}]})
+    write_json(w / "wayward_summary.json", {"model": "m", "new_field": {"x": 1},  # an undeclared key is ignored
+                                            "per_target": [{"target": "a", "best_gamma": 0.0, "best_f1": 0.2},
+                                                           {"target": "b", "best_gamma": 0.01, "best_f1": 0.95}]})
     (w / "metrics.jsonl").write_text('{"step": 1, "event": "train", "loss": 2.0}\n{"step": 2, "ev')
     status, _, body = request(port, "GET", "/run/0/wayward-run")
     page = body.decode()

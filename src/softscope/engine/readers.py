@@ -1,8 +1,9 @@
 """Tolerant readers of run folders, shared by `report` (the static page) and `serve` (the live explorer).
 
-Both surfaces read what the writers declared and nothing else: missing and unknown fields are tolerated, a
-broken file reads as absent, so one bad file never fails a whole page. Files are looked up in the run folder
-and its method sub-folders (a method may write into RUN/<method>/), never inside checkpoints/.
+Both surfaces read the declared records (`softscope.records`) and nothing else: a file comes back as its record
+type, missing and unknown fields are tolerated, a broken file reads as absent, so one bad file never fails a whole
+page. Files are looked up in the run folder and its method sub-folders (a method may write into RUN/<method>/),
+never inside checkpoints/.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..records import (DescribeSummary, DescriptionRow, MetricsRow, Record, RunConfig, RunRecord, TrainSummary,
+                       CheckpointRow)
 from .errors import SoftscopeError
-from .runs import RECORD, _legacy_kind, read_json, read_jsonl
+from .runs import RECORD, _legacy_kind, read_records
 
 SKIP_DIRS = {"checkpoints", "__pycache__"}
-# the per-row scores a describe row may carry, in the order a page prefers them
-DESC_SCORE_KEYS = ("similarity", "class_rate", "rouge1", "rougeL", "rouge2", "semantic_similarity", "score")
 
 
 @dataclass
@@ -49,33 +50,23 @@ class RunView:
         return hits[0] if hits else None
 
     def json(self, name: str, depth: int = 2) -> tuple[Path, Any] | tuple[None, None]:
+        """The shallowest file of this name as its declared record (None, None when absent or broken)."""
         p = self.find(name, depth)
-        if p is None:
-            return None, None
-        try:
-            return p, read_json(p)
-        except SoftscopeError:
-            return None, None
+        return (p, record_at(p)) if p is not None and record_at(p) is not None else (None, None)
 
-    def jsonl(self, name: str, depth: int = 2) -> tuple[Path, list[dict]] | tuple[None, list]:
+    def jsonl(self, name: str, depth: int = 2) -> tuple[Path, list] | tuple[None, list]:
+        """The shallowest JSONL file of this name as its declared records ([] when broken or foreign)."""
         p = self.find(name, depth)
         if p is None:
             return None, []
         try:
-            return p, read_jsonl(p)
+            rows = read_records(p)
         except SoftscopeError:  # a broken or foreign file: show nothing rather than fail the whole page
             return p, []
+        return p, [r for r in rows if isinstance(r, Record)]
 
     def rel(self, p: Path) -> str:
         return str(p.relative_to(self.root))
-
-
-def pick(row: dict, *names: str, default: Any = None) -> Any:
-    """The first of several candidate keys present in a row (method modules name things their own way)."""
-    for n in names:
-        if isinstance(row, dict) and row.get(n) is not None:
-            return row[n]
-    return default
 
 
 def num(x: Any) -> float | None:
@@ -87,13 +78,14 @@ def num(x: Any) -> float | None:
     return None if math.isnan(v) else v
 
 
-def json_object(path: Path) -> dict:
-    """A JSON object file, or {} when it is missing, broken or not an object (one bad file, not a failed page)."""
+def record_at(path: Path, as_type: type | None = None) -> Any:
+    """A JSON file as its declared record (or `as_type`); None when it is missing, broken or not an object (one bad
+    file, not a failed page)."""
     try:
-        obj = read_json(path) if path.exists() else {}
+        rec = read_records(path, as_type) if path.is_file() else None
     except SoftscopeError:
-        return {}
-    return obj if isinstance(obj, dict) else {}
+        return None
+    return rec if isinstance(rec, Record) else None
 
 
 # ---- one run folder at a glance ------------------------------------------------------------------------------
@@ -114,27 +106,19 @@ class RunFacts:
 def run_facts(path: str | os.PathLike) -> RunFacts:
     """The facts of one run folder from run.json / config.json / its first *_summary.json (tolerant)."""
     d = Path(path)
-    cfg = json_object(d / "config.json")
-    rec = json_object(d / RECORD)
+    cfg = record_at(d / "config.json", RunConfig) or RunConfig()
+    rec = record_at(d / RECORD, RunRecord) or RunRecord()
     summ_files = sorted(d.glob("*_summary.json"))
-    facts = json_object(summ_files[0]) if summ_files else {}
-    c = cfg.get("config") if isinstance(cfg.get("config"), dict) else {}
-    task = cfg.get("task") if isinstance(cfg.get("task"), dict) else {}
-    info = cfg.get("model_info") if isinstance(cfg.get("model_info"), dict) else {}
-    acc = pick(facts, "final_accuracy", "test_accuracy", "accuracy")
-    cks = facts.get("checkpoints")
-    if acc is None and isinstance(cks, list) and cks and isinstance(cks[-1], dict):
-        acc = cks[-1].get("accuracy")  # describe: the last checkpoint's
+    facts = record_at(summ_files[0]) if summ_files else None
+    s_task, s_model, acc = facts.headline() if facts is not None else (None, None, None)
     stamp = next((p for p in (d / RECORD, d / "config.json") if p.exists()), None)
-    kind = rec.get("kind") if isinstance(rec.get("kind"), str) else None
+    kind = rec.kind if isinstance(rec.kind, str) else None
     try:
         kind = kind or _legacy_kind(d)
     except OSError:
         kind = None
-    task_name = task.get("name") or facts.get("task") or (c.get("task") if isinstance(c.get("task"), str) else None)
-    model = info.get("name") or cfg.get("model") or facts.get("model") or c.get("model")
-    return RunFacts(d, kind, str(cfg.get("command") or rec.get("command") or ""), task_name,
-                    model if isinstance(model, str) else None, num(acc),
+    task_name, model = cfg.names(s_task, s_model)
+    return RunFacts(d, kind, str(cfg.command or rec.command or ""), task_name, model, num(acc),
                     stamp.stat().st_mtime if stamp else None, [p.name for p in summ_files])
 
 
@@ -164,60 +148,46 @@ def find_runs(root: str | os.PathLike, depth: int = 3) -> list[Path]:
 # ---- training --------------------------------------------------------------------------------------------
 @dataclass
 class TrainingData:
-    """A training run's curves: logged train steps, eval rows, checkpoints {step, accuracy, path}, its summary."""
+    """A training run's curves: logged train steps, eval rows, its checkpoints, its summary."""
 
-    train: list[dict]
-    evals: list[dict]
-    checkpoints: list[dict]
-    summary: dict
+    train: list[MetricsRow]
+    evals: list[MetricsRow]
+    checkpoints: list[CheckpointRow]
+    summary: TrainSummary
     extra_terms: list[str]  # extra loss terms logged beside the loss (e.g. the waywardness distance)
 
     @property
     def final_accuracy(self) -> float | None:
-        return num(self.summary.get("final_accuracy"))
+        return num(self.summary.final_accuracy)
 
 
 def training_data(view: RunView) -> TrainingData | None:
     """metrics.jsonl + train_summary.json of the run's root; None when it is not a training run."""
     _, rows = view.jsonl("metrics.jsonl", depth=0)
     _, summ = view.json("train_summary.json", depth=0)
-    if not rows and not summ:
+    if not rows and summ is None:
         return None
-    summ = summ if isinstance(summ, dict) else {}
-    rows = [r for r in rows if isinstance(r, dict)]
-    train = [r for r in rows if r.get("event") == "train" and num(r.get("loss")) is not None]
-    evals = [r for r in rows if r.get("event") == "eval" and num(r.get("eval_accuracy")) is not None]
-    cks = summ.get("checkpoints") or [  # an unfinished run: checkpoints from metrics.jsonl
-        {"step": r["step"], "accuracy": r["eval_accuracy"], "path": f"checkpoints/step-{r['step']:05d}.safetensors"}
+    summ = summ if isinstance(summ, TrainSummary) else TrainSummary()
+    rows = [r for r in rows if isinstance(r, MetricsRow)]
+    train = [r for r in rows if r.event == "train" and num(r.loss) is not None]
+    evals = [r for r in rows if r.event == "eval" and num(r.eval_accuracy) is not None]
+    cks = summ.checkpoints or [  # an unfinished run: checkpoints from metrics.jsonl
+        CheckpointRow(step=r.step, accuracy=r.eval_accuracy, path=f"checkpoints/step-{r.step:05d}.safetensors")
         for r in evals]
-    extra = sorted({k for r in train for k in r if k not in ("step", "event", "loss", "lr")
-                    and num(r.get(k)) is not None})
-    return TrainingData(train, evals, [c for c in cks if isinstance(c, dict)], summ, extra)
+    extra = sorted({k for r in train for k, v in r.values.items() if num(v) is not None})
+    return TrainingData(train, evals, [c for c in cks if isinstance(c, CheckpointRow)], summ, extra)
 
 
 # ---- InSPEcT descriptions ----------------------------------------------------------------------------------
-def row_score(r: dict, k: str) -> Any:
-    """A describe row's score by name (top-level, or inside a "scores" object)."""
-    if k in r:
-        return r[k]
-    sc = r.get("scores")
-    return sc.get(k) if isinstance(sc, dict) else None
-
-
-def desc_text(r: dict) -> str:
-    """The text a describe row shows: its cut description (else the whole text)."""
-    return str(pick(r, "cut", "text", "description", default=""))
-
-
 @dataclass
 class DescribeData:
-    """A describe run: its summary, rows, where they live, rows per checkpoint (in step order), score keys present."""
+    """A describe run: its summary, rows, where they live, rows per checkpoint (in step order), score names present."""
 
-    summary: dict
+    summary: DescribeSummary
     summary_path: Path
-    rows: list[dict]
+    rows: list[DescriptionRow]
     rows_path: Path | None
-    by_checkpoint: dict[Any, list[dict]]
+    by_checkpoint: dict[Any, list[DescriptionRow]]
     score_keys: list[str]
 
 
@@ -225,34 +195,50 @@ def describe_data(view: RunView) -> DescribeData | None:
     """describe_summary.json (the root's or a sub-folder's) with the descriptions.jsonl beside it; None when absent
     (descriptions.jsonl alone, e.g. a bias probe's sub-run, is another method's data)."""
     spath, summ = view.json("describe_summary.json")
-    if not isinstance(summ, dict):
+    if not isinstance(summ, DescribeSummary):
         return None
     dpath = spath.parent / "descriptions.jsonl"
     try:
-        rows = [r for r in read_jsonl(dpath) if isinstance(r, dict)] if dpath.exists() else []
+        rows = [r for r in read_records(dpath, DescriptionRow) if isinstance(r, DescriptionRow)]
     except SoftscopeError:
         rows = []
-    by_ck: dict[Any, list[dict]] = {}
+    by_ck: dict[Any, list[DescriptionRow]] = {}
     for r in rows:
-        by_ck.setdefault(pick(r, "checkpoint", "step", default="prompt"), []).append(r)
-    by_ck = dict(sorted(by_ck.items(), key=lambda kv: num(kv[1][0].get("step")) or 0))
-    keys = [k for k in DESC_SCORE_KEYS if any(num(row_score(r, k)) is not None for r in rows)]
+        key = r.checkpoint if r.checkpoint is not None else (r.step if r.step is not None else "prompt")
+        by_ck.setdefault(key, []).append(r)
+    by_ck = dict(sorted(by_ck.items(), key=lambda kv: num(kv[1][0].step) or 0))
+    keys = [k for k in DescriptionRow.SCORES if any(num(r.score(k)) is not None for r in rows)]
     return DescribeData(summ, spath, rows, dpath if dpath.exists() else None, by_ck, keys)
 
 
-def layer_grid(rows: list[dict], key: str) -> dict[tuple[int, int], dict]:
-    """Per (source, target) layer pair: the mean score over target prompts, and every prompt's text.
+@dataclass
+class CellText:
+    """One description in a layer-grid cell: its target prompt's seed, its score, its text."""
 
-    → {(src, tgt): {"score": float | None, "texts": [{"seed", "score", "text"}]}}"""
-    grid: dict[tuple[int, int], dict] = {}
+    seed: int | None
+    score: float | None
+    text: str
+
+
+@dataclass
+class GridCell:
+    """One (source, target) layer pair: the mean score over target prompts and every prompt's text."""
+
+    score: float | None
+    texts: list[CellText]
+
+
+def layer_grid(rows: list[DescriptionRow], key: str) -> dict[tuple[int, int], GridCell]:
+    """Per (source, target) layer pair: the mean of score `key` over target prompts, and every prompt's text."""
+    vals: dict[tuple[int, int], list[float]] = {}
+    texts: dict[tuple[int, int], list[CellText]] = {}
     for r in rows:
-        s, t = pick(r, "source_layer", "src"), pick(r, "target_layer", "tgt")
-        if s is None or t is None:
+        if r.source_layer is None or r.target_layer is None:
             continue
-        c = grid.setdefault((int(s), int(t)), {"vals": [], "texts": []})
-        v = num(row_score(r, key))
+        k = (int(r.source_layer), int(r.target_layer))
+        v = num(r.score(key))
+        vals.setdefault(k, [])
         if v is not None:
-            c["vals"].append(v)
-        c["texts"].append({"seed": r.get("target_seed"), "score": v, "text": desc_text(r)})
-    return {k: {"score": sum(c["vals"]) / len(c["vals"]) if c["vals"] else None, "texts": c["texts"]}
-            for k, c in grid.items()}
+            vals[k].append(v)
+        texts.setdefault(k, []).append(CellText(r.target_seed, v, r.shown_text))
+    return {k: GridCell(sum(v) / len(v) if v else None, texts[k]) for k, v in vals.items()}

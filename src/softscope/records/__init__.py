@@ -11,9 +11,10 @@ from .bias import (BiasData, BiasedExample, BiasMeasures, BiasRow, BiasSummary, 
                    PositiveControl)
 from .describe import BestDescription, CheckpointScores, Correlation, DescribeSummary, DescriptionRow
 from .discrete import (CurvePoint, DiscreteRun, ExplainSummary, Faithfulness, InterpretRecord, Reading, RewardPoint,
-                       ScoresCache, Scrutability, SweepEntry, Thresholds, TradeoffRow, TradeoffSummary,
+                       ScoresCache, Scrutability, SoftPromptFacts, SweepEntry, Thresholds, TradeoffRow, TradeoffSummary,
                        WeightSweepSummary)
-from .runs import CheckpointRow, EvalRow, EvalSummary, MetricsRow, PromptMeta, RunConfig, RunRecord, TrainSummary
+from .runs import (CheckpointRow, EvalRow, EvalSummary, MetricsRow, PromptMeta, RunConfig, RunRecord, TrainSummary,
+                   Truncated)
 from .wayward import GammaStats, TargetResult, WaywardRow, WaywardSummary
 
 __all__ = [n for n in dir() if not n.startswith("_")]

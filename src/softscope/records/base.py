@@ -44,6 +44,8 @@ class Record:
     ALIASES: ClassVar[dict[str, str]] = {}
     EXTRA: ClassVar[str] = ""
     KEYS: ClassVar[tuple[str, ...]] = ()  # keys that tell this type from another written under the same name
+    ITEMS: ClassVar[str] = ""  # a summary's list field holding one entry per item (a sweep's runs)
+    PLOT: ClassVar[tuple[tuple[str, ...], ...]] = ()  # (x fields, y fields, label fields) a page may plot rows by
 
     # ---- writing ---------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -92,7 +94,36 @@ class Record:
             kw[name] = _convert(hints[name], v, strict)
         if cls.EXTRA:
             kw[cls.EXTRA] = extra
-        return cls(**kw)
+        rec = cls(**kw)
+        rec.__dict__["_read_keys"] = set(kw)  # what the file held: shown() leaves out the rest
+        return rec
+
+    def shown(self) -> dict:
+        """The record as a page shows it: to_dict() without the declared fields a (partial or older) file lacked."""
+        keys = self.__dict__.get("_read_keys")
+        d = self.to_dict()
+        return d if keys is None else {k: v for k, v in d.items() if k in keys or (self.EXTRA and k not in
+                                                                                   self.__dataclass_fields__)}
+
+    def items(self) -> list:
+        """A summary's per-item entries (ITEMS), [] where it declares none."""
+        v = getattr(self, self.ITEMS, None) if self.ITEMS else None
+        return v if isinstance(v, list) else []
+
+    def value(self, name: str) -> Any:
+        """A declared field by name (what a table or plot column names); None for a name it does not declare."""
+        return getattr(self, name, None) if name in self.__dataclass_fields__ else None
+
+    def headline(self) -> tuple[str | None, str | None, float | None]:
+        """(task, model, headline accuracy) of a summary, for a runs list: its final, test or plain accuracy, else
+        its last checkpoint's; None where it has none."""
+        d = self.__dict__
+        acc = next((d[k] for k in ("final_accuracy", "test_accuracy", "accuracy") if d.get(k) is not None), None)
+        cks = d.get("checkpoints")
+        if acc is None and isinstance(cks, list) and cks and isinstance(cks[-1], Record):
+            acc = cks[-1].__dict__.get("accuracy")
+        text = [v if isinstance(v, str) else None for v in (d.get("task"), d.get("model"))]
+        return text[0], text[1], acc
 
     @classmethod
     def field_docs(cls) -> list[tuple[str, str, str, str, bool]]:

@@ -53,6 +53,7 @@ class BiasRow(BiasMeasures, _BiasRowHead):
 
     FILES = ("bias.jsonl",)
     ROWS = True
+    PLOT = (("biased_prediction_rate",), ("mention_rate",), ("strength", "prompt"))
     seconds: float | None = doc("training and measuring time", unit="s")
 
 

@@ -20,7 +20,8 @@ class DescriptionRow(Record):
 
     FILES = ("descriptions.jsonl",)
     ROWS = True
-    ALIASES = {"src": "source_layer", "tgt": "target_layer", "description": "text"}
+    ALIASES = {"src": "source_layer", "tgt": "target_layer", "description": "text",
+               "semantic_similarity": "similarity"}  # keys an older softscope wrote
     checkpoint: str | None = doc("the described prompt: its checkpoint file, or control", optional=True)
     step: int | None = doc("the checkpoint's training step", optional=True, unit="steps")
     accuracy: float | None = doc("the checkpoint's recorded accuracy", optional=True)
@@ -42,6 +43,19 @@ class DescriptionRow(Record):
     mention_similarity: float | None = doc("bias probe: similarity of the text to the cue", optional=True)
     mention: bool | None = doc("bias probe: mentions the cue (string or embedding rule)", optional=True)
     control_mention: bool | None = doc("bias probe: mentions the control cue", optional=True)
+
+    SCORES = ("similarity", "class_rate", "rouge1", "rougeL", "rouge2")  # the per-row scores, as pages prefer them
+
+    def score(self, name: str) -> float | None:
+        """One of SCORES by name (what a page lets the reader choose)."""
+        if name not in self.SCORES:
+            raise ValueError(f"unknown score {name!r}: use {', '.join(self.SCORES)}")
+        return getattr(self, name)
+
+    @property
+    def shown_text(self) -> str:
+        """The text a page shows: the cut description, else the whole text."""
+        return self.cut if self.cut is not None else (self.text or "")
 
 
 @dataclass
@@ -87,6 +101,32 @@ class CheckpointScores(Record):
     similarity_max_mean: float | None = doc("similarity max per target prompt, averaged")
     unexpected_words: list[dict[str, Any]] | None = doc("--elaborated: words the descriptions use beyond the task's "
                                                         "classes, references and target prompts", optional=True)
+
+    # the columns a table of checkpoints shows first (then the other scalar fields)
+    COLUMNS = ("step", "accuracy", "pairs", "target_prompts", "class_rate_mean", "naming_share", "similarity_topk",
+               "similarity_max_mean", "rouge1_mean")
+
+    @classmethod
+    def table_columns(cls, cks: list["CheckpointScores"]) -> list[str]:
+        """The columns a table of these checkpoints shows: COLUMNS that are set, then other scalar fields (not the
+        file name), ten at most, and the unexpected words when an elaborated run found some."""
+        dicts = [c.shown() for c in cks]
+        cols = [k for k in cls.COLUMNS if any(k in d for d in dicts)]
+        cols += [k for k in dict.fromkeys(k for d in dicts for k in d)
+                 if k not in cols and k != "checkpoint" and all(not isinstance(d.get(k), (dict, list)) for d in dicts)]
+        cols = cols[:10]
+        if any(c.unexpected_words for c in cks):
+            cols.append("unexpected_words")
+        return cols
+
+    def score(self, key: str) -> float | None:
+        """A per-checkpoint score by name: a field, or best.<metric> (the max over the grid)."""
+        if key.startswith("best."):
+            best = self.best.get(key[5:])
+            return best.score if best is not None else None
+        if key not in {f for f, *_ in self.field_docs()}:
+            raise ValueError(f"unknown checkpoint score {key!r}")
+        return getattr(self, key)
 
 
 @dataclass

@@ -37,6 +37,7 @@ class DiscreteRun(Record):
     FILES = ("pez_summary.json", "rlprompt_summary.json", "pez.jsonl", "rlprompt.jsonl")
     ROWS = True  # as pez.jsonl / rlprompt.jsonl rows; the *_summary.json of one weight is one such object
     KEYS = ("method",)
+    PLOT = (("perplexity",), ("test_accuracy",), ("fluency_weight", "text"))
     method: str | None = doc("pez or rlprompt")
     task: str | None = doc("task name")
     model: str | None = doc("task model name")
@@ -62,6 +63,7 @@ class DiscreteRun(Record):
 class SweepEntry(Record):
     """One weight of a sweep summary."""
 
+    PLOT = (("perplexity",), ("test_accuracy",), ("fluency_weight", "text"))
     fluency_weight: float | None = doc("fluency weight")
     text: str | None = doc("selected prompt")
     test_accuracy: float | None = doc("its test accuracy")
@@ -78,6 +80,7 @@ class WeightSweepSummary(Record):
 
     FILES = ("pez_summary.json", "rlprompt_summary.json")
     KEYS = ("runs",)
+    ITEMS = "runs"
     task: str | None = doc("task name")
     model: str | None = doc("model name")
     runs: list[SweepEntry] = doc("per weight, in the order given", factory=list)
@@ -87,6 +90,7 @@ class WeightSweepSummary(Record):
 class Faithfulness(Record):
     """Does the reading make the model predict what the soft prompt does, on the same examples?"""
 
+    ALIASES = {"accuracy": "reading_accuracy"}
     agreement: float | None = doc("share of examples where both predict the same class")
     prompt_accuracy: float | None = doc("the soft prompt's accuracy")
     reading_accuracy: float | None = doc("the reading's accuracy")
@@ -124,6 +128,7 @@ class InterpretRecord(Record):
     """interpret_summary.json (and its one interpret.jsonl row): a discrete reading of a soft prompt, measured."""
 
     FILES = ("interpret_summary.json", "interpret.jsonl")
+    PLOT = (("perplexity",), ("agreement",), ("reading", "text"))
     prompt: str | None = doc("the soft prompt read")
     model: str | None = doc("model name")
     task: str | None = doc("task name")
@@ -155,15 +160,26 @@ class Reading(Record):
     text: str | None = doc("the reading")
     ids: list[int] = doc("its token ids", factory=list)
     source: str | None = doc("where a sub-run wrote it", optional=True)
+    skipped: str | None = doc("why this reading could not be made (then no measures)", optional=True)
     details: Any = doc("method details: per-position top tokens (projection), the selection curve (PEZ), the best "
-                       "description (InSPEcT)")
-    faithfulness: Faithfulness | None = doc("faithfulness measures")
-    scrutability: Scrutability | None = doc("scrutability measures")
-    faithful: bool | None = doc("faithful")
-    scrutable: bool | None = doc("scrutable")
-    interpretable: bool | None = doc("faithful and scrutable")
-    text_roundtrip: bool | None = doc("the text re-tokenises to the same ids")
-    seconds: float | None = doc("time to read and measure", unit="s")
+                       "description (InSPEcT)", optional=True)
+    faithfulness: Faithfulness | None = doc("faithfulness measures", optional=True)
+    scrutability: Scrutability | None = doc("scrutability measures", optional=True)
+    faithful: bool | None = doc("faithful", optional=True)
+    scrutable: bool | None = doc("scrutable", optional=True)
+    interpretable: bool | None = doc("faithful and scrutable", optional=True)
+    text_roundtrip: bool | None = doc("the text re-tokenises to the same ids", optional=True)
+    seconds: float | None = doc("time to read and measure", unit="s", optional=True)
+
+
+@dataclass
+class SoftPromptFacts(Record):
+    """The soft prompt an explain run read."""
+
+    n_tokens: int | None = doc("virtual tokens", unit="tokens")
+    step: int | None = doc("its training step", unit="steps")
+    accuracy: float | None = doc("its accuracy on the explain examples")
+    recorded_accuracy: float | None = doc("the accuracy recorded in the prompt file")
 
 
 @declare
@@ -179,7 +195,7 @@ class ExplainSummary(Record):
     truncated: int | None = doc("inputs cut to max_length", unit="examples")
     max_length: int | None = doc("max input length", unit="tokens")
     overrides: list[str] = doc("reading settings that differ from the prompt's own", factory=list)
-    soft_prompt: dict[str, Any] | None = doc("n_tokens, step, accuracy (on these examples), recorded_accuracy")
+    soft_prompt: SoftPromptFacts | None = doc("the soft prompt read")
     readings: list[Reading] = doc("every reading", factory=list)
     measures: str | None = doc("what the measures mean, in a line")
     seconds: float | None = doc("wall time", unit="s")
@@ -192,6 +208,7 @@ class TradeoffRow(Record):
 
     FILES = ("tradeoff.jsonl",)
     ROWS = True
+    PLOT = (("perplexity",), ("accuracy",), ("method", "weight"))
     method: str | None = doc("soft prompt, projection (cos|l2), PEZ or RLPrompt")
     weight: float | None = doc("fluency weight (null for the others)")
     text: str | None = doc("the discrete prompt (null for the soft prompt)")
@@ -216,6 +233,7 @@ class TradeoffSummary(Record):
     """tradeoff_summary.json: accuracy against readability for every prompt, and the odd low-perplexity ones."""
 
     FILES = ("tradeoff_summary.json",)
+    ITEMS = "rows"
     task: str | None = doc("task name")
     model: str | None = doc("model name")
     examples: int | None = doc("shared examples", unit="examples")

@@ -37,6 +37,30 @@ class RunConfig(Record):
     context: dict[str, Any] = doc("what the method recorded beside its config (task, model_info, compute, pairs, "
                                   "references, target prompts, ...), written flat", factory=dict)
 
+    def _part(self, key: str) -> dict:
+        v = self.context.get(key)
+        return v if isinstance(v, dict) else {}
+
+    def names(self, summary_task: str | None = None, summary_model: str | None = None) -> tuple[str | None, str | None]:
+        """(task, model) of the run: what the method recorded, else the summary's, else the config's."""
+        c = self.config or {}
+        task = self._part("task").get("name") or summary_task or c.get("task")
+        model = self._part("model_info").get("name") or self.context.get("model") or summary_model or c.get("model")
+        return (task if isinstance(task, str) else None), (model if isinstance(model, str) else None)
+
+    def facts(self) -> dict[str, Any]:
+        """What a page shows of the run: command, model, task, classes, template, layers, width, seed (None: unknown)."""
+        task, info = self._part("task"), self._part("model_info")
+        return {"command": self.command, "model": info.get("name") or (self.config or {}).get("model"),
+                "task": task.get("name") or (self.config or {}).get("task"),
+                "classes": ", ".join(task.get("classes", [])) or None, "template": task.get("template"),
+                "layers": info.get("layers"), "width": info.get("width"), "seed": (self.config or {}).get("seed")}
+
+    @property
+    def prompt_settings(self) -> dict[str, Any]:
+        """What the run's prompt remembers for scoring it again (engine.carry), when it recorded it."""
+        return self._part("settings")
+
 
 @declare
 @dataclass
@@ -90,6 +114,15 @@ class CheckpointRow(Record):
     path: str | None = doc("the prompt file, relative to the run folder")
 
 
+@dataclass
+class Truncated(Record):
+    """Inputs cut to fit the max length."""
+
+    train: int | None = doc("training inputs cut", unit="examples")
+    test: int | None = doc("test inputs cut", unit="examples")
+    max_length: int | None = doc("the max length", unit="tokens")
+
+
 @declare
 @dataclass
 class TrainSummary(Record):
@@ -105,7 +138,7 @@ class TrainSummary(Record):
     final_eval_examples: int | None = doc("examples in the final eval", unit="examples")
     test_examples_total: int | None = doc("the test split's size", unit="examples")
     final_ci95: list[float] | None = doc(f"Wilson {CI} of final_accuracy")
-    truncated: dict[str, int] | None = doc("inputs cut to max_length: train and test counts, and max_length")
+    truncated: Truncated | None = doc("inputs cut to max_length")
     checkpoints: list[CheckpointRow] = doc("every checkpoint in step order", factory=list)
     seconds: float | None = doc("wall time of the training call", unit="s")
 

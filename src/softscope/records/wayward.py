@@ -15,6 +15,7 @@ class WaywardRow(Record):
 
     FILES = ("wayward.jsonl",)
     ROWS = True
+    PLOT = (("f1",), ("accuracy",), ("gamma", "target"))
     target: str | None = doc("the target's name (file/index)")
     target_text: str | None = doc("the target text t")
     n_tokens: int | None = doc("prompt length = the target's length in tokens", unit="tokens")

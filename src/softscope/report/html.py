@@ -34,9 +34,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..engine.errors import SoftscopeError
-from ..engine.readers import (RunView, desc_text, describe_data, layer_grid, num, pick, row_score, run_facts,
-                              training_data)
+from ..engine.readers import GridCell, RunView, describe_data, layer_grid, num, record_at, run_facts, training_data
 from ..engine.runs import atomic_write_text, dumps, read_json
+from ..records import (CheckpointScores, EvalSummary, ExplainSummary, Faithfulness, InterpretRecord, Reading, Record,
+                       RunConfig, Scrutability, SoftPromptFacts)
 
 
 # ---- HTML helpers ---------------------------------------------------------------------------------------
@@ -120,16 +121,16 @@ def color(v: float | None, lo: float, hi: float) -> str:
     return "#{:02x}{:02x}{:02x}".format(int(r * 255), int(g * 255), int(b * 255))
 
 
-def heatmap_table(cells: dict[tuple[int, int], dict], score_name: str, caption: str) -> str:
+def heatmap_table(cells: dict[tuple[int, int], tuple[float | None, str]], score_name: str, caption: str) -> str:
     """Source layer (rows) × target layer (columns); each cell coloured by its score, its text on hover.
 
-    cells[(src, tgt)] = {"score": float|None, "text": str}.
+    cells[(src, tgt)] = (score or None, hover text).
     """
     if not cells:
         return ""
     srcs = sorted({s for s, _ in cells})
     tgts = sorted({t for _, t in cells})
-    vals = [c["score"] for c in cells.values() if c.get("score") is not None]
+    vals = [v for v, _ in cells.values() if v is not None]
     lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
     head = "".join(f"<th>{t}</th>" for t in tgts)
     rows = []
@@ -140,8 +141,8 @@ def heatmap_table(cells: dict[tuple[int, int], dict], score_name: str, caption: 
             if c is None:
                 tds.append('<td class="empty"></td>')
                 continue
-            v = c.get("score")
-            tip = f"source layer {s} → target layer {t} · {score_name} {fmt(v)}\n{c.get('text', '')}"
+            v, text = c
+            tip = f"source layer {s} → target layer {t} · {score_name} {fmt(v)}\n{text}"
             fg = "#fff" if v is not None and hi > lo and (v - lo) / (hi - lo) < 0.55 else "#000"
             tds.append(f'<td class="cell" style="background:{color(v, lo, hi)};color:{fg}" title="{esc(tip)}" '
                        f'data-src="{s}" data-tgt="{t}">{esc(fmt(v, 2))}</td>')
@@ -162,22 +163,15 @@ class Section:
 # ---- sections -------------------------------------------------------------------------------------------
 def section_run(view: RunView) -> Section | None:
     p, cfg = view.json("config.json", depth=0)
-    if cfg is None:
+    if not isinstance(cfg, RunConfig):
         return None
-    c = cfg.get("config") if isinstance(cfg.get("config"), dict) else {}
-    task = cfg.get("task") if isinstance(cfg.get("task"), dict) else {}
-    info = cfg.get("model_info") if isinstance(cfg.get("model_info"), dict) else {}
-    facts = {"command": cfg.get("command"), "model": info.get("name") or c.get("model"),
-             "task": task.get("name") or c.get("task"), "classes": ", ".join(task.get("classes", [])) or None,
-             "template": task.get("template"), "layers": info.get("layers"), "width": info.get("width"),
-             "seed": c.get("seed")}
-    body = kv_table({k: v for k, v in facts.items() if v is not None})
-    if cfg.get("settings"):  # engine.carry: what every reading command scores the prompt with by default
-        body += "<h3>What the prompt remembers</h3>" + kv_table({k: v for k, v in cfg["settings"].items()
+    body = kv_table({k: v for k, v in cfg.facts().items() if v is not None})
+    if cfg.prompt_settings:  # engine.carry: what every reading command scores the prompt with by default
+        body += "<h3>What the prompt remembers</h3>" + kv_table({k: v for k, v in cfg.prompt_settings.items()
                                                                   if v is not None})
-    body += f"<details><summary>full config.json</summary>{kv_table(c)}"
-    if cfg.get("versions"):
-        body += kv_table(cfg["versions"])
+    body += f"<details><summary>full config.json</summary>{kv_table(cfg.config if isinstance(cfg.config, dict) else {})}"
+    if cfg.versions:
+        body += kv_table(cfg.versions)
     body += "</details>"
     return Section("run", "Run", body, f"{esc(view.root.resolve())}")
 
@@ -188,15 +182,15 @@ def section_training(view: RunView) -> Section | None:
         return None
     summ, train, cks, extra_terms = data.summary, data.train, data.checkpoints, data.extra_terms
     final = data.final_accuracy
-    best = max(cks, key=lambda c: num(c.get("accuracy")) or -1) if cks else None
-    facts = {"task": summ.get("task"), "model": summ.get("model"), "virtual tokens": summ.get("tokens"),
-             "steps": summ.get("steps"), "final accuracy": final,
-             "final eval examples": (f"{summ['final_eval_examples']} of {summ['test_examples_total']}"
-                                     if summ.get("test_examples_total") else summ.get("final_eval_examples")),
-             "truncated inputs": (f"{summ['truncated'].get('test')} test, {summ['truncated'].get('train')} train"
-                                  if isinstance(summ.get("truncated"), dict) else None),
-             "best checkpoint": f"step {best['step']}: {fmt(num(best.get('accuracy')))}" if best else None,
-             "seconds": num(summ.get("seconds"))}
+    best = max(cks, key=lambda c: num(c.accuracy) or -1) if cks else None
+    cut = summ.truncated
+    facts = {"task": summ.task, "model": summ.model, "virtual tokens": summ.tokens,
+             "steps": summ.steps, "final accuracy": final,
+             "final eval examples": (f"{summ.final_eval_examples} of {summ.test_examples_total}"
+                                     if summ.test_examples_total else summ.final_eval_examples),
+             "truncated inputs": f"{cut.test} test, {cut.train} train" if cut is not None else None,
+             "best checkpoint": f"step {best.step}: {fmt(num(best.accuracy))}" if best else None,
+             "seconds": num(summ.seconds)}
     body = '<div class="cards">' + "".join(
         f'<div class="card"><div class="k">{esc(k)}</div><div class="v" data-key="{esc(k)}">{esc(fmt(v))}</div></div>'
         for k, v in facts.items() if v is not None) + "</div>"
@@ -204,19 +198,19 @@ def section_training(view: RunView) -> Section | None:
     def draw(fig):
         ax1 = fig.add_subplot(1, 2, 1)
         if train:
-            xs, ys = [r["step"] for r in train], [float(r["loss"]) for r in train]
+            xs, ys = [r.step for r in train], [float(r.loss) for r in train]
             ax1.plot(xs, ys, color="#9ab", lw=0.8, label="loss")
             k = max(1, len(ys) // 20)
             sm = [sum(ys[max(0, i - k + 1):i + 1]) / len(ys[max(0, i - k + 1):i + 1]) for i in range(len(ys))]
             ax1.plot(xs, sm, color="#1f5f8b", lw=1.6, label=f"mean of {k}")
             for term in extra_terms:
-                ax1.plot(xs, [float(r.get(term, float("nan"))) for r in train], lw=1, label=term)
+                ax1.plot(xs, [float(r.values.get(term, float("nan"))) for r in train], lw=1, label=term)
             ax1.legend(fontsize=7)
         ax1.set_xlabel("step")
         ax1.set_title("training loss", fontsize=9)
         ax2 = fig.add_subplot(1, 2, 2)
         if cks:
-            ax2.plot([c["step"] for c in cks], [num(c.get("accuracy")) for c in cks], marker="o", color="#c05020")
+            ax2.plot([c.step for c in cks], [num(c.accuracy) for c in cks], marker="o", color="#c05020")
         if final is not None:
             ax2.axhline(final, ls="--", color="#555", lw=1, label=f"final {fmt(final)}")
             ax2.legend(fontsize=7)
@@ -227,72 +221,70 @@ def section_training(view: RunView) -> Section | None:
     body += figure(draw, (8.0, 3.0), "training loss per step; accuracy of each checkpoint on the seeded eval subset")
     if cks:
         body += "<h3>Checkpoints</h3>" + table(["step", "accuracy", "file"],
-                                               [[c.get("step"), num(c.get("accuracy")), c.get("path", "")] for c in cks],
+                                               [[c.step, num(c.accuracy), c.path or ""] for c in cks],
                                                "checkpoints")
     line = f"final accuracy {fmt(final)}" if final is not None else f"{len(train)} steps logged"
     return Section("training", "Training", body, line)
 
 
 def section_explain(view: RunView) -> Section | None:
-    found = []
-    for p in view.files("explain_summary.json"):
-        try:
-            found.append((p, read_json(p)))
-        except SoftscopeError:
-            continue
+    found = [(p, s) for p in view.files("explain_summary.json")
+             if isinstance(s := record_at(p, ExplainSummary), ExplainSummary)]
     if not found:
         return None
     body = ""
     for p, s in found:
-        sp = s.get("soft_prompt", {}) or {}
+        sp = s.soft_prompt or SoftPromptFacts()
         if len(found) > 1:
             body += f"<h3>{esc(view.rel(p.parent))}</h3>"
-        body += (f"<p>Prompt <code>{esc(s.get('prompt', ''))}</code> ({esc(sp.get('n_tokens', '?'))} virtual tokens, "
-                 f"step {esc(sp.get('step', '?'))}) on {esc(s.get('task', '?'))}, {esc(s.get('model', '?'))}.</p>")
+        body += (f"<p>Prompt <code>{esc(_or(s.prompt, ''))}</code> ({esc(_or(sp.n_tokens, '?'))} virtual tokens, "
+                 f"step {esc(_or(sp.step, '?'))}) on {esc(_or(s.task, '?'))}, {esc(_or(s.model, '?'))}.</p>")
         body += explain_html(s)
     return Section("explain", "Explain: one soft prompt, read three ways", body,
                    "nearest-token projection, best InSPEcT description and a PEZ hard prompt, each used as a prompt")
 
 
-def explain_html(s: dict) -> str:
+def _or(v: Any, default: Any) -> Any:
+    return default if v is None else v
+
+
+def explain_html(s: ExplainSummary) -> str:
     """The side-by-side table of readings with their faithfulness and scrutability."""
-    readings = s.get("readings", [])
+    readings = s.readings
     if not readings:
         return "<p>no readings</p>"
-    base = s.get("soft_prompt", {}) or {}
+    base = s.soft_prompt or SoftPromptFacts()
     cols = ["reading", "text", "agreement", "accuracy", "acc. gap", "KL(soft‖reading)", "perplexity",
             "dictionary words", "interpretable"]
-    rows = [["soft prompt itself", Raw(f"<i>{esc(base.get('n_tokens', '?'))} virtual tokens</i>"), 1.0,
-             num(base.get("accuracy")), 0.0, 0.0, None, None, None]]
+    rows = [["soft prompt itself", Raw(f"<i>{esc(_or(base.n_tokens, '?'))} virtual tokens</i>"), 1.0,
+             num(base.accuracy), 0.0, 0.0, None, None, None]]
     for r in readings:
-        if r.get("skipped"):
-            rows.append([r.get("name", "?"), Raw(f'<i>skipped: {esc(r["skipped"])}</i>'), None, None, None, None,
+        if r.skipped:
+            rows.append([_or(r.name, "?"), Raw(f'<i>skipped: {esc(r.skipped)}</i>'), None, None, None, None,
                          None, None, None])
             continue
-        f, sc = r.get("faithfulness", {}) or {}, r.get("scrutability", {}) or {}
-        rows.append([r.get("name", r.get("method", "?")), Raw(f'<code class="reading">{esc(r.get("text", ""))}</code>'),
-                     num(f.get("agreement")), num(pick(f, "reading_accuracy", "accuracy")),
-                     num(f.get("accuracy_gap")), num(f.get("kl")), num(sc.get("perplexity")),
-                     num(sc.get("dictionary_share")), _verdict(r)])
+        f, sc = r.faithfulness or Faithfulness(), r.scrutability or Scrutability()
+        rows.append([_or(r.name, _or(r.method, "?")), Raw(f'<code class="reading">{esc(_or(r.text, ""))}</code>'),
+                     num(f.agreement), num(f.reading_accuracy), num(f.accuracy_gap), num(f.kl), num(sc.perplexity),
+                     num(sc.dictionary_share), _verdict(r)])
     out = table(cols, rows, "explain")
     out += (f"<p class='note'>Each reading's tokens take the soft prompt's place before the input. Faithfulness: "
             f"agreement of its predictions with the soft prompt's, its accuracy, the accuracy gap (soft − reading) "
-            f"and KL between the label distributions, on {esc(s.get('examples', '?'))} seeded test examples. "
+            f"and KL between the label distributions, on {esc(_or(s.examples, '?'))} seeded test examples. "
             f"Scrutability: perplexity of the text under the LM and the share of its words that are dictionary "
-            f"words. Measures from {esc(s.get('measures', '?'))}.</p>")
+            f"words. Measures from {esc(_or(s.measures, '?'))}.</p>")
     for r in readings:
-        det = r.get("details")
-        if det:
-            out += f"<details><summary>{esc(r.get('name', ''))}: details</summary>{_details_html(det)}</details>"
+        if r.details:
+            out += f"<details><summary>{esc(_or(r.name, ''))}: details</summary>{_details_html(r.details)}</details>"
     return out
 
 
-def _verdict(r: dict) -> str | None:
-    if r.get("interpretable") is None:
+def _verdict(r: Reading) -> str | None:
+    if r.interpretable is None:
         return None
-    if r["interpretable"]:
+    if r.interpretable:
         return "yes"
-    why = [w for w, ok in (("not faithful", r.get("faithful")), ("not scrutable", r.get("scrutable"))) if ok is False]
+    why = [w for w, ok in (("not faithful", r.faithful), ("not scrutable", r.scrutable)) if ok is False]
     return "no (" + ", ".join(why) + ")" if why else "no"
 
 
@@ -306,13 +298,8 @@ def _details_html(det: Any) -> str:
     return f"<pre>{esc(_short(det, 2000))}</pre>"
 
 
-# InSPEcT (issue 3, `describe.py`): descriptions.jsonl rows are one (checkpoint, target prompt, layer pair) each
-# with class_rate / rouge1/2/L / similarity of the cut text; describe_summary.json holds per-checkpoint aggregates
-# ("best" per metric over the grid) and Spearman correlations with accuracy.
-CK_COLUMNS = ("step", "accuracy", "pairs", "target_prompts", "class_rate_mean", "naming_share", "similarity_topk",
-              "similarity_max_mean", "rouge1_mean")
-
-
+# InSPEcT (`methods/describe`): descriptions.jsonl rows are one (checkpoint, target prompt, layer pair) each with
+# their scores; describe_summary.json holds per-checkpoint aggregates and their correlations with accuracy.
 def _cell(v: Any) -> Any:
     """A table cell from any JSON value (lists of words joined, other structures shortened)."""
     if isinstance(v, list):
@@ -320,11 +307,11 @@ def _cell(v: Any) -> Any:
     return _short(v) if isinstance(v, dict) else v
 
 
-def _layer_grid(rows: list[dict], key: str) -> dict[tuple[int, int], dict]:
+def _layer_grid(rows: list, key: str) -> dict[tuple[int, int], tuple[float | None, str]]:
     """The shared layer grid with every target prompt's text joined into one hover text per cell."""
-    return {k: {"score": c["score"], "text": "\n".join(
-        (f"[target prompt {t['seed']}] " if t["seed"] is not None else "") + f"{fmt(t['score'], 2)}: {t['text']}"
-        for t in c["texts"])} for k, c in layer_grid(rows, key).items()}
+    return {k: (c.score, "\n".join((f"[target prompt {t.seed}] " if t.seed is not None else "")
+                                   + f"{fmt(t.score, 2)}: {t.text}" for t in c.texts))
+            for k, c in layer_grid(rows, key).items()}
 
 
 def section_describe(view: RunView) -> Section | None:
@@ -334,39 +321,32 @@ def section_describe(view: RunView) -> Section | None:
     summ, spath, rows, dpath, by_ck = data.summary, data.summary_path, data.rows, data.rows_path, data.by_checkpoint
     key = data.score_keys[0] if data.score_keys else None
     body = ""
-    if summ.get("task") or summ.get("pairs"):
+    if summ.task or summ.pairs:
         body += ('<div class="cards">' + "".join(
             f'<div class="card"><div class="k">{esc(k)}</div><div class="v">{esc(fmt(v))}</div></div>'
-            for k, v in (("task", summ.get("task")), ("layer grid", summ.get("layers")), ("layer pairs", summ.get("pairs")),
-                         ("target prompts", summ.get("target_prompts")), ("new tokens", summ.get("max_new_tokens")))
+            for k, v in (("task", summ.task), ("layer grid", summ.layers), ("layer pairs", summ.pairs),
+                         ("target prompts", summ.target_prompts), ("new tokens", summ.max_new_tokens))
             if v is not None) + "</div>")
     # the best description of every checkpoint, with its scores (from the rows: the max over the whole grid)
     score_cols = data.score_keys[:5]
     best_rows = []
     for ck, rs in by_ck.items():
-        top = max(rs, key=lambda r: num(row_score(r, key)) if num(row_score(r, key)) is not None else -1e9) if key else rs[0]
-        best_rows.append([top.get("step", ck), num(top.get("accuracy")),
-                          f"{pick(top, 'source_layer', 'src', default='?')}→{pick(top, 'target_layer', 'tgt', default='?')}",
-                          Raw(f'<span class="desc">{esc(desc_text(top))}</span>'),
-                          *[num(row_score(top, k)) for k in score_cols]])
+        top = max(rs, key=lambda r: num(r.score(key)) if num(r.score(key)) is not None else -1e9) if key else rs[0]
+        best_rows.append([_or(top.step, ck), num(top.accuracy),
+                          f"{_or(top.source_layer, '?')}→{_or(top.target_layer, '?')}",
+                          Raw(f'<span class="desc">{esc(top.shown_text)}</span>'),
+                          *[num(top.score(k)) for k in score_cols]])
     if best_rows:
         body += (f"<h3>Best description per checkpoint (by {esc(key or 'order')})</h3>"
                  + table(["step", "accuracy", "layers ℓ→ℓ*", "description", *score_cols], best_rows, "describe"))
     # per-checkpoint aggregates and the correlation with accuracy (describe_summary.json)
-    per_ck = [c for c in (summ.get("checkpoints") or []) if isinstance(c, dict)]
+    per_ck = summ.checkpoints
     if per_ck:
-        cols = [k for k in CK_COLUMNS if any(k in c for c in per_ck)]
-        cols += [k for k in dict.fromkeys(k for c in per_ck for k in c)
-                 if k not in cols and k != "checkpoint" and all(not isinstance(c.get(k), (dict, list)) for c in per_ck)]
-        cols = cols[:10]
-        if any(c.get("unexpected_words") for c in per_ck):  # elaborated describe: words beyond classes/references
-            cols.append("unexpected_words")
+        cols = CheckpointScores.table_columns(per_ck)
         body += "<h3>Per checkpoint (aggregates over the grid and target prompts)</h3>" + table(
-            cols, [[_cell(c.get(k)) for k in cols] for c in per_ck], "describe-ck")
-    corr = summ.get("correlation")
-    if isinstance(corr, dict) and corr:
-        crow = [[k, num(v.get("spearman")), num(v.get("spearman_p")), num(v.get("pearson")), v.get("n")]
-                for k, v in corr.items() if isinstance(v, dict)]
+            cols, [[_cell(c.value(k)) for k in cols] for c in per_ck], "describe-ck")
+    if summ.correlation:
+        crow = [[k, num(v.spearman), num(v.spearman_p), num(v.pearson), v.n] for k, v in summ.correlation.items()]
         body += ("<h3>Description quality vs accuracy (Spearman ρ over checkpoints)</h3>"
                  + table(["score", "spearman ρ", "p", "pearson r", "n"], crow, "correlation"))
     # describe's own plots (heatmap, accuracy vs score); else accuracy vs best score drawn here
@@ -384,14 +364,14 @@ def section_describe(view: RunView) -> Section | None:
         body += figure(draw, (4.6, 3.2), f"accuracy vs best {key} per checkpoint")
     # the layer-grid heatmap of the last checkpoint, every text on hover
     if by_ck and key:
-        last = max(by_ck, key=lambda ck: num(by_ck[ck][0].get("step")) or 0)
+        last = max(by_ck, key=lambda ck: num(by_ck[ck][0].step) or 0)
         grid = _layer_grid(by_ck[last], key)
         if grid:
-            body += (f"<h3>Layer grid, step {esc(by_ck[last][0].get('step', last))}: hover a cell to read its "
+            body += (f"<h3>Layer grid, step {esc(_or(by_ck[last][0].step, last))}: hover a cell to read its "
                      f"descriptions</h3>" + heatmap_table(grid, key, f"mean {key} over target prompts per "
                                                             f"(source ℓ, target ℓ*) layer pair"))
     if not body:
-        body = kv_table(summ)
+        body = kv_table(summ.shown())
     where = view.rel(dpath or spath)
     return Section("describe", "InSPEcT descriptions", body,
                    f"{len(rows)} descriptions over {len(by_ck)} checkpoint(s), from {esc(where)}")
@@ -416,26 +396,27 @@ def summary_html(summ: dict, sid: str) -> str:
     return out
 
 
-def _method_section(view: RunView, sid: str, title: str, stem: str, x_keys: tuple[str, ...], y_keys: tuple[str, ...],
-                    label_keys: tuple[str, ...], plot_title: str, always_plot: bool = False,
+def _method_section(view: RunView, sid: str, title: str, stem: str, plot_title: str, always_plot: bool = False,
                     log_x: bool = False) -> Section | None:
-    """A method's section from <stem>_summary.json / <stem>.jsonl: its summary tables, a trade-off scatter (drawn
-    here unless the method wrote its own plots, or always), the per-item rows and the method's own PNGs."""
+    """A method's section from <stem>_summary.json / <stem>.jsonl: its summary tables, a trade-off scatter over the
+    fields its row record names in PLOT (drawn here unless the method wrote its own plots, or always), the per-item
+    rows and the method's own PNGs."""
     own = RunView(view.root, view.used_pngs, skip_prefix="explain")  # explain's PEZ reading is not a PEZ run
     p, summ = own.json(f"{stem}_summary.json")
     q, rows = own.jsonl(f"{stem}.jsonl")
     if summ is None and not rows:
         return None
-    summ, where = summ or {}, (p or q)
-    if not rows:  # a summary holding the per-run list
-        rows = next((summ[k] for k in ("runs", "rows", "results") if isinstance(summ.get(k), list)
-                     and summ[k] and isinstance(summ[k][0], dict)), [])
+    where = p or q
+    from_summary = not rows
+    if from_summary:  # a summary holding the per-run list
+        rows = [r for r in summ.items() if isinstance(r, Record)]
     pngs = [f for f in own.files("*.png") if f.parent == where.parent and f.resolve() not in view.used_pngs]
-    body = summary_html(summ, sid)
-    xk = next((k for k in x_keys if any(num(r.get(k)) is not None for r in rows)), None)
-    yk = next((k for k in y_keys if any(num(r.get(k)) is not None for r in rows)), None)
-    pts = [(num(r.get(xk)), num(r.get(yk)), pick(r, *label_keys)) for r in rows
-           if num(r.get(xk)) is not None and num(r.get(yk)) is not None] if xk and yk else []
+    body = summary_html(summ.shown() if summ is not None else {}, sid)
+    x_keys, y_keys, label_keys = type(rows[0]).PLOT if rows and type(rows[0]).PLOT else ((), (), ("",))
+    xk = next((k for k in x_keys if any(num(r.value(k)) is not None for r in rows)), None)
+    yk = next((k for k in y_keys if any(num(r.value(k)) is not None for r in rows)), None)
+    pts = [(num(r.value(xk)), num(r.value(yk)), next((r.value(k) for k in label_keys if r.value(k) is not None), None))
+           for r in rows if num(r.value(xk)) is not None and num(r.value(yk)) is not None] if xk and yk else []
     if pts and (always_plot or not pngs):
         def draw(fig):
             ax = fig.add_subplot(1, 1, 1)
@@ -453,32 +434,30 @@ def _method_section(view: RunView, sid: str, title: str, stem: str, x_keys: tupl
         body += figure(draw, (5.0, 3.4), f"{plot_title}: {yk} vs {xk} (one point per {label_keys[0]})")
     for f in pngs:
         body += embed_png(view, f)
-    if rows and rows is not summ.get("runs"):
-        keys = [k for k in dict.fromkeys(k for d in rows for k in d)
-                if all(not isinstance(d.get(k), (dict, list)) for d in rows)][:12]
+    if rows and not from_summary:
+        dicts = [r.shown() for r in rows]
+        keys = [k for k in dict.fromkeys(k for d in dicts for k in d)
+                if all(not isinstance(d.get(k), (dict, list)) for d in dicts)][:12]
         body += (f"<details><summary>{len(rows)} rows of {esc(view.rel(q) if q else stem)}</summary>"
-                 + table(keys, [[d.get(k) for k in keys] for d in rows[:200]], sid) + "</details>")
+                 + table(keys, [[d.get(k) for k in keys] for d in dicts[:200]], sid) + "</details>")
     return Section(sid, title, body, f"from {esc(view.rel(where))}")
 
 
 def section_wayward(view: RunView) -> Section | None:
-    return _method_section(view, "wayward", "Prompt waywardness", "wayward", ("f1", "prompt_f1"),
-                           ("accuracy", "test_accuracy"), ("gamma", "target"), "waywardness trade-off")
+    return _method_section(view, "wayward", "Prompt waywardness", "wayward", "waywardness trade-off")
 
 
 def section_tradeoff(view: RunView) -> Section | None:
-    return _method_section(view, "tradeoff", "PEZ / RLPrompt trade-off", "tradeoff", ("perplexity",), ("accuracy",),
-                           ("method", "weight"), "accuracy vs perplexity", log_x=True)
+    return _method_section(view, "tradeoff", "PEZ / RLPrompt trade-off", "tradeoff", "accuracy vs perplexity",
+                           log_x=True)
 
 
 def section_pez(view: RunView) -> Section | None:
-    return _method_section(view, "pez", "PEZ hard prompts", "pez", ("perplexity",), ("test_accuracy", "accuracy"),
-                           ("fluency_weight", "text"), "PEZ trade-off", always_plot=True, log_x=True)
+    return _method_section(view, "pez", "PEZ hard prompts", "pez", "PEZ trade-off", always_plot=True, log_x=True)
 
 
 def section_rlprompt(view: RunView) -> Section | None:
-    return _method_section(view, "rlprompt", "RLPrompt discrete prompts", "rlprompt", ("perplexity",),
-                           ("test_accuracy", "accuracy"), ("fluency_weight", "text"), "RLPrompt trade-off",
+    return _method_section(view, "rlprompt", "RLPrompt discrete prompts", "rlprompt", "RLPrompt trade-off",
                            always_plot=True, log_x=True)
 
 
@@ -486,26 +465,26 @@ def section_interpret(view: RunView) -> Section | None:
     """`softscope interpret` output: one reading with its faithfulness and scrutability (the explain table)."""
     own = RunView(view.root, view.used_pngs, skip_prefix="explain")
     p, s = own.json("interpret_summary.json")
-    if not isinstance(s, dict) or "faithfulness" not in s:
-        return _method_section(view, "interpret", "Interpretability", "interpret", ("perplexity",),
-                               ("agreement",), ("reading", "text"), "faithfulness vs scrutability")
-    f = s.get("faithfulness") or {}
-    fake = {"readings": [{**s, "name": s.get("reading", "reading")}], "examples": f.get("examples"),
-            "soft_prompt": {"n_tokens": "?", "accuracy": f.get("prompt_accuracy")}, "measures": "softscope.interpret"}
+    if not isinstance(s, InterpretRecord) or s.faithfulness is None:
+        return _method_section(view, "interpret", "Interpretability", "interpret", "faithfulness vs scrutability")
+    f = s.faithfulness
+    reading = Reading(name=_or(s.reading, "reading"), method=s.reading, text=s.text, ids=s.ids, faithfulness=f,
+                      scrutability=s.scrutability, faithful=s.faithful, scrutable=s.scrutable,
+                      interpretable=s.interpretable, text_roundtrip=s.text_roundtrip)
+    fake = ExplainSummary(readings=[reading], examples=f.examples,
+                          soft_prompt=SoftPromptFacts(accuracy=f.prompt_accuracy), measures="softscope.interpret")
     return Section("interpret", "Interpretability of a reading", explain_html(fake), f"from {esc(view.rel(p))}")
 
 
 def section_bias(view: RunView) -> Section | None:
-    return _method_section(view, "bias", "Bias probe", "bias", ("biased_prediction_rate",),
-                           ("mention_rate", "bias_mention_rate"), ("strength", "prompt"),
-                           "bias mentions vs biased predictions")
+    return _method_section(view, "bias", "Bias probe", "bias", "bias mentions vs biased predictions")
 
 
 def section_eval(view: RunView) -> Section | None:
     p, s = view.json("eval_summary.json")
-    if not s:
+    if not isinstance(s, EvalSummary):
         return None
-    return Section("eval", "Evaluation", kv_table(s), f"accuracy {fmt(num(s.get('accuracy')))}")
+    return Section("eval", "Evaluation", kv_table(s.shown()), f"accuracy {fmt(num(s.accuracy))}")
 
 
 def section_subruns(view: RunView) -> Section | None:

@@ -7,6 +7,7 @@ sections, so a page and `softscope report` can never disagree about what a folde
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 from ..engine.readers import RunFacts, RunView, describe_data, find_runs, layer_grid, num, run_facts, training_data
 from ..engine.target_prompts import MARKER, POOLS
 from ..engine.training import list_checkpoints
-from ..methods.describe import PRIMARY_SCORE, SCORES, score_of
+from ..methods.describe import PRIMARY_SCORE, SCORES
 from ..report import html as report
 from .paths import Roots
 
@@ -134,22 +135,22 @@ def training_section(roots: Roots, view: RunView, ref: str, projection: dict | N
     t = training_data(view)
     if t is None:
         return ""
-    data["training"] = {"loss": [[r["step"], num(r["loss"])] for r in t.train],
-                        "accuracy": [[c.get("step"), num(c.get("accuracy"))] for c in t.checkpoints],
+    data["training"] = {"loss": [[r.step, num(r.loss)] for r in t.train],
+                        "accuracy": [[c.step, num(c.accuracy)] for c in t.checkpoints],
                         "final": t.final_accuracy}
-    facts = {"task": t.summary.get("task"), "virtual tokens": t.summary.get("tokens"), "steps": t.summary.get("steps"),
-             "final accuracy": t.final_accuracy, "seconds": num(t.summary.get("seconds"))}
+    facts = {"task": t.summary.task, "virtual tokens": t.summary.tokens, "steps": t.summary.steps,
+             "final accuracy": t.final_accuracy, "seconds": num(t.summary.seconds)}
     body = cards(facts)
     body += ('<div class="charts"><figure><div class="chart" id="loss-chart"></div><figcaption>training loss per '
              'step</figcaption></figure><figure><div class="chart" id="acc-chart"></div><figcaption>checkpoint '
              'accuracy on the seeded eval subset</figcaption></figure></div>')
     rows = []
     for c in t.checkpoints:
-        p = view.root / str(c.get("path", ""))
+        p = view.root / str(c.path or "")
         live = f'<a href="/live?prompt={esc(roots.ref(p))}">describe live</a>' if p.is_file() else ""
-        show = f'<a href="/run/{esc(ref)}?checkpoint={esc(c.get("step"))}#tokens">nearest tokens</a>'
-        rows.append(f'<tr><td>{esc(c.get("step"))}</td><td>{esc(fmt(num(c.get("accuracy"))))}</td>'
-                    f'<td>{esc(c.get("path", ""))}</td><td>{show} · {live}</td></tr>')
+        show = f'<a href="/run/{esc(ref)}?checkpoint={esc(c.step)}#tokens">nearest tokens</a>'
+        rows.append(f'<tr><td>{esc(c.step)}</td><td>{esc(fmt(num(c.accuracy)))}</td>'
+                    f'<td>{esc(c.path or "")}</td><td>{show} · {live}</td></tr>')
     body += ('<h3>Checkpoints</h3><table class="sortable checkpoints"><thead><tr><th>step</th><th>accuracy</th>'
              f'<th>file</th><th></th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
     body += '<h3 id="tokens">Nearest vocabulary tokens per virtual token</h3>'
@@ -178,6 +179,10 @@ def tokens_table(p: dict) -> str:
             f'<th>distance from init</th><th>relative to init norm</th></tr></thead><tbody>{rows}</tbody></table>')
 
 
+def _or(v: Any, default: Any) -> Any:
+    return default if v is None else v
+
+
 def describe_section(view: RunView, ref: str, data: dict) -> str:
     d = describe_data(view)
     if d is None:
@@ -185,8 +190,7 @@ def describe_section(view: RunView, ref: str, data: dict) -> str:
     if not d.rows:
         return ('<section id="describe"><h2>InSPEcT descriptions</h2>'
                 + error_box(f"{view.rel(d.summary_path.parent)}/descriptions.jsonl is missing or unreadable") + "</section>")
-    cks = [{"name": str(k), "step": rs[0].get("step"), "accuracy": num(rs[0].get("accuracy"))}
-           for k, rs in d.by_checkpoint.items()]
+    cks = [{"name": str(k), "step": rs[0].step, "accuracy": num(rs[0].accuracy)} for k, rs in d.by_checkpoint.items()]
     data["describe"] = {"folder": view.rel(d.summary_path.parent), "checkpoints": cks, "scores": d.score_keys}
     opts = "".join(f'<option value="{esc(c["name"])}">step {esc(c["step"])} · acc {esc(fmt(c["accuracy"]))}</option>'
                    for c in cks)
@@ -195,23 +199,23 @@ def describe_section(view: RunView, ref: str, data: dict) -> str:
              '<div class="heat"></div><div class="desc" aria-live="polite"><i>hover a cell to read its descriptions; '
              'click to pin</i></div></div>')
     s = d.summary
-    body = (f'<p>{esc(s.get("task", ""))} · layer grid {esc(s.get("layers", "?"))} · {esc(s.get("pairs", "?"))} pairs × '
-            f'{esc(s.get("target_prompts", "?"))} target prompt(s) · {esc(s.get("max_new_tokens", "?"))} new tokens. '
+    body = (f'<p>{esc(_or(s.task, ""))} · layer grid {esc(_or(s.layers, "?"))} · {esc(_or(s.pairs, "?"))} pairs × '
+            f'{esc(_or(s.target_prompts, "?"))} target prompt(s) · {esc(_or(s.max_new_tokens, "?"))} new tokens. '
             f'Rows: source layer ℓ, columns: target layer ℓ*; colour: the chosen score, averaged over target prompts.</p>'
             f'<div class="controls"><label>score <select id="score">{scores}</select></label> '
             f'<label><input type="checkbox" id="compare"> two checkpoints side by side</label></div>'
             f'<div class="panels">{panel.format(i=0, opts=opts)}{panel.format(i=1, opts=opts)}</div>')
-    per = [c for c in s.get("checkpoints") or [] if isinstance(c, dict)]
-    primary = s.get("primary_score") or PRIMARY_SCORE
+    per = s.checkpoints
+    primary = s.primary_score or PRIMARY_SCORE
     pts = []
     for c in per:
         try:
-            v = num(score_of(c, primary))
-        except (KeyError, TypeError):
+            v = num(c.score(primary))
+        except ValueError:
             v = None
-        ci = c.get("accuracy_ci95")
-        if num(c.get("accuracy")) is not None and v is not None:
-            pts.append({"step": c.get("step"), "x": num(c["accuracy"]), "y": v,
+        ci = c.accuracy_ci95
+        if num(c.accuracy) is not None and v is not None:
+            pts.append({"step": c.step, "x": num(c.accuracy), "y": v,
                         "lo": num(ci[0]) if isinstance(ci, list) and len(ci) == 2 else None,
                         "hi": num(ci[1]) if isinstance(ci, list) and len(ci) == 2 else None})
     data["describe"]["scatter"] = {"points": pts, "score": primary}
@@ -219,14 +223,15 @@ def describe_section(view: RunView, ref: str, data: dict) -> str:
         body += (f'<figure><div class="chart" id="acc-score"></div><figcaption>checkpoint accuracy (with its 95% '
                  f'interval) vs the primary score {esc(primary)}; hover a point for its values</figcaption></figure>')
     if per:
-        cols = [k for k in ("step", "accuracy", *SCORES) if any(k in c or k.startswith("best.") for c in per)]
+        dicts = [c.shown() for c in per]
+        cols = [k for k in ("step", "accuracy", *SCORES) if any(k in d or k.startswith("best.") for d in dicts)]
         rows = []
         for c in per:
             cells = []
             for k in cols:
                 try:
-                    v = score_of(c, k) if k in SCORES else c.get(k)
-                except (KeyError, TypeError):
+                    v = c.score(k) if k in SCORES else c.value(k)
+                except ValueError:
                     v = None
                 cells.append(f"<td>{esc(fmt(v))}</td>")
             rows.append("<tr>" + "".join(cells) + "</tr>")
@@ -247,10 +252,10 @@ def grid_json(view: RunView, checkpoint: str, score: str) -> dict:
     if score not in d.score_keys:
         raise ValueError(f"unknown score {score!r}: use {', '.join(d.score_keys)}")
     grid = layer_grid(rows, score)
-    vals = [c["score"] for c in grid.values() if c["score"] is not None]
-    return {"checkpoint": checkpoint, "step": rows[0].get("step"), "accuracy": num(rows[0].get("accuracy")),
+    vals = [c.score for c in grid.values() if c.score is not None]
+    return {"checkpoint": checkpoint, "step": rows[0].step, "accuracy": num(rows[0].accuracy),
             "score": score, "lo": min(vals) if vals else 0.0, "hi": max(vals) if vals else 1.0,
-            "cells": [[s, t, c["score"], c["texts"]] for (s, t), c in sorted(grid.items())]}
+            "cells": [[s, t, c.score, [dataclasses.asdict(x) for x in c.texts]] for (s, t), c in sorted(grid.items())]}
 
 
 # ---- live --------------------------------------------------------------------------------------------------
