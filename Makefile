@@ -36,6 +36,7 @@ test: install  ## run the test suite (offline)
 
 docs: install  ## the docs site into site/ (strict: a broken link fails); regenerates the CLI reference first
 	$(PY) tools/gen_cli_docs.py
+	$(PY) tools/gen_records_docs.py
 	$(PY) benchmarks/readme_table.py --write
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 

@@ -128,9 +128,9 @@ def test_the_checker_catches_a_renamed_option_and_a_bad_choice():
     assert check("softscope bias walk", choices) == "no command 'walk'"
 
 
-def test_generated_reference_pages_are_current():
-    r = subprocess.run([sys.executable, str(ROOT / "tools" / "gen_cli_docs.py"), "--check"], capture_output=True,
-                       text=True)
+@pytest.mark.parametrize("tool", ["gen_cli_docs.py", "gen_records_docs.py"])
+def test_generated_reference_pages_are_current(tool):
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / tool), "--check"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
 
