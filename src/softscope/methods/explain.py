@@ -36,8 +36,9 @@ from ..engine.errors import SoftscopeError
 from ..engine.models import DEFAULT_MODEL, ModelAdapter, load_model
 from ..engine.projection import hard_ids, project
 from ..engine.prompts import SoftPrompt, pickle_only
-from ..engine.runs import Run, fingerprint, read_jsonl, register_kind
+from ..engine.runs import Run, fingerprint, read_records, register_kind
 from ..engine.scoring import Scorer
+from ..records import DescriptionRow, DiscreteRun
 from .describe import DescribeConfig, describe
 from .interpret import interpret_reading
 from .pez import PezConfig, run_pez
@@ -139,12 +140,12 @@ def read_projection(adapter: ModelAdapter, prompt: SoftPrompt, cfg: ExplainConfi
                         for i, top in enumerate(proj.top)]}
 
 
-def _describe_rows(run: Path | None, prompt: SoftPrompt) -> tuple[list[dict], str]:
+def _describe_rows(run: Path | None, prompt: SoftPrompt) -> tuple[list[DescriptionRow], str]:
     """The run's own describe rows for this prompt's step, if any (describe writes RUN_DIR/describe)."""
     if run is None:
         return [], ""
     for f in sorted(run.glob("*/descriptions.jsonl")):
-        rows = [r for r in read_jsonl(f) if r.get("step") == prompt.step and r.get("similarity") is not None]
+        rows = [r for r in read_records(f, DescriptionRow) if r.step == prompt.step and r.similarity is not None]
         if rows:
             return rows, str(f)
     return [], ""
@@ -162,15 +163,14 @@ def read_inspect(adapter: ModelAdapter, prompt: SoftPrompt, prompt_file: Path, r
                               label_words=cfg.label_words, allow_other_task=cfg.allow_other_task)
         res = describe(prompt_file, dcfg, out=out / "describe", adapter=adapter, progress=progress,
                        command="explain (describe)")
-        rows, where = res.rows, str(out / "describe" / "descriptions.jsonl")
-    rows = sorted(rows, key=lambda r: (-r["similarity"], r["source_layer"], r["target_layer"]))
+        rows, where = [DescriptionRow.from_dict(r) for r in res.rows], str(out / "describe" / "descriptions.jsonl")
+    rows = sorted(rows, key=lambda r: (-r.similarity, r.source_layer, r.target_layer))
     best = rows[0]
-    text = best["cut"]
-    return {"name": f"InSPEcT ({best['source_layer']}→{best['target_layer']})", "method": "inspect", "text": text,
+    text = best.cut
+    return {"name": f"InSPEcT ({best.source_layer}→{best.target_layer})", "method": "inspect", "text": text,
             "ids": adapter.encode(text), "source": where,
-            "details": [{"layers": f"{r['source_layer']}→{r['target_layer']}", "target_seed": r.get("target_seed"),
-                         "similarity": r["similarity"], "class_rate": r.get("class_rate"), "text": r["cut"]}
-                        for r in rows[:5]]}
+            "details": [{"layers": f"{r.source_layer}→{r.target_layer}", "target_seed": r.target_seed,
+                         "similarity": r.similarity, "class_rate": r.class_rate, "text": r.cut} for r in rows[:5]]}
 
 
 def read_pez(adapter: ModelAdapter, prompt: SoftPrompt, task, cfg: ExplainConfig, out: Path, progress: bool) -> dict:
@@ -184,11 +184,11 @@ def read_pez(adapter: ModelAdapter, prompt: SoftPrompt, task, cfg: ExplainConfig
                      eval_examples=64, fluency_weight=[cfg.fluency_weight], holdout=holdout or 300,
                      test_examples=min(cfg.examples or 64, 64), seed=cfg.seed)
     run = out / "pez"  # a PEZ sub-run: reused if finished with these settings
-    s = run_pez(pcfg, cfg.fluency_weight, run, adapter, task, progress, init=prompt.tensor)
+    s = DiscreteRun.from_dict(run_pez(pcfg, cfg.fluency_weight, run, adapter, task, progress, init=prompt.tensor))
     name = f"PEZ ({cfg.pez_steps} steps" + (f", w={cfg.fluency_weight:g})" if cfg.fluency_weight else ")")
-    return {"name": name, "method": "pez", "text": s["text"], "ids": s["ids"], "source": str(run),
-            "details": {"selected_step": s.get("selected_step"), "heldout": s.get("heldout"),
-                        "heldout_accuracy": s.get("heldout_accuracy"), "curve": s.get("curve")}}
+    return {"name": name, "method": "pez", "text": s.text, "ids": s.ids, "source": str(run),
+            "details": {"selected_step": s.selected_step, "heldout": s.heldout, "heldout_accuracy": s.heldout_accuracy,
+                        "curve": [c.to_dict() for c in s.curve]}}
 
 
 # ---- the method --------------------------------------------------------------------------------------------
