@@ -86,24 +86,35 @@ def validate(cfg: Any) -> None:
 
 
 @dataclass
-class ModelOptions:
-    """Which model, on which device, in which precision."""
+class RuntimeOptions:
+    """On which device, in which precision, and whether model code from the Hub may run: every config that loads a
+    model has these three, declared once here."""
 
-    model: str = option(DEFAULT_MODEL, "packaged alias (smollm2-135m, gemma3-270m), local folder or Hugging Face id")
     device: str = option("auto", "cpu, cuda, cuda:N or auto")
     dtype: str = option("auto", "float32, bfloat16, float16 or auto (float32 on CPU, bfloat16 on CUDA)")
     trust_remote_code: bool = option(False, "allow model code from the Hub (off unless you ask)")
 
 
 @dataclass
-class PromptModelOptions:
-    """ModelOptions for a command that reads a saved prompt: the model defaults to the one it was trained on."""
+class _TrainingModel:
+    model: str = option(DEFAULT_MODEL, "packaged alias (smollm2-135m, gemma3-270m), local folder or Hugging Face id")
 
+
+@dataclass
+class _PromptsModel:
     model: str | None = option(None, f"model (default: the one the prompt was trained on, else {DEFAULT_MODEL}): "
                                      "alias, local folder or hub id")
-    device: str = option("auto", "cpu, cuda, cuda:N or auto")
-    dtype: str = option("auto", "float32, bfloat16, float16 or auto (float32 on CPU, bfloat16 on CUDA)")
-    trust_remote_code: bool = option(False, "allow model code from the Hub (off unless you ask)")
+
+
+# A dataclass lists its bases' fields in reverse order of the bases: `model` comes first, then RuntimeOptions'.
+@dataclass
+class ModelOptions(RuntimeOptions, _TrainingModel):
+    """Which model, on which device, in which precision."""
+
+
+@dataclass
+class PromptModelOptions(RuntimeOptions, _PromptsModel):
+    """ModelOptions for a command that reads a saved prompt: the model defaults to the one it was trained on."""
 
 
 @dataclass
