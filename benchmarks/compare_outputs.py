@@ -9,6 +9,8 @@ tensor by tensor, PNGs pixel by pixel. It writes a Markdown report.
 
     .venv/bin/python benchmarks/compare_outputs.py --old f025c47 --new HEAD \\
         --md benchmarks/results/compare_outputs.md
+
+`--new-tree DIR` runs the new side from a source tree as it is (uncommitted changes included; `.` for this one).
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ def commands(model: str, task: str) -> list[tuple[str, list[str]]]:
         ("wayward", ["wayward", "--task", task, "--template", "task", *m, "--steps", "4", "--batch-size", "4", "--lr", "0.05", "--gamma", "0,0.5,5",
                      "--test-examples", "8", "--target", "the movie was great and fun", "--target", "a bad film",
                      "--out", "wayward"]),
+        ("wayward-compare", ["wayward-compare", "wayward", "--out", "wayward-compare"]),
         ("bias make-data", ["bias", "make-data", "--task", task, "--feature", "word:Spielberg", "--strength", "0.5",
                             "--favoured", "positive", "--out", "bias-data"]),
         ("bias run", ["bias", "run", "--task", task, *m, "--feature", "word:Spielberg", "--favoured", "positive",
@@ -117,10 +120,12 @@ def build_inputs(where: Path) -> tuple[str, str]:
     return str(model), str(task)
 
 
-def run_side(commit: str, where: Path, model: str, task: str) -> dict:
-    """Check out `commit` as a worktree and run every command there; returns {name: (rc, stdout, stderr, s)}."""
-    wt = where / "src-tree"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(wt), commit], check=True)
+def run_side(commit: str, where: Path, model: str, task: str, tree: Path | None = None) -> dict:
+    """Check out `commit` as a worktree (or use the source tree `tree` as it is) and run every command there;
+    returns {name: (rc, stdout, stderr, s)}."""
+    wt = tree or where / "src-tree"
+    if tree is None:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(wt), commit], check=True)
     out = where / "out"
     out.mkdir()
     env = {**os.environ, "PYTHONPATH": str(wt / "src"), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -264,10 +269,15 @@ def main() -> None:
     ap.add_argument("--old", default="f025c47")
     ap.add_argument("--new", default="HEAD")
     ap.add_argument("--md", default=str(ROOT / "benchmarks" / "results" / "compare_outputs.md"))
+    ap.add_argument("--new-tree", type=Path, default=None,
+                    help="run the new side from this source tree as it is (e.g. . for uncommitted changes)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = ap.parse_args()
     rev = {s: subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", c], capture_output=True, text=True,
                              check=True).stdout.strip() for s, c in (("old", args.old), ("new", args.new))}
+    tree = args.new_tree.resolve() if args.new_tree else None
+    if tree:
+        rev["new"] = f"the tree {tree}"
     base = Path(tempfile.mkdtemp(prefix="compare-outputs-"))
     try:
         model, task = build_inputs(base)
@@ -275,9 +285,9 @@ def main() -> None:
         for side in ("old", "new"):
             (base / side).mkdir()
             print(f"{side} = {rev[side]}", flush=True)
-            res[side] = run_side(rev[side], base / side, model, task)
+            res[side] = run_side(rev[side], base / side, model, task, tree if side == "new" else None)
         roots = [str(base / "old" / "out"), str(base / "new" / "out"), str(base / "old" / "src-tree"),
-                 str(base / "new" / "src-tree"), str(base)]
+                 str(base / "new" / "src-tree"), *([str(tree)] if tree else []), str(base)]
         write_report(args.md, rev, res, base, roots)
     finally:
         for side in ("old", "new"):

@@ -159,7 +159,7 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, dumps(obj) + "\n")
 
 
-def declared(name: str, obj: Any) -> dict:
+def declared(name: str, obj: Any) -> Any:
     """`obj` in the shape of the record declared for a file called `name` (records.record_type): an undeclared key,
     or a file with no declared record, is a RecordError, so a run folder holds only what its records declare."""
     if isinstance(obj, Record):
@@ -167,7 +167,7 @@ def declared(name: str, obj: Any) -> dict:
     t = record_type(Path(name).name, obj)
     if t is None:
         raise RecordError(f"no record type is declared for {Path(name).name}: declare one in softscope.records")
-    return t.of(obj)
+    return [t.of(x) for x in obj] if isinstance(obj, list) and t.ROWS else t.of(obj)
 
 
 def read_records(path: str | os.PathLike, as_type: type | None = None) -> Any:
@@ -181,6 +181,8 @@ def read_records(path: str | os.PathLike, as_type: type | None = None) -> Any:
         return [t.from_dict(r) for r in rows] if t else rows
     obj = read_json(p)
     t = as_type or record_type(p.name, obj)
+    if t is not None and isinstance(obj, list) and t.ROWS:  # a JSON list of rows (compare.json)
+        return [t.from_dict(x) for x in obj]
     return t.from_dict(obj) if t else obj
 
 

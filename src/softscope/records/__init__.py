@@ -15,6 +15,6 @@ from .discrete import (CurvePoint, DiscreteRun, ExplainSummary, Faithfulness, In
                        WeightSweepSummary)
 from .runs import (CheckpointRow, EvalRow, EvalSummary, MetricsRow, PromptMeta, RunConfig, RunRecord, TrainSummary,
                    Truncated)
-from .wayward import GammaStats, TargetResult, WaywardRow, WaywardSummary
+from .wayward import GammaStats, TargetResult, WaywardCompareRow, WaywardRow, WaywardSummary
 
 __all__ = [n for n in dir() if not n.startswith("_")]

@@ -116,3 +116,27 @@ class WaywardSummary(Record):
     embedding_mean_sq_norm: float | None = doc("the model's mean squared embedding norm")
     compute_seconds: float | None = doc("sum of the rows' seconds", unit="s")
     wall_seconds_this_call: float | None = doc("wall time of the call that wrote this", unit="s")
+
+
+@declare
+@dataclass
+class WaywardCompareRow(Record):
+    """compare.json (`wayward-compare`, a JSON list): one sweep's headline figures, recomputed from its wayward.jsonl."""
+
+    FILES = ("compare.json",)
+    ROWS = True
+    run: str | None = doc("the sweep's run folder")
+    model: str | None = doc("model name")
+    task: str | None = doc("task name")
+    layers: int | None = doc("the model's layers")
+    width: int | None = doc("its embedding width")
+    embedding_mean_sq_norm: float | None = doc("its mean squared embedding norm")
+    distance_norm: str | None = doc("distance normaliser of the sweep")
+    targets: int | None = doc("targets")
+    rows: int | None = doc("prompts trained")
+    mean_acc_gamma0: float | None = doc("mean γ = 0 accuracy")
+    share_reached: float | None = doc("share of targets some γ reached")
+    share_within: float | None = doc("share of targets reached within tolerance")
+    mean_drop: float | None = doc("mean drop over reached targets")
+    median_drop: float | None = doc("median drop over reached targets")
+    compute_seconds: float | None = doc("sum of the rows' seconds", unit="s")
