@@ -128,6 +128,8 @@ def test_every_file_every_command_writes_reads_back_through_its_record(fixed_tin
     for p in files:
         raw = ([json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.suffix == ".jsonl"
                else [json.loads(p.read_text())])
+        if len(raw) == 1 and isinstance(raw[0], list):  # a JSON list of rows (compare.json)
+            raw = raw[0]
         sidecar = p.with_suffix(".safetensors").exists()
         t = PromptMeta if sidecar else record_type(p.name, raw[0] if raw else None)
         assert t is not None, f"{p.relative_to(fixed_tiny_run)} has no declared record"
