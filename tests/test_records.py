@@ -161,3 +161,15 @@ def test_report_and_the_readers_know_no_key_by_string():
                     and isinstance(node.slice.value, str) and ast.unparse(node.value) != "colormaps"):
                 found.append(f"{rel}:{node.lineno} [{node.slice.value!r}]")
     assert found == []
+
+
+def test_a_folder_an_older_softscope_wrote_still_reports(tmp_path):
+    """Older describe rows (src/tgt/description/semantic_similarity, no checkpoint) read through the aliases."""
+    from softscope.report.html import build_report
+
+    (tmp_path / "describe_summary.json").write_text(json.dumps({"task": "sst2", "pairs": 2}))
+    rows = [{"step": 4, "src": 1, "tgt": s, "description": f"text {s}", "semantic_similarity": 0.25 * s}
+            for s in (1, 2)]
+    (tmp_path / "descriptions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    page = build_report(tmp_path).read_text()
+    assert 'data-src="1" data-tgt="2">0.50</td>' in page and "text 2" in page
