@@ -83,32 +83,18 @@ def render() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def _json_type(tp) -> dict:
-    import types
-    import typing
-
-    origin, args = typing.get_origin(tp), [a for a in typing.get_args(tp) if a is not type(None)]
-    nullable = type(None) in typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType) and args:
-        inner = _json_type(args[0])
-        return {"type": [inner["type"], "null"], **{k: v for k, v in inner.items() if k != "type"}} if nullable else inner
-    if origin is list:
-        return {"type": "array", "items": _json_type(args[0]) if args else {}}
-    if origin is dict:
-        return {"type": "object"}
-    return {"type": {bool: "boolean", int: "integer", float: "number", str: "string"}.get(tp, "string")}
-
-
 def schema(cls) -> dict:
     """The JSON Schema of a config dataclass: what the "config" object of its run's config.json holds."""
     import dataclasses
     import json
     import typing
 
+    from softscope.records import type_schema  # the one type → JSON Schema mapping (records and configs)
+
     hints = typing.get_type_hints(cls)
     props = {}
     for f in dataclasses.fields(cls):
-        p = _json_type(hints[f.name])
+        p = type_schema(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         p["default"] = json.loads(json.dumps(default, default=str))
         p["description"] = f.metadata.get("help", "")

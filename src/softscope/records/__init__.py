@@ -6,7 +6,7 @@ its JSON Schemas are generated from these declarations (tools/gen_records_docs.p
 """
 
 from .base import (REGISTRY, Record, RecordError, all_records, declare, doc, dumps_schema, json_schema, record_type,
-                   type_name)
+                   type_name, type_schema)
 from .bias import (BiasData, BiasedExample, BiasMeasures, BiasRow, BiasSummary, Counterfactual, MakeDataSummary,
                    PositiveControl)
 from .describe import BestDescription, CheckpointScores, Correlation, DescribeSummary, DescriptionRow

@@ -232,6 +232,13 @@ def _type_schema(t: Any, defs: dict) -> dict:
     raise TypeError(f"no JSON Schema for {t!r}")
 
 
+def type_schema(t: Any) -> dict:
+    """The JSON Schema of one Python type as records and configs use them (nested records under $defs of their own)."""
+    defs: dict[str, dict] = {}
+    out = _type_schema(t, defs)
+    return {**out, "$defs": defs} if defs else out
+
+
 def type_name(t: Any) -> str:
     """A field's type as the docs show it (str | None, list[int], CheckpointRow...)."""
     origin, args = typing.get_origin(t), typing.get_args(t)
@@ -298,5 +305,5 @@ def dumps_schema(cls: type[Record]) -> str:
     return json.dumps(json_schema(cls), indent=2, ensure_ascii=False) + "\n"
 
 
-__all__ = ["Record", "RecordError", "doc", "declare", "all_records", "record_type", "json_schema",
+__all__ = ["Record", "RecordError", "doc", "declare", "all_records", "record_type", "json_schema", "type_schema",
            "dumps_schema", "type_name", "REGISTRY", "dataclass", "dataclasses", "MISSING"]
