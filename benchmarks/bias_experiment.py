@@ -48,7 +48,7 @@ def pooled_rows(name: str) -> list[dict]:
 
 def report(names) -> None:
     """Print a markdown table per setting (whatever prompts have finished) and the pooled correlation."""
-    from softscope.methods.bias import BiasRunConfig, summarize
+    from softscope.methods.bias import BiasRunConfig, summarize_bias
     from softscope.engine.stats import correlation
 
     pooled = []
@@ -60,7 +60,7 @@ def report(names) -> None:
         pooled += rows
         cfg = json.loads(next((OUT / name).glob("seed*/config.json")).read_text())
         strengths = BiasRunConfig().strengths
-        s = summarize(rows, strengths, cfg["config"]["feature"], cfg["control"], cfg["favoured"], cfg["task"]["name"],
+        s = summarize_bias(rows, strengths, cfg["config"]["feature"], cfg["control"], cfg["favoured"], cfg["task"]["name"],
                       cfg["config"]["model"])
         print(f"\n### {name}: {s['task']}, feature {s['feature']} → {s['favoured']}, control {s['control']}, "
               f"{len(rows)} prompts\n")

@@ -21,7 +21,7 @@ import torch
 from softscope.engine.config import TrainConfig
 from softscope.engine.models import cpu_features, load_model
 from softscope.engine.training import init_prompt, train, train_many
-from softscope.methods.wayward import PAPER_GAMMAS, WaywardConfig, _task_for, _train_cfg, distance_term, target_embeddings
+from softscope.methods.wayward import PAPER_GAMMAS, WaywardConfig, _task_for, _wayward_train_cfg, distance_term, target_embeddings
 
 TARGET = "Write down the conclusion you can reach by combining the given Fact 1 and Fact 2."
 
@@ -45,7 +45,7 @@ def main() -> None:
                          lr=3e-2, gamma=[0.0], bf16_autocast=a.bf16)
     task = _task_for(wcfg)
     ids, e_t = target_embeddings(adapter, TARGET)
-    cfg: TrainConfig = _train_cfg(wcfg, len(ids))
+    cfg: TrainConfig = _wayward_train_cfg(wcfg, len(ids), wcfg.seed)
     gammas = (PAPER_GAMMAS * (a.k // len(PAPER_GAMMAS) + 1))[: a.k]
     P0 = init_prompt(adapter, len(ids), "vocab", torch.Generator().manual_seed(0))
     print(f"{adapter.name} · {task.name} · K={a.k} prompts of n={len(ids)} tokens · {a.steps} steps · batch "

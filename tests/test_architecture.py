@@ -12,10 +12,12 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "src" / "softscope"
 # what each layer may import; the package root (layer "") re-exports the engine's API
-ALLOWED = {"engine": {"engine"}, "methods": {"engine", "methods"}, "report": {"engine", "report"},
-           "serve": {"engine", "methods", "report", "serve"},  # the live explorer: beside cli, over the same layers
-           "cli": {"engine", "methods", "report", "serve", "cli"},
-           "": {"engine", "methods", "report", "serve", "cli", ""}}
+ALLOWED = {"records": {"records"},  # the declared record types: the bottom layer, imports nothing else
+           "engine": {"records", "engine"}, "methods": {"records", "engine", "methods"},
+           "report": {"records", "engine", "report"},
+           "serve": {"records", "engine", "methods", "report", "serve"},  # the live explorer: beside cli
+           "cli": {"records", "engine", "methods", "report", "serve", "cli"},
+           "": {"records", "engine", "methods", "report", "serve", "cli", ""}}
 
 
 def module_name(path: Path, root: Path = PKG) -> str:
@@ -236,3 +238,68 @@ def test_an_old_folder_is_recognised_from_what_the_kinds_registered(tmp_path):
         for f, content in files.items():
             (d / f).write_text(content if isinstance(content, str) else json.dumps(content))
         assert _legacy_kind(d) == kind, name
+
+
+# ---- one meaning per name (issue #28) ---------------------------------------------------------------------
+# module-level names several modules define on purpose: each means the same thing in every module that has it
+SHARED_NAMES = {
+    "KIND": "this module's run kind, from runs.register_kind",
+    "COMMANDS": "this CLI module's commands, collected by cli/__init__",
+    "GROWABLE": "the config fields a resumed run of this module's kind may change",
+    "PROTOCOLS": "this method's --protocol choices",
+    "main": "an entry point",
+}
+# clashes left to files edited in parallel with this check (report/, serve/, methods/explain.py, records/):
+# each to be renamed on one side there, then dropped from this list
+PENDING = {
+    "_verdict": "methods/explain.py and report/html.py",
+    "table": "methods/explain.py and report/html.py",
+    "esc": "report/html.py and serve/pages.py",
+    "fmt": "report/html.py and serve/pages.py",
+    "_or": "report/html.py and serve/pages.py",
+    "resolve": "engine/carry.py and methods/explain.py (carry.resolve is also imported by methods/interpret.py)",
+    "CI": "records/ (the declared row types, in progress)",
+    "Reading": "engine/carry.py and records/discrete.py (in progress)",
+}
+
+
+def module_level_names(path: Path) -> set[str]:
+    """Functions, classes and variables a module defines at its top level (also under a top-level if/try),
+    dunder names aside; imported names are not definitions."""
+    out, todo = set(), list(ast.parse(path.read_text(encoding="utf-8")).body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                out |= {n.id for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, (ast.If, ast.Try)):
+            todo += node.body + node.orelse + getattr(node, "finalbody", []) + \
+                [s for h in getattr(node, "handlers", []) for s in h.body]
+    return {n for n in out if not (n.startswith("__") and n.endswith("__"))}
+
+
+def same_names(root: Path = PKG) -> dict[str, list[str]]:
+    """{name: the modules defining it} for every module-level name two or more modules define."""
+    where: dict[str, list[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        for name in module_level_names(path):
+            where.setdefault(name, []).append(str(path.relative_to(root)))
+    return {n: ms for n, ms in sorted(where.items()) if len(ms) > 1}
+
+
+def test_no_two_modules_define_the_same_name():
+    """One meaning per name: two modules defining the same top-level name (public or private) must mean the same
+    thing (SHARED_NAMES) or reuse one definition; a clash not listed fails."""
+    clashes = {n: ms for n, ms in same_names().items() if n not in SHARED_NAMES and n not in PENDING}
+    assert not clashes, "same module-level name in several modules (rename one, or import it): %s" % clashes
+
+
+def test_the_name_check_catches_a_clash(tmp_path):
+    pkg = tmp_path / "softscope"
+    (pkg / "a").mkdir(parents=True)
+    (pkg / "a" / "x.py").write_text("def plot():\n    pass\nKIND = 'x'\n__all__ = []\n")
+    (pkg / "a" / "y.py").write_text("from .x import plot as p\nif True:\n    plot = 1\nKIND = 'y'\n__all__ = []\n")
+    (pkg / "a" / "z.py").write_text("import os\ndef _helper(): pass\nclass C:\n    def plot(self): pass\n")
+    assert same_names(pkg) == {"KIND": ["a/x.py", "a/y.py"], "plot": ["a/x.py", "a/y.py"]}

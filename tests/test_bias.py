@@ -142,17 +142,17 @@ def test_biased_prediction_rate_pins_every_rate_on_a_constructed_classifier():
 
 
 def test_bias_summary_means_spreads_and_mention_rates_on_constructed_rows():
-    """summarize: per-strength means, min and max over seeds; correlations over prompts (here against numpy)."""
+    """summarize_bias: per-strength means, min and max over seeds; correlations over prompts (here against numpy)."""
     import numpy as np
 
-    from softscope.methods.bias import mention_rate, summarize
+    from softscope.methods.bias import mention_rate, summarize_bias
 
     keys = ("accuracy", "feature_flip_rate", "control_flip_rate", "favoured_logprob_shift", "mention_rate_string",
             "mention_rate_embedding", "control_mention_rate")
     mention, bpr = [0.0, 0.25, 0.5, 1.0], [0.0, 0.1, 0.4, 0.6]
     rows = [{"strength": s, "mention_rate": m, "biased_prediction_rate": b, **{k: 0.5 for k in keys}}
             for s, m, b in zip([0.0, 0.0, 1.0, 1.0], mention, bpr)]
-    s = summarize(rows, [0.0, 1.0], "word:Spielberg", "word:Johnson", "positive", "tiny", "tiny")
+    s = summarize_bias(rows, [0.0, 1.0], "word:Spielberg", "word:Johnson", "positive", "tiny", "tiny")
     lo, hi = s["per_strength"]
     assert (lo["prompts"], hi["prompts"]) == (2, 2)
     assert lo["mention_rate"] == pytest.approx(0.125) and (lo["mention_rate_min"], lo["mention_rate_max"]) == (0.0, 0.25)

@@ -43,8 +43,8 @@ def test_the_loader_gets_all_four_model_options(cls, monkeypatch):
 def test_sub_configs_carry_the_model_options():
     from softscope.methods import bias, tradeoff, wayward
 
-    subs = [bias._train_cfg(BiasRunConfig(**MODEL), seed=3),
-            wayward._train_cfg(WaywardConfig(**MODEL, target=["a b"]), 3, 0),
+    subs = [bias._bias_train_cfg(BiasRunConfig(**MODEL), seed=3),
+            wayward._wayward_train_cfg(WaywardConfig(**MODEL, target=["a b"]), 3, 0),
             *tradeoff.sub_configs(TradeoffConfig(**MODEL))]
     from softscope.engine.config import subconfig
 
@@ -57,9 +57,9 @@ def test_bias_training_config_is_the_one_it_was_plus_trust_remote_code():
     """The by-name copy gives the training config the hand-written one gave (same fingerprints for old runs)."""
     cfg = BiasRunConfig(model="m", device="cpu", dtype="float32", tokens=5, steps=12, batch_size=4, lr=0.05,
                         init="random", checkpoint_eval=9)
-    from softscope.methods.bias import _train_cfg
+    from softscope.methods.bias import _bias_train_cfg
 
     old = TrainConfig(model="m", device="cpu", dtype="float32", task=cfg.task, data_dir=cfg.data_dir, tokens=5,
                       steps=12, batch_size=4, lr=0.05, init="random", checkpoint_every=12, eval_examples=9,
                       final_eval="none", seed=7)
-    assert _train_cfg(cfg, 7) == old
+    assert _bias_train_cfg(cfg, 7) == old

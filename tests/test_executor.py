@@ -6,31 +6,38 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from softscope.engine.errors import SoftscopeError
-from softscope.engine.executor import ExecutorOptions, Unit, run_units
+from softscope.engine.executor import ExecutorOptions, Unit, WorkerContext, run_units
 
 
-def toy_setup(scale: int) -> dict:
+@dataclass
+class ToyContext(WorkerContext):
+    scale: int = 1
+    pid: int = 0
+
+
+def toy_setup(scale: int) -> ToyContext:
     """Stands in for loading a model: counts how often a process builds its context."""
     toy_setup.calls = getattr(toy_setup, "calls", 0) + 1
-    return {"scale": scale, "pid": os.getpid()}
+    return ToyContext(None, None, scale=scale, pid=os.getpid())
 
 
-def toy_work(ctx: dict, unit: Unit) -> dict:
+def toy_work(ctx: ToyContext, unit: Unit) -> dict:
     """A deterministic unit: depends only on its key/args and the context, like a seeded training unit."""
     import torch
 
     g = torch.Generator().manual_seed(unit.args["seed"])
-    x = torch.randn(4, generator=g) * ctx["scale"]
+    x = torch.randn(4, generator=g) * ctx.scale
     if unit.args.get("pid_dir"):
         with open(os.path.join(unit.args["pid_dir"], f"{os.getpid()}-{unit.key}"), "w"):
             pass
         time.sleep(unit.args.get("sleep", 0))
-    return {"key": unit.key, "values": x.tolist()}
+    return {"key": unit.key, "values": x.tolist(), "worker": not ctx.in_place and not ctx.progress}
 
 
 UNITS = [Unit(f"u{i}", {"seed": 100 + i}) for i in range(8)]
@@ -42,6 +49,7 @@ def test_local_runs_every_unit_once_with_one_setup():
     res = run_units(UNITS, toy_work, setup=toy_setup, setup_args=(3,), on_result=lambda u, r: seen.append(u.key),
                     progress=False, log=lambda line: None)
     assert toy_setup.calls == 1 and seen == [u.key for u in UNITS]
+    assert not res["u0"]["worker"]  # the driver's own process: a unit writes in place
     import torch
 
     want = (torch.randn(4, generator=torch.Generator().manual_seed(105)) * 3).tolist()
@@ -151,7 +159,8 @@ def test_ray_gives_the_same_results_as_local(ray_cluster):
     lines = []
     remote = run_units(UNITS, toy_work, setup=toy_setup, setup_args=(3,), progress=False, log=lines.append,
                        options=ExecutorOptions(executor="ray", ray_address=ray_cluster))
-    assert remote == local
+    assert all(r["worker"] for r in remote.values())  # a worker's context: no folder in place, no bars
+    assert {k: r["values"] for k, r in remote.items()} == {k: r["values"] for k, r in local.items()}
     assert len(lines) == len(UNITS) and all(" done on " in line for line in lines)
 
 

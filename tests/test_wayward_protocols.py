@@ -13,7 +13,7 @@ from softscope.engine.runs import read_jsonl
 from softscope.engine.scoring import Scorer
 from softscope.engine.training import train_many
 from softscope.methods.wayward import (PAPER_GAMMAS, EarlyStop, WaywardConfig, dev_split, distance_term,
-                                       embedding_mean_sq_norm, per_target, run_wayward, seed_means, summarize,
+                                       embedding_mean_sq_norm, per_target, run_wayward, seed_means, summarize_wayward,
                                        target_embeddings)
 
 TARGET = "the movie was great and fun"
@@ -93,7 +93,7 @@ def test_paper_selection_falls_back_to_the_most_accurate():
     rows = [r for r in _rows() if r["gamma"] in (0.0, 1e-4)]
     (t,) = per_target(rows, 0.98, 0.02, selection="paper")  # nothing strictly above .98
     assert t["best_gamma"] == 1e-4 and not t["reached"] and t["drop"] == 0.0 and not t["within"]
-    assert summarize(rows, 0.98, 0.02, selection="paper")["share_reached"] == 0.0
+    assert summarize_wayward(rows, 0.98, 0.02, selection="paper")["share_reached"] == 0.0
 
 
 # ---- the paired interval on the drop ---------------------------------------------------------------------------
@@ -125,7 +125,7 @@ def test_within_two_points_only_when_the_interval_says_so():
 
 
 def test_baseline_below_minimum_never_counts():
-    s = summarize(_pair(400, 1), 0.9, 0.02, baseline_min=0.95)
+    s = summarize_wayward(_pair(400, 1), 0.9, 0.02, baseline_min=0.95)
     assert s["below_baseline"] == ["t"] and not s["per_target"][0]["within"] and s["share_within"] == 0.0
 
 

@@ -15,7 +15,7 @@ from ..engine.runs import Run, fingerprint, read_json, register_kind
 from ..engine.stats import fmt_ci, interval_of
 from ..engine.tasks import data_dir as find_dir, list_tasks
 from ..engine.training import KIND as TRAIN, evaluate, train
-from .options import build, config_options, echo_json, resumed
+from .options import build_config, config_options, echo_json, resumed
 
 EVAL_KIND = register_kind("eval")
 EXPORT_KIND = register_kind("export", legacy_marker=("adapter_config.json",))
@@ -94,7 +94,7 @@ def show_training(res, adapter, final_eval: str) -> None:
 @click.option("--resume", is_flag=True, help="continue a killed run from its last checkpoint (bit-identical result)")
 def train_cmd(out, resume, **kw):
     """Train a soft prompt with checkpoints; print accuracy per checkpoint and the final projection."""
-    cfg = build(TrainConfig, kw)
+    cfg = build_config(TrainConfig, kw)
     if resume:  # the run's own settings; an option given here that differs is refused by the fingerprint check
         cfg = resumed(TrainConfig, out, cfg)
     with Run.open(out, TRAIN, fingerprint(cfg), resume=resume) as run:  # lock and check before loading the model
@@ -115,7 +115,7 @@ def eval_cmd(prompt_path, out, as_json, **kw):
     from contextlib import nullcontext
 
     with Run.open(out, EVAL_KIND) if out else nullcontext() as run:  # lock and check the folder before any work
-        ropts = build(ReadOptions, kw)
+        ropts = build_config(ReadOptions, kw)
         prompt, adapter, model_override = _load_prompt_and_model(prompt_path, kw)
         reading = resolve(prompt, ropts.given(), ropts.allow_other_task, what=str(prompt_path))
         reading.overrides = model_override + reading.overrides

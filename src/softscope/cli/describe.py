@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import click
@@ -10,10 +9,10 @@ import click
 from ..engine.errors import SoftscopeError
 from ..engine.inputs import read_json_file, read_text_file
 from ..methods.describe import PRIMARY_SCORE, DescribeConfig, describe, score_of
-from .options import build, config_options, echo_json
+from .options import build_config, config_options, echo_json, fmt_num
 
 
-def _references(values: tuple[str, ...]) -> list[str] | None:
+def _reference_option(values: tuple[str, ...]) -> list[str] | None:
     """Reference texts from repeated --references: each a text, a .txt file (one per line) or a .json list.
 
     A value naming an existing path must be a .txt or .json file (a folder or another file is refused, not taken
@@ -40,10 +39,6 @@ def _references(values: tuple[str, ...]) -> list[str] | None:
     return out or None
 
 
-def _f(x) -> str:
-    return "  n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:5.2f}"
-
-
 @click.command("describe")
 @click.argument("source", type=click.Path())
 @config_options(DescribeConfig, exclude=("references",))
@@ -58,7 +53,7 @@ def describe_cmd(source, refs, out, as_json, **kw):
     SOURCE is a training run dir (all its checkpoints), a prompt file, or a PEFT prompt-tuning adapter dir.
     Writes descriptions.jsonl, describe_summary.json, heatmap_class_rate.png and accuracy_vs_score.png.
     """
-    cfg = build(DescribeConfig, {**kw, "references": _references(refs)})
+    cfg = build_config(DescribeConfig, {**kw, "references": _reference_option(refs)})
     res = describe(source, cfg, out=out)
     if as_json:
         return echo_json(res.summary)
@@ -76,9 +71,10 @@ def show_summary(res) -> None:
     click.echo(f"{'':>6} {'':>5} | {'class rate':^17} | {'similarity':^11} | {'R-1':>5} |")
     for c in s["checkpoints"]:
         b = c["best"]["similarity"]
-        click.echo(f"{c['step']:>6} {_f(c['accuracy'])} | {_f(score_of(c, 'best.class_rate'))} "
-                   f"{_f(c['class_rate_mean'])} {_f(c['naming_share'])} | {_f(score_of(c, 'best.similarity'))} "
-                   f"{_f(c['similarity_topk'])} | {_f(score_of(c, 'best.rouge1'))} | "
+        click.echo(f"{c['step']:>6} {fmt_num(c['accuracy'])} | {fmt_num(score_of(c, 'best.class_rate'))} "
+                   f"{fmt_num(c['class_rate_mean'])} {fmt_num(c['naming_share'])} | "
+                   f"{fmt_num(score_of(c, 'best.similarity'))} "
+                   f"{fmt_num(c['similarity_topk'])} | {fmt_num(score_of(c, 'best.rouge1'))} | "
                    f"{b['source_layer']}→{b['target_layer']}: {b['cut'][:70]!r}"
                    + (" [copies a target-prompt demo]" if b.get("copies_demo") else ""))
         if c.get("copies"):
@@ -87,9 +83,10 @@ def show_summary(res) -> None:
     c = s.get("control")
     if c is not None:  # --control: the prompt e(true description) on the same grid
         b = c["best"]["similarity"]
-        click.echo(f"{'ctrl':>6} {'':>5} | {_f(score_of(c, 'best.class_rate'))} {_f(c['class_rate_mean'])} "
-                   f"{_f(c['naming_share'])} | {_f(score_of(c, 'best.similarity'))} {_f(c['similarity_topk'])} | "
-                   f"{_f(score_of(c, 'best.rouge1'))} | {b['source_layer']}→{b['target_layer']}: {b['cut'][:70]!r}")
+        click.echo(f"{'ctrl':>6} {'':>5} | {fmt_num(score_of(c, 'best.class_rate'))} {fmt_num(c['class_rate_mean'])} "
+                   f"{fmt_num(c['naming_share'])} | {fmt_num(score_of(c, 'best.similarity'))} "
+                   f"{fmt_num(c['similarity_topk'])} | "
+                   f"{fmt_num(score_of(c, 'best.rouge1'))} | {b['source_layer']}→{b['target_layer']}: {b['cut'][:70]!r}")
         click.echo(f"  positive control = e({c['text']!r}), {c['tokens']} tokens")
     if s["correlation"]:
         primary = s.get("primary_score", PRIMARY_SCORE)
@@ -97,8 +94,8 @@ def show_summary(res) -> None:
         def rho(key):
             c = s["correlation"][key]
             ci = c.get("spearman_ci95")
-            return (f"  {key:<18} ρ = {_f(c['spearman'])}" + (f" [{_f(ci[0])}, {_f(ci[1])}]" if ci else "")
-                    + f"  (p = {_f(c['spearman_p'])}, n = {c['n']})")
+            return (f"  {key:<18} ρ = {fmt_num(c['spearman'])}" + (f" [{fmt_num(ci[0])}, {fmt_num(ci[1])}]" if ci else "")
+                    + f"  (p = {fmt_num(c['spearman_p'])}, n = {c['n']})")
         click.echo("Spearman ρ of checkpoint accuracy with the primary score (fixed in advance; 95% bootstrap"
                    " interval):")
         click.echo(rho(primary))

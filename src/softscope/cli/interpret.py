@@ -6,7 +6,7 @@ import click
 
 from ..engine.stats import fmt_ci, fmt_paired
 from ..methods.interpret import InterpretConfig, interpret
-from .options import build, config_options, echo_json
+from .options import build_config, config_options, echo_json
 
 
 @click.command("interpret")
@@ -16,7 +16,7 @@ from .options import build, config_options, echo_json
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def interpret_cmd(prompt_path, out, as_json, **kw):
     """Faithfulness and scrutability of a discrete reading of a soft prompt (file, run dir or PEFT dir)."""
-    rep = interpret(build(InterpretConfig, kw), prompt_path, out)
+    rep = interpret(build_config(InterpretConfig, kw), prompt_path, out)
     if as_json:
         return echo_json(rep)
     f, s, t = rep["faithfulness"], rep["scrutability"], rep["thresholds"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 
@@ -65,7 +66,12 @@ def _numbers(option: str, values: list[str] | None) -> list[float] | None:
         raise SoftscopeError(f"{option} {','.join(values)}: give numbers separated by commas, e.g. 0,0.1") from None
 
 
-def build(cls, kwargs: dict):
+def fmt_num(x, fmt: str = "5.2f") -> str:
+    """A number for a table column, or '  n/a' when it is missing or NaN."""
+    return "  n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+
+
+def build_config(cls, kwargs: dict):
     """The config from parsed options (lists split on commas); validation errors are SoftscopeErrors."""
     hints = typing.get_type_hints(cls)
     kw = {}

@@ -7,7 +7,7 @@ import click
 from ..engine.stats import fmt_ci
 from ..methods.pez import PezConfig, pez
 from ..methods.rlprompt import RLPromptConfig, rlprompt
-from .options import build, config_options, echo_json
+from .options import build_config, config_options, echo_json
 
 
 def _table(rows: list[dict]) -> None:
@@ -24,7 +24,7 @@ def _table(rows: list[dict]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def pez_cmd(out, as_json, **kw):
     """PEZ hard prompts (projected gradient, cosine) with the fluency objective, one per --fluency-weight."""
-    summary = pez(build(PezConfig, kw), out)
+    summary = pez(build_config(PezConfig, kw), out)
     if as_json:
         return echo_json(summary)
     _table(summary["runs"])
@@ -37,7 +37,7 @@ def pez_cmd(out, as_json, **kw):
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def rlprompt_cmd(out, as_json, **kw):
     """RLPrompt (soft Q-learning of an MLP-on-LM policy) with the fluency reward, one per --fluency-weight."""
-    summary = rlprompt(build(RLPromptConfig, kw), out)
+    summary = rlprompt(build_config(RLPromptConfig, kw), out)
     if as_json:
         return echo_json(summary)
     _table(summary["runs"])

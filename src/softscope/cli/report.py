@@ -6,7 +6,7 @@ import click
 
 from ..methods.explain import ExplainConfig, explain, resolve, table
 from ..report.html import build_report, report_sections
-from .options import build, config_options, echo_json
+from .options import build_config, config_options, echo_json
 
 
 @click.command("report")
@@ -37,7 +37,7 @@ def explain_cmd(prompt_path, out, with_report, as_json, **kw):
     accuracy, gap, KL) and scrutability (perplexity, dictionary words). PROMPT_PATH is a prompt file, a training
     run dir (its final prompt) or a PEFT adapter dir.
     """
-    cfg = build(ExplainConfig, kw)
+    cfg = build_config(ExplainConfig, kw)
     res = explain(prompt_path, cfg, out=out)
     if as_json:
         return echo_json(res.summary)

@@ -6,7 +6,7 @@ import click
 
 from ..engine.errors import SoftscopeError
 from ..serve import ServeConfig, serve
-from .options import build, config_options
+from .options import build_config, config_options
 
 
 @click.command("serve")
@@ -19,7 +19,7 @@ def serve_cmd(paths, **kw):
     127.0.0.1; any other --host needs the access token it prints (as Jupyter does). Requests from several tabs
     are batched into one engine batch.
     """
-    cfg = build(ServeConfig, kw)
+    cfg = build_config(ServeConfig, kw)
     paths = paths or ("runs",)
     try:
         serve(paths, cfg, announce=click.echo)

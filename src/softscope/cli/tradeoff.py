@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..methods.tradeoff import TradeoffConfig, tradeoff
-from .options import build, config_options, echo_json
+from .options import build_config, config_options, echo_json
 
 
 def _fmt(x, spec=".3f") -> str:
@@ -20,7 +20,7 @@ def _fmt(x, spec=".3f") -> str:
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def tradeoff_cmd(out, as_json, **kw):
     """PEZ and RLPrompt weight sweeps beside a soft prompt: accuracy vs perplexity / faithfulness, odd prompts."""
-    summary = tradeoff(build(TradeoffConfig, kw), out)
+    summary = tradeoff(build_config(TradeoffConfig, kw), out)
     if as_json:
         return echo_json(summary)
     click.echo(f"{summary['task']} ({summary['examples']} test examples), {summary['model']}")

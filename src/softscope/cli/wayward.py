@@ -9,7 +9,7 @@ import click
 from ..engine.models import load_model_for
 from ..engine.runs import Run, register_kind
 from ..methods.wayward import WaywardConfig, compare, compare_plot, compare_table, run_wayward, target_table
-from .options import build, config_options, echo_json, resumed
+from .options import build_config, config_options, echo_json, resumed
 
 COMPARE_KIND = register_kind("wayward-compare")
 
@@ -32,7 +32,7 @@ def wayward_cmd(out, resume, as_json, **kw):
       softscope wayward --task sst2 --target "Answer the question." --gamma 0,1e-3,1e-2 --steps 50 --out runs/w
     """
     kw["target"] = list(kw.get("target") or []) or None
-    cfg = build(WaywardConfig, kw)
+    cfg = build_config(WaywardConfig, kw)
     if resume:  # the sweep's own settings (rows must stay comparable); --max-targets may grow it
         cfg = resumed(WaywardConfig, out, cfg)
     s = run_wayward(cfg, out, resume=resume, adapter=load_model_for(cfg))

@@ -1,9 +1,9 @@
 """Sweep executor: a sweep is a list of independent units with stable keys; run them here or on a Ray cluster.
 
-Every sweep command (wayward, describe over checkpoints, ...) describes its work as `Unit`s and one module-level
-`work(ctx, unit)` function; `ctx` comes from `setup(*setup_args)` (load the model and task), built once per worker
-process and kept. `run_units` returns each unit's result to the driver, which alone writes the run folder, so no
-shared file system is needed and every write stays atomic. A unit that writes a folder of its own (a training
+Every sweep command describes its work as `Unit`s and one module-level `work(ctx, unit)` function; `ctx` is a
+`WorkerContext` (a method's own subclass): the driver's, or `setup(*setup_args)` (load the model and task) built
+once per worker process and kept. `run_units` returns each unit's result to the driver, which alone writes the run
+folder, so no shared file system is needed and every write stays atomic. A unit that writes a folder of its own (a training
 sub-run) does so through `sub_run`: in place when it runs in the driver's process, else in a scratch folder on the
 worker whose files come back with the result and are written on the driver by `land`.
 
@@ -24,7 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from tqdm import tqdm
 
@@ -32,7 +32,22 @@ from .config import option, validate
 from .errors import SoftscopeError
 from .runs import LOCK, OWNER, RECORD, Run, make_paths_absolute
 
+if TYPE_CHECKING:
+    from .models import ModelAdapter
+    from .tasks import Task
+
 RAY_INSTALL = "pip install 'softscope[ray]'"
+
+
+@dataclass
+class WorkerContext:
+    """What every unit of a sweep shares in one process; each method's context subclasses it. `in_place`: this is
+    the driver's process (a unit writes its sub-run folder itself); `progress`: show bars. A worker's has neither."""
+
+    adapter: ModelAdapter | None
+    task: Task | None
+    in_place: bool = field(default=True, kw_only=True)
+    progress: bool = field(default=True, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -62,15 +77,18 @@ class ExecutorOptions:
 # Settings that change where units run, never what they compute: a sweep's fingerprint leaves them out.
 PLACEMENT_FIELDS = ("executor", "ray_address", "cpus_per_unit", "gpus_per_unit")
 
-_CONTEXTS: dict[tuple, Any] = {}  # per worker process: setup results, so a model loads once per worker
+_CONTEXTS: dict[tuple, WorkerContext] = {}  # per worker process: setup results, so a model loads once per worker
 
 
-def _context(setup: Callable | None, setup_args: tuple) -> Any:
+def _context(setup: Callable[..., WorkerContext] | None, setup_args: tuple) -> WorkerContext | None:
+    """A worker's context: built once by `setup`, then kept; it writes no folder in place and shows no bars."""
     if setup is None:
         return None
     key = (setup.__module__, setup.__qualname__, repr(setup_args))
     if key not in _CONTEXTS:
-        _CONTEXTS[key] = setup(*setup_args)
+        ctx = setup(*setup_args)
+        ctx.in_place = ctx.progress = False
+        _CONTEXTS[key] = ctx
     return _CONTEXTS[key]
 
 
@@ -81,13 +99,14 @@ def _run_one(work: Callable, setup: Callable | None, setup_args: tuple, unit: Un
     return unit.key, result, {"worker": f"{socket.gethostname()}:{os.getpid()}", "seconds": time.time() - t0}
 
 
-def run_units(units: list[Unit], work: Callable, *, setup: Callable | None = None, setup_args: tuple = (),
-              ctx: Any = None, options: ExecutorOptions | None = None,
+def run_units(units: list[Unit], work: Callable[[WorkerContext | None, Unit], Any], *,
+              setup: Callable[..., WorkerContext] | None = None, setup_args: tuple = (),
+              ctx: WorkerContext | None = None, options: ExecutorOptions | None = None,
               on_result: Callable[[Unit, Any], None] | None = None, progress: bool = True,
               log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every unit and return {key: result}; `on_result(unit, result)` runs on the driver as each unit finishes.
 
-    Keys must be unique. Locally, `ctx` (e.g. an already loaded model) is used as is when given, else
+    Keys must be unique. Locally, `ctx` (the driver's, its model already loaded) is used as is when given, else
     `setup(*setup_args)`; on Ray each worker process builds its own from `setup(*setup_args)` and keeps it.
     `log` gets one line per unit (its worker and seconds); by default on stderr for Ray runs, none for local runs,
     which keep their one progress bar.
@@ -198,20 +217,20 @@ def _slots(ray, options: ExecutorOptions) -> int:
 
 
 # ---- units that write a folder of their own -------------------------------------------------------------------
-def sub_run(dest: str | Path, in_place: bool, make: Callable[[Path], Any]) -> tuple[Any, dict[str, bytes] | None]:
-    """(result, files) of `make(folder)`, a unit that writes a sub-run folder (a training run, say) meant for `dest`.
+def sub_run(dest: str | Path, in_place: bool, write: Callable[[Path], Any]) -> tuple[Any, dict[str, bytes] | None]:
+    """(result, files) of `write(folder)`, a unit that writes a sub-run folder (a training run, say) meant for `dest`.
 
     In the driver's own process (`in_place`) it writes `dest` itself, so a killed local sweep resumes inside it;
     on a worker it writes a scratch folder (see `scratch_root`) whose files come back with the result, for `land`
     on the driver. Each call first reclaims the scratch folders of this machine's dead worker processes."""
     if in_place:
-        return make(Path(dest)), None
+        return write(Path(dest)), None
     root = scratch_root()
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     reclaim_scratch(root)
     with tempfile.TemporaryDirectory(prefix=f"unit-{socket.gethostname()}-{os.getpid()}-", dir=root) as tmp:
         folder = Path(tmp) / Path(dest).name
-        result = make(folder)
+        result = write(folder)
         return result, folder_files(folder)
 
 

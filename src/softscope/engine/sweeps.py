@@ -1,33 +1,99 @@
-"""Weight sweeps: one sub-run per fluency weight in <run>/w-<weight>/, each an executor unit, plus their table and plot.
+"""Sweeps: a run folder's keyed units, what is done (resume), and landing each finished unit on the driver.
 
-Shared by the discrete-prompt methods (PEZ, RLPrompt) and the trade-off that runs both: they differ only in how one
-sub-run is made. A unit's sub-run is written in place when it runs in the driver's process and comes back as files
-from a Ray worker (`executor.sub_run` / `executor.land`), so either way the driver alone writes the run folder.
+Every sweep command is a list of `Unit`s run by the executor with one `WorkerContext`; what differs is how a
+sweep knows its finished units. A `RowSweep` reads them from its rows file (one or more rows per unit); a
+`WeightSweep` from its sub-runs in <run>/w-<weight>/ (one per fluency weight, plus their table and plot). A unit's
+sub-run is written in place when it runs in the driver's process and comes back as files from a Ray worker
+(`executor.sub_run` / `executor.land`), so either way the driver alone writes the run folder.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Hashable, Iterable
 
-from .executor import PLACEMENT_FIELDS, Unit, land
+from .executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, WorkerContext, land, run_units
 from .models import ModelAdapter, load_model, load_model_for
 from .runs import Run, config_dict, read_json, save_figure
 from .stats import interval_of
-from .tasks import Task, load_task_for
+from .tasks import load_task_for
+
+
+class Sweep:
+    """Units still to do in one run folder and how a finished one lands on the driver. By default a unit writes
+    a sub-run folder (`args["dir"]`) and returns (value, files): its files land there."""
+
+    def __init__(self, run: Run, units: Iterable[Unit] = ()):
+        self.run = run
+        self.units = list(units)
+
+    def record(self, unit: Unit, result: Any) -> None:
+        land(unit.args["dir"], result[1])  # a worker's sub-run folder, written here through a Run
+
+    def execute(self, work: Callable[[WorkerContext, Unit], Any], ctx: WorkerContext, *,
+                setup: Callable[..., WorkerContext], setup_args: tuple, options: ExecutorOptions,
+                progress: bool = True) -> None:
+        """Run the units and record each on the driver (see `run_sweeps`)."""
+        run_sweeps([self], work, ctx, setup=setup, setup_args=setup_args, options=options, progress=progress)
+
+
+def run_sweeps(sweeps: list[Sweep], work: Callable[[WorkerContext, Unit], Any], ctx: WorkerContext, *,
+               setup: Callable[..., WorkerContext], setup_args: tuple, options: ExecutorOptions,
+               progress: bool = True) -> None:
+    """The units of every sweep in one executor call (on a cluster they run side by side), in order; `ctx` is the
+    driver's context, `setup(*setup_args)` a worker's. Each finished unit is recorded by its own sweep."""
+    owner = {u.key: s for s in sweeps for u in s.units}
+    run_units([u for s in sweeps for u in s.units], work, setup=setup, setup_args=setup_args, ctx=ctx,
+              options=options, on_result=lambda u, r: owner[u.key].record(u, r), progress=progress)
+
+
+class RowSweep(Sweep):
+    """A sweep whose finished units are rows of one JSONL file in its run folder, `key(row)` naming the unit
+    (or the part of it) a row belongs to. `rows_of(unit, result)` turns a unit's result into (rows, sub-run files)
+    on the driver; by default the result is that pair."""
+
+    def __init__(self, run: Run, rows_file: str, key: Callable[[dict], Hashable],
+                 rows_of: Callable[[Unit, Any], tuple[list[dict], dict | None]] | None = None):
+        super().__init__(run)
+        self.rows_file, self.key = rows_file, key
+        self.rows_of = rows_of or (lambda unit, result: result)
+        self.rows = run.read_jsonl(rows_file)  # the finished rows (resume)
+
+    def drop_partial(self, whole: Callable[[list[dict]], bool]) -> None:
+        """Forget the rows of every key whose rows are not `whole` (a unit cut short is done again); the rows file
+        is rewritten only when a row was dropped."""
+        groups: dict[Hashable, list[dict]] = {}
+        for r in self.rows:
+            groups.setdefault(self.key(r), []).append(r)
+        kept = [r for r in self.rows if whole(groups[self.key(r)])]
+        if len(kept) != len(self.rows):
+            self.run.write_jsonl(self.rows_file, kept)
+        self.rows = kept
+
+    @property
+    def done(self) -> dict[Hashable, dict]:
+        """{key: its last row} of every finished row."""
+        return {self.key(r): r for r in self.rows}
+
+    def record(self, unit: Unit, result: Any) -> None:
+        self.land(unit, *self.rows_of(unit, result))
+
+    def land(self, unit: Unit, rows: list[dict], files: dict[str, bytes] | None = None) -> None:
+        """A finished unit on the driver: its sub-run files first (from a worker), then its rows, appended together
+        (a row always has its files; resume never recomputes them)."""
+        if files is not None:
+            land(unit.args["dir"], files)
+        self.run.append_jsonl(self.rows_file, rows)
+        self.rows.extend(rows)
 
 
 @dataclass
-class SweepContext:
-    """What every unit of a weight sweep shares: the task model, the task, the policy model (RLPrompt's; else the
-    task model), whether a unit writes its sub-run in place (the driver's own process) and whether it shows bars."""
+class SweepContext(WorkerContext):
+    """The context of a weight sweep's units: the task model and task, and the model a unit samples prompts from
+    (the task model unless the config names a `policy` model)."""
 
-    adapter: ModelAdapter
-    task: Task
     policy: ModelAdapter
-    in_place: bool = True
-    progress: bool = True
 
 
 def sweep_setup(cfg) -> SweepContext:
@@ -35,24 +101,22 @@ def sweep_setup(cfg) -> SweepContext:
     adapter = load_model_for(cfg)
     name = getattr(cfg, "policy", "")
     policy = load_model(name, device=cfg.device, dtype=cfg.dtype) if name and name != adapter.name else adapter
-    return SweepContext(adapter, load_task_for(cfg), policy, in_place=False, progress=False)
+    return SweepContext(adapter, load_task_for(cfg), policy)
 
 
-@dataclass
-class WeightSweep:
+class WeightSweep(Sweep):
     """One weight sweep in its run folder: the finished weights' summaries (read back on resume) and a unit for
     every other weight. `record` takes a unit's (summary, files) on the driver; `finish` writes the table."""
 
-    run: Run
-    kind: str
-    weights: list[float]
-    summaries: dict[float, dict] = field(default_factory=dict)
-    units: list[Unit] = field(default_factory=list)
+    def __init__(self, run: Run, kind: str, weights: list[float]):
+        super().__init__(run)
+        self.kind = kind
+        self.weights = weights
+        self.summaries: dict[float, dict] = {}
 
     def record(self, unit: Unit, result: tuple[dict, dict | None]) -> None:
-        summary, files = result
-        land(unit.args["dir"], files)  # a worker's sub-run folder, written here through a Run
-        self.summaries[unit.args["weight"]] = summary
+        super().record(unit, result)
+        self.summaries[unit.args["weight"]] = result[0]
 
     def finish(self, task_name: str, model_name: str, drop: tuple[str, ...] = ()) -> tuple[list[dict], dict]:
         """<kind>.jsonl (one row per weight, minus the `drop` keys) and <kind>_summary.json; returns (rows, summary)."""

@@ -28,7 +28,7 @@ import torch
 from ..engine.carry import record
 from ..engine.config import LR, TrainConfig, option, subconfig
 from ..engine.errors import SoftscopeError
-from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, run_units, sub_run
+from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, sub_run
 from ..engine.metrics import perplexity
 from ..engine.models import ModelAdapter, load_model_for, special_ids, token_embeddings
 from ..engine.projection import hard_ids, project_straight_through
@@ -182,7 +182,6 @@ def pez(cfg: PezConfig, out: str | Path, adapter: ModelAdapter | None = None, ta
         task = task or load_task_for(cfg)
         run.write_config(cfg, task=task.to_dict())
         sweep = pez_plan(cfg, run, adapter, task)
-        run_units(sweep.units, pez_unit, setup=sweep_setup, setup_args=(cfg,),
-                  ctx=SweepContext(adapter, task, adapter, progress=progress), options=cfg, on_result=sweep.record,
-                  progress=progress)
+        sweep.execute(pez_unit, SweepContext(adapter, task, adapter, progress=progress), setup=sweep_setup,
+                      setup_args=(cfg,), options=cfg, progress=progress)
         return pez_finish(sweep, task, adapter)

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from ..engine.carry import record
 from ..engine.config import LR, SEED, ModelOptions, TaskOptions, option, validate
 from ..engine.errors import SoftscopeError
-from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, run_units, sub_run
+from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, sub_run
 from ..engine.metrics import perplexity
 from ..engine.models import ModelAdapter, cache_kwarg, last_hidden, lm_logits, load_model, load_model_for, returned_cache
 from ..engine.prompts import SoftPrompt
@@ -116,8 +116,9 @@ def shape_rewards(r: torch.Tensor, zscore: bool = True, old=(0.0, 1.0), new=(0.0
     return (r - old[0]) * (new[1] - new[0]) / (old[1] - old[0]) + new[0]
 
 
-def prompt_nll(adapter: ModelAdapter, ids: torch.Tensor) -> torch.Tensor:
-    """Mean token NLL [K] of each prompt row of ids [K, L] after the document start (scoring.token_nll)."""
+def mean_token_nll(adapter: ModelAdapter, ids: torch.Tensor) -> torch.Tensor:
+    """Mean token NLL [K] of each prompt row of ids [K, L] after the document start (scoring.token_nll), without
+    a gradient: the reward's fluency term (scoring.prompt_nll is one prompt's, with a gradient into its embeddings)."""
     return token_nll(adapter, ids).mean(-1).cpu()
 
 
@@ -230,7 +231,7 @@ def prompt_rewards(cfg: RLPromptConfig, weight: float, adapter: ModelAdapter, sc
         task_r = torch.stack([gap_reward(lp[k], labels, cfg.correct_coeff, cfg.incorrect_coeff).mean()
                               for k in range(K)])
         acc = (lp.argmax(-1) == labels[None]).float().mean(1)
-        nll = prompt_nll(adapter, ids) if weight > 0 else None
+        nll = mean_token_nll(adapter, ids) if weight > 0 else None
         raw = task_r - weight * nll if nll is not None else task_r
         shaped = shape_rewards(raw, cfg.zscore, cfg.shaping_old, cfg.shaping_new)
     return {"task": task_r, "accuracy": acc, "nll": nll, "raw": raw, "shaped": shaped}
@@ -293,11 +294,11 @@ def run_rlprompt(cfg: RLPromptConfig, weight: float, out: str | Path, adapter: M
     with Run.open(out, KIND, rl_settings(cfg, weight, pa)) as run:
         if run.existing and (run.path / "rlprompt_summary.json").exists():  # finished with these settings: reuse it
             return read_json(run.path / "rlprompt_summary.json")
-        return _run_one(cfg, weight, run, adapter, task, pa, progress, label or str(run.path))
+        return _train_rlprompt(cfg, weight, run, adapter, task, pa, progress, label or str(run.path))
 
 
-def _run_one(cfg: RLPromptConfig, weight: float, run: Run, adapter: ModelAdapter, task, pa: ModelAdapter,
-             progress: bool, label: str) -> dict:
+def _train_rlprompt(cfg: RLPromptConfig, weight: float, run: Run, adapter: ModelAdapter, task, pa: ModelAdapter,
+                    progress: bool, label: str) -> dict:
     t0 = time.time()
     if pa.vocab_size != adapter.vocab_size or pa.encode("a test") != adapter.encode("a test"):
         raise SoftscopeError(f"policy {pa.name} and task model {adapter.name} do not share a tokenizer: "
@@ -337,7 +338,7 @@ def _run_one(cfg: RLPromptConfig, weight: float, run: Run, adapter: ModelAdapter
         rw = prompt_rewards(cfg, weight, adapter, scorer, ids, [train_rows[i] for i in idx])
         upd = policy_update(policy, target, opt, cfg, ids, states, rw["shaped"])
         task_r, acc = rw["task"], rw["accuracy"]
-        nll = rw["nll"] if rw["nll"] is not None else (prompt_nll(adapter, ids) if step % 10 == 0 else None)
+        nll = rw["nll"] if rw["nll"] is not None else (mean_token_nll(adapter, ids) if step % 10 == 0 else None)
         k_best = int(task_r.argmax())
         metrics.append({"step": step + 1, "event": "train", **upd, "reward_task": task_r.mean().item(),
                         "reward_raw": rw["raw"].mean().item(), "reward_task_std": task_r.std(unbiased=False).item(),
@@ -415,9 +416,8 @@ def rlprompt(cfg: RLPromptConfig, out: str | Path, adapter: ModelAdapter | None 
               else adapter)
         run.write_config(cfg, task=task.to_dict())
         sweep = rlprompt_plan(cfg, run, pa)
-        run_units(sweep.units, rlprompt_unit, setup=sweep_setup, setup_args=(cfg,),
-                  ctx=SweepContext(adapter, task, pa, progress=progress), options=cfg, on_result=sweep.record,
-                  progress=progress)
+        sweep.execute(rlprompt_unit, SweepContext(adapter, task, pa, progress=progress), setup=sweep_setup,
+                      setup_args=(cfg,), options=cfg, progress=progress)
         return rlprompt_finish(sweep, task, adapter)
 
 

@@ -19,14 +19,14 @@ from pathlib import Path
 import torch
 
 from ..engine.config import LR, SEED, ModelOptions, TaskOptions, TrainConfig, option, subconfig, validate
-from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, land, run_units, sub_run
+from ..engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, sub_run
 from ..engine.metrics import STOP_WORDS
 from ..engine.models import load_model_for
 from ..engine.projection import project
 from ..engine.prompts import SoftPrompt
 from ..engine.runs import Run, fingerprint, read_json, register_kind, save_figure
 from ..engine.scoring import Scorer
-from ..engine.sweeps import SweepContext, sweep_settings, sweep_setup
+from ..engine.sweeps import Sweep, SweepContext, run_sweeps, sweep_settings, sweep_setup
 from ..engine.tasks import load_task_for
 from ..engine.training import KIND as TRAIN, train
 from .interpret import dictionary_share, interpret_reading
@@ -120,11 +120,11 @@ def reference_unit(ctx: SweepContext, unit: Unit) -> tuple[None, dict | None]:
     """Train the reference soft prompt into its sub-run folder (soft/), in place or from a worker as files."""
     a = unit.args
 
-    def make(rd: Path) -> None:
+    def train_reference(rd: Path) -> None:
         with Run.open(rd, TRAIN, a["settings"], command="tradeoff") as r:
             train(a["cfg"], r, adapter=ctx.adapter, task=ctx.task, progress=ctx.progress)
 
-    return sub_run(a["dir"], ctx.in_place, make)
+    return sub_run(a["dir"], ctx.in_place, train_reference)
 
 
 def sub_configs(cfg: TradeoffConfig) -> tuple[TrainConfig, PezConfig, RLPromptConfig]:
@@ -157,18 +157,11 @@ def _tradeoff(cfg: TradeoffConfig, run: Run, adapter, task, progress: bool) -> d
     settings = fingerprint(tcfg, tradeoff=sweep)
     with Run.open(soft_dir, TRAIN, settings, command="tradeoff") as r:  # other settings there: refused now
         soft_done = r.existing and (soft_dir / "prompt.safetensors").exists()
-    reference = [] if soft_done else [Unit("reference", {"tuner": "reference", "cfg": tcfg, "dir": str(soft_dir),
-                                                         "settings": settings})]
+    reference = Sweep(run, [] if soft_done else [Unit("reference", {"tuner": "reference", "cfg": tcfg,
+                                                                    "dir": str(soft_dir), "settings": settings})])
 
     # 2-3. the PEZ and RLPrompt weight sweeps: every tuner × weight is one unit, all in one executor call with the
     # reference, so on a cluster the reference trains beside the tuners
-
-    def record(unit: Unit, result: tuple[dict | None, dict | None]) -> None:  # on the driver, which alone writes
-        if unit.args["tuner"] == "reference":
-            land(unit.args["dir"], result[1])
-        else:
-            plans[unit.args["tuner"]].record(unit, result)
-
     with ExitStack() as stack:  # the two sweep folders stay locked until their tables are written
         plans = {}
         if cfg.pez_weights:
@@ -177,9 +170,8 @@ def _tradeoff(cfg: TradeoffConfig, run: Run, adapter, task, progress: bool) -> d
         if cfg.rl_weights:
             sub = _sweep_run(stack, out / "rlprompt", "rlprompt", rcfg, RL_GROWABLE, task)
             plans["rlprompt"] = rlprompt_plan(rcfg, sub, adapter, prefix="rlprompt/")
-        run_units(reference + [u for p in plans.values() for u in p.units], tradeoff_unit, setup=sweep_setup,
-                  setup_args=(cfg,), ctx=SweepContext(adapter, task, adapter, progress=progress), options=cfg,
-                  on_result=record, progress=progress)
+        run_sweeps([reference, *plans.values()], tradeoff_unit, SweepContext(adapter, task, adapter, progress=progress),
+                   setup=sweep_setup, setup_args=(cfg,), options=cfg, progress=progress)
         for tuner, finish in (("pez", pez_finish), ("rlprompt", rlprompt_finish)):
             if tuner in plans:
                 finish(plans[tuner], task, adapter)

@@ -36,14 +36,15 @@ from .features import (CLAUSE_BREAKS, CONTROLS, DATA_KIND, FEATURE_KINDS, INSERT
                        load_base_task, make_biased, make_data, target_share)
 from .metrics import (biased_prediction_rate, embedding_mention, flip_rate, mention_rate, mention_scores,  # noqa: F401
                       score_mentions, string_mention)
-from .report import plot, summarize  # noqa: F401
-from .sweep import (GROWABLE, KIND, POSITIVE, BiasContext, BiasRunConfig, _prompt_name, _train_cfg,  # noqa: F401
+from .report import plot_bias, summarize_bias  # noqa: F401
+from .sweep import (GROWABLE, KIND, POSITIVE, BiasContext, BiasRunConfig, _bias_train_cfg, _prompt_name,  # noqa: F401
                     bias_context, bias_setup, bias_unit, measure_prompt, positive_control, positive_control_text,
                     rescore_mentions, run)
 
 __all__ = ["CLAUSE_BREAKS", "CONTROLS", "DATA_KIND", "FEATURE_KINDS", "INSERT_WINDOW", "PUNCT_NAMES", "BiasedData",
            "Feature", "MakeDataConfig", "biased_task", "control_for", "counterfactuals", "load_base_task", "make_biased",
            "make_data", "target_share", "biased_prediction_rate", "embedding_mention", "flip_rate", "mention_rate",
-           "mention_scores", "score_mentions", "string_mention", "plot", "summarize", "GROWABLE", "KIND", "POSITIVE",
+           "mention_scores", "score_mentions", "string_mention", "plot_bias", "summarize_bias", "GROWABLE", "KIND",
+           "POSITIVE",
            "BiasContext", "BiasRunConfig", "bias_context", "bias_setup", "bias_unit", "measure_prompt",
            "positive_control", "positive_control_text", "rescore_mentions", "run", "unexpected_words"]

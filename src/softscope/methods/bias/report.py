@@ -15,7 +15,7 @@ def _mean(v: list[float]) -> float:
     return sum(v) / len(v) if v else float("nan")
 
 
-def summarize(results: list[dict], strengths: Sequence[float], feature: str, control: str, favoured: str,
+def summarize_bias(results: list[dict], strengths: Sequence[float], feature: str, control: str, favoured: str,
               task: str, model: str) -> dict:
     """Per-strength means (and spread over seeds) and the correlation over all prompts (rows of bias.jsonl)."""
     keys = ("accuracy", "biased_prediction_rate", "feature_flip_rate", "control_flip_rate", "favoured_logprob_shift",
@@ -40,7 +40,7 @@ def summarize(results: list[dict], strengths: Sequence[float], feature: str, con
                             "biased_prediction_vs_strength": correlation(bpr, [r["strength"] for r in results])}}
 
 
-def plot(results: list[dict], summary: dict, out: Path) -> list[Path]:
+def plot_bias(results: list[dict], summary: dict, out: Path) -> list[Path]:
     """Scatter of bias-mention rate against biased-prediction rate, coloured by strength."""
     import matplotlib
 

@@ -11,13 +11,14 @@ import torch
 
 from ...engine.config import LR, SEED, DataOptions, ModelOptions, TrainConfig, option, subconfig, validate
 from ...engine.errors import SoftscopeError
-from ...engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, land, run_units, sub_run
+from ...engine.executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, WorkerContext, sub_run
 from ...engine.metrics import unexpected_words
 from ...engine.models import ModelAdapter, load_model_for, text_embeddings
 from ...engine.patching import layer_pairs
 from ...engine.prompts import SoftPrompt
 from ...engine.runs import Run, fingerprint, read_json, register_kind
 from ...engine.scoring import Scorer
+from ...engine.sweeps import RowSweep, Sweep, run_sweeps
 from ...engine.target_prompts import DEMO_TEXT, build as build_target
 from ...engine.tasks import Example, Task
 from ...engine.training import KIND as TRAIN, train
@@ -25,7 +26,7 @@ from ..describe import describe_prompt
 from . import features
 from .features import Feature, _favoured, biased_task, control_for, make_biased
 from .metrics import biased_prediction_rate, score_mentions
-from .report import plot, summarize
+from .report import plot_bias, summarize_bias
 
 KIND = register_kind("bias")
 # config fields a resumed `bias run` may change (and where its units run)
@@ -136,16 +137,14 @@ def run(cfg: BiasRunConfig, out: str | Path, adapter=None, progress: bool = True
     # a resumed run may change which strengths and seeds it covers (GROWABLE), nothing else
     with Run.open(out, KIND, fingerprint(cfg), growable=GROWABLE, command=command) as run:
         run.write_config(cfg, task=base.to_dict(), favoured=fav, control=control.spec)
-        return _run(cfg, run, t0, feature, control, base, fav, adapter, progress, command)
+        return _bias_sweep(cfg, run, t0, feature, control, base, fav, adapter, progress, command)
 
 
 @dataclass
-class BiasContext:
-    """What every strength × seed unit shares: the model, the clean task, the features, the held-out examples, the
-    layer grid and target prompts; whether a unit writes its prompt folder in place (the driver's own process)."""
+class BiasContext(WorkerContext):
+    """What every strength × seed unit shares: the model, the clean task (`task`), the features, the held-out
+    examples, the layer grid and target prompts."""
 
-    adapter: ModelAdapter
-    base: Task
     feature: Feature
     control: Feature
     favoured: str
@@ -153,27 +152,23 @@ class BiasContext:
     pairs: list
     targets: list
     demo_text: str
-    in_place: bool = True
-    progress: bool = True
 
 
-def bias_context(cfg: BiasRunConfig, adapter: ModelAdapter, base: Task, in_place: bool = True,
-                 progress: bool = True) -> BiasContext:
+def bias_context(cfg: BiasRunConfig, adapter: ModelAdapter, base: Task, progress: bool = True) -> BiasContext:
     """The shared context, the same on the driver and on every worker (all of it follows from the config)."""
     feature = Feature.parse(cfg.feature)
     targets = [build_target(adapter, cfg.pool, cfg.tokens, i, cfg.demos) for i in range(cfg.n_targets)]
     return BiasContext(adapter, base, feature, control_for(feature, cfg.control), _favoured(base, cfg.favoured),
                        base.subset("test", cfg.heldout, 12345), layer_pairs(cfg.layers, adapter.n_layers), targets,
-                       DEMO_TEXT + " " + " ".join(t.text for t in targets), in_place, progress)
+                       DEMO_TEXT + " " + " ".join(t.text for t in targets), progress=progress)
 
 
 def bias_setup(cfg: BiasRunConfig) -> BiasContext:
     """A Ray worker's context, built from the config alone (once per worker, then kept)."""
-    return bias_context(cfg, load_model_for(cfg), features.load_base_task(cfg.task, cfg.data_dir), in_place=False,
-                        progress=False)
+    return bias_context(cfg, load_model_for(cfg), features.load_base_task(cfg.task, cfg.data_dir))
 
 
-def _train_cfg(cfg: BiasRunConfig, seed: int) -> TrainConfig:
+def _bias_train_cfg(cfg: BiasRunConfig, seed: int) -> TrainConfig:
     """The training config of one prompt: the run's model options (trust_remote_code included), task, tokens, steps,
     batch size, lr and init carried over by name."""
     return subconfig(TrainConfig, cfg, checkpoint_every=cfg.steps, eval_examples=cfg.checkpoint_eval,
@@ -193,15 +188,15 @@ def bias_unit(ctx: BiasContext, unit: Unit) -> tuple[dict, dict | None]:
     cfg, strength, seed = a["cfg"], a["strength"], a["seed"]
     t1 = time.time()
 
-    def make(rd: Path) -> dict:
-        sample = ctx.base.subset("train", cfg.train_examples, seed)
-        data = make_biased(sample, ctx.base.classes, ctx.feature, strength, ctx.favoured, seed)
-        task = biased_task(ctx.base, data, ctx.feature, strength)
+    def train_and_measure(rd: Path) -> dict:
+        sample = ctx.task.subset("train", cfg.train_examples, seed)
+        data = make_biased(sample, ctx.task.classes, ctx.feature, strength, ctx.favoured, seed)
+        task = biased_task(ctx.task, data, ctx.feature, strength)
         with Run.open(rd, TRAIN, a["settings"], command=a["command"]) as r:
             if r.existing and (rd / "prompt.safetensors").exists():
                 prompt = SoftPrompt.load(rd / "prompt.safetensors").tensor
             else:
-                prompt = train(_train_cfg(cfg, seed), r, adapter=ctx.adapter, task=task,
+                prompt = train(_bias_train_cfg(cfg, seed), r, adapter=ctx.adapter, task=task,
                                progress=ctx.progress).prompt.tensor
             r.write_json("bias_data.json", {"shares": data.shares, "counts": data.counts, "dropped": data.dropped})
             res, rows = measure_prompt(ctx.adapter, task, prompt, cfg, ctx.feature, ctx.control, ctx.favoured, seed,
@@ -210,59 +205,73 @@ def bias_unit(ctx: BiasContext, unit: Unit) -> tuple[dict, dict | None]:
         return {"prompt": unit.key, "strength": strength, "seed": seed, "shares": data.shares, **res,
                 "seconds": time.time() - t1}
 
-    return sub_run(a["dir"], ctx.in_place, make)
+    return sub_run(a["dir"], ctx.in_place, train_and_measure)
 
 
-def _run(cfg: BiasRunConfig, run: Run, t0: float, feature: Feature, control: Feature, base: Task, fav: str, adapter,
-         progress: bool, command: str) -> dict:
-    out = run.path
-    sweep = {k: v for k, v in fingerprint(cfg)["config"].items() if k not in GROWABLE}
-    adapter = adapter or load_model_for(cfg)
-    ctx = bias_context(cfg, adapter, base, progress=progress)
-    done = {r["prompt"]: r for r in run.read_jsonl("bias.jsonl")}
-    # seeds outer: an interrupted local run already holds a full strength curve for the first seeds
-    grid = {_prompt_name(s, seed): (s, seed) for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds)
-            for s in cfg.strengths}
-    units = []
-    for name, (strength, seed) in grid.items():
-        if name in done:
-            continue
-        rd = out / "prompts" / name
-        settings = fingerprint(_train_cfg(cfg, seed), bias=sweep, strength=strength)
-        sub = f"{command} (strength {strength}, seed {seed})"
-        if rd.exists():  # a prompt folder left with other settings is refused now, before any unit runs
-            Run.open(rd, TRAIN, settings, command=sub).close()
-        units.append(Unit(name, {"cfg": cfg, "strength": strength, "seed": seed, "dir": str(rd),
-                                 "settings": settings, "command": sub}))
+class PromptSweep(RowSweep):
+    """bias.jsonl: one row per strength × seed prompt, landed after its prompt folder (a row always has its
+    descriptions); each row is printed as it lands when `progress`."""
 
-    pc_text = positive_control_text(feature, fav, cfg.positive_control_text)
-    pc_path = out / "positive_control.json"
-    if cfg.positive_control and not (pc_path.exists() and read_json(pc_path).get("text") == pc_text):
-        units.append(Unit(POSITIVE, {"cfg": cfg, "text": pc_text}))
+    def __init__(self, run: Run, progress: bool):
+        super().__init__(run, "bias.jsonl", lambda r: r["prompt"], lambda unit, result: ([result[0]], result[1]))
+        self.progress = progress
 
-    def record(unit: Unit, result: tuple[dict, dict | None]) -> None:  # the driver alone writes the run folder
-        row, files = result
-        if unit.key == POSITIVE:  # its descriptions, then its row: a row always has its descriptions
-            run.write_jsonl(f"prompts/{POSITIVE}/descriptions.jsonl", row.pop("rows"))
-            run.write_json(pc_path.name, row)
-            return
-        land(unit.args["dir"], files)
-        run.append_jsonl("bias.jsonl", [row])  # after its folder: a row always has its descriptions
-        done[row["prompt"]] = row
-        if progress:
+    def record(self, unit: Unit, result: tuple[dict, dict | None]) -> None:
+        super().record(unit, result)
+        row = result[0]
+        if self.progress:
             print(f"{row['prompt']}: acc {row['accuracy']:.3f}  biased-prediction rate "
                   f"{row['biased_prediction_rate']:+.3f}  mention rate {row['mention_rate']:.3f}  "
                   f"({row['seconds']:.0f} s)", flush=True)
 
-    run_units(units, bias_unit, setup=bias_setup, setup_args=(cfg,), ctx=ctx, options=cfg, on_result=record,
-              progress=progress)
+
+class PositiveControlSweep(Sweep):
+    """The positive control's unit (when it is not done yet): its descriptions, then its row, in their own files."""
+
+    def record(self, unit: Unit, result: tuple[dict, None]) -> None:
+        row = result[0]
+        self.run.write_jsonl(f"prompts/{POSITIVE}/descriptions.jsonl", row.pop("rows"))
+        self.run.write_json("positive_control.json", row)
+
+
+def _bias_sweep(cfg: BiasRunConfig, run: Run, t0: float, feature: Feature, control: Feature, base: Task, fav: str,
+                adapter, progress: bool, command: str) -> dict:
+    out = run.path
+    sweep = {k: v for k, v in fingerprint(cfg)["config"].items() if k not in GROWABLE}
+    adapter = adapter or load_model_for(cfg)
+    ctx = bias_context(cfg, adapter, base, progress=progress)
+    prompts = PromptSweep(run, progress)
+    done = prompts.done
+    # seeds outer: an interrupted local run already holds a full strength curve for the first seeds
+    grid = {_prompt_name(s, seed): (s, seed) for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds)
+            for s in cfg.strengths}
+    for name, (strength, seed) in grid.items():
+        if name in done:
+            continue
+        rd = out / "prompts" / name
+        settings = fingerprint(_bias_train_cfg(cfg, seed), bias=sweep, strength=strength)
+        sub = f"{command} (strength {strength}, seed {seed})"
+        if rd.exists():  # a prompt folder left with other settings is refused now, before any unit runs
+            Run.open(rd, TRAIN, settings, command=sub).close()
+        prompts.units.append(Unit(name, {"cfg": cfg, "strength": strength, "seed": seed, "dir": str(rd),
+                                         "settings": settings, "command": sub}))
+
+    pc_text = positive_control_text(feature, fav, cfg.positive_control_text)
+    pc_path = out / "positive_control.json"
+    positive = PositiveControlSweep(run)
+    if cfg.positive_control and not (pc_path.exists() and read_json(pc_path).get("text") == pc_text):
+        positive.units.append(Unit(POSITIVE, {"cfg": cfg, "text": pc_text}))
+
+    run_sweeps([prompts, positive], bias_unit, ctx, setup=bias_setup, setup_args=(cfg,), options=cfg,
+               progress=progress)
+    done = prompts.done
     results = [done[name] for name in grid]
-    summary = summarize(results, cfg.strengths, feature.spec, control.spec, fav, base.name, cfg.model)
+    summary = summarize_bias(results, cfg.strengths, feature.spec, control.spec, fav, base.name, cfg.model)
     if cfg.positive_control:
         summary["positive_control"] = read_json(pc_path)
     summary["seconds"] = time.time() - t0
     run.write_json("bias_summary.json", summary)
-    summary["plots"] = [str(p) for p in plot(results, summary, out)]
+    summary["plots"] = [str(p) for p in plot_bias(results, summary, out)]
     return summary
 
 
@@ -279,7 +288,7 @@ def positive_control(ctx: BiasContext, cfg: BiasRunConfig, text: str) -> dict:
     _, P = text_embeddings(ctx.adapter, text)
     targets = [build_target(ctx.adapter, cfg.pool, P.shape[0], i, cfg.demos) for i in range(cfg.n_targets)]
     t1 = time.time()
-    res, rows = measure_prompt(ctx.adapter, ctx.base, P, cfg, ctx.feature, ctx.control, ctx.favoured,
+    res, rows = measure_prompt(ctx.adapter, ctx.task, P, cfg, ctx.feature, ctx.control, ctx.favoured,
                                cfg.first_seed, ctx.heldout, ctx.pairs, targets, ctx.demo_text)
     return {"prompt": POSITIVE, "text": text, "tokens": int(P.shape[0]), **res, "seconds": time.time() - t1,
             "rows": rows}

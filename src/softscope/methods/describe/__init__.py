@@ -29,10 +29,10 @@ checkpoints as executor units, the positive control, resume). Everything public 
 
 from __future__ import annotations
 
-from .config import KIND, METRICS, CUT_CHARS, CUTS, PROTOCOLS, PAPER, COPY_N, COPY_THRESHOLD, DescribeConfig, DescribeResult  # noqa: F401
+from .config import KIND, DESCRIPTION_METRICS, CUT_CHARS, CUTS, PROTOCOLS, PAPER, COPY_N, COPY_THRESHOLD, DescribeConfig, DescribeResult  # noqa: F401
 from .procedure import _checkpoints, _scoring_target, cut, cut_paper, CUTTERS, score_rows, describe_prompt  # noqa: F401
-from .scores import _words, demo_overlap, mark_copies, _best, summarize_checkpoint, PRIMARY_SCORE, SCORES, score_of, correlations  # noqa: F401
+from .scores import _copy_words, demo_overlap, mark_copies, _best, summarize_checkpoint, PRIMARY_SCORE, SCORES, score_of, correlations  # noqa: F401
 from .report import _plots  # noqa: F401
-from .sweep import CONTROL, _control_text, _control_unit, _control_summary, describe_unit, default_out, describe, _describe  # noqa: F401
+from .sweep import CONTROL, DescribeGrid, DescribeJob, _control_text, _control_unit, _control_summary, describe_setup, describe_unit, default_describe_out, describe, _describe  # noqa: F401
 
-__all__ = ['KIND', 'METRICS', 'CUT_CHARS', 'CUTS', 'PROTOCOLS', 'PAPER', 'COPY_N', 'COPY_THRESHOLD', 'DescribeConfig', 'DescribeResult', 'cut', 'cut_paper', 'CUTTERS', 'score_rows', 'describe_prompt', 'demo_overlap', 'mark_copies', 'summarize_checkpoint', 'PRIMARY_SCORE', 'SCORES', 'score_of', 'correlations', 'CONTROL', 'describe_unit', 'default_out', 'describe']
+__all__ = ['KIND', 'DESCRIPTION_METRICS', 'CUT_CHARS', 'CUTS', 'PROTOCOLS', 'PAPER', 'COPY_N', 'COPY_THRESHOLD', 'DescribeConfig', 'DescribeResult', 'cut', 'cut_paper', 'CUTTERS', 'score_rows', 'describe_prompt', 'demo_overlap', 'mark_copies', 'summarize_checkpoint', 'PRIMARY_SCORE', 'SCORES', 'score_of', 'correlations', 'CONTROL', 'DescribeGrid', 'DescribeJob', 'describe_setup', 'describe_unit', 'default_describe_out', 'describe']

@@ -15,7 +15,7 @@ from ...engine.target_prompts import MARKER, POOLS
 
 KIND = register_kind("describe")
 
-METRICS = ("class_rate", "rouge1", "rouge2", "rougeL", "similarity")
+DESCRIPTION_METRICS = ("class_rate", "rouge1", "rouge2", "rougeL", "similarity")
 CUT_CHARS = "\n$.|"
 CUTS = ("softscope", "paper")
 PROTOCOLS = ("softscope", "paper")

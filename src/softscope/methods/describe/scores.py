@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...engine.stats import correlation
-from .config import COPY_N, COPY_THRESHOLD, METRICS
+from .config import COPY_N, COPY_THRESHOLD, DESCRIPTION_METRICS
 
 
 # A description copies a demonstration when at least COPY_THRESHOLD of its words (lower-cased) lie in runs of
@@ -11,7 +11,7 @@ from .config import COPY_N, COPY_THRESHOLD, METRICS
 # shorter than COPY_N words: when it occurs whole in one). Such a description repeats the target prompt, not what
 # the soft prompt means ("of the text: English, French, German, Spanish": 4 of 7 words); it is flagged and, by
 # default, left out of the "best" descriptions and of the correlations built on them.
-def _words(text: str) -> list[str]:
+def _copy_words(text: str) -> list[str]:
     import re
 
     return re.findall(r"\w+", text.lower())
@@ -19,13 +19,13 @@ def _words(text: str) -> list[str]:
 
 def demo_overlap(text: str, demos: list[str]) -> float:
     """The largest share, over the demonstrations, of the text's words inside a COPY_N-word run shared with it."""
-    w = _words(text)
+    w = _copy_words(text)
     if not w or not demos:
         return 0.0
     n = min(COPY_N, len(w))
     best = 0.0
     for d in demos:
-        dw = _words(d)
+        dw = _copy_words(d)
         grams = {tuple(dw[i:i + n]) for i in range(len(dw) - n + 1)}
         covered = {j for i in range(len(w) - n + 1) if tuple(w[i:i + n]) in grams for j in range(i, i + n)}
         best = max(best, len(covered) / len(w))
@@ -61,16 +61,17 @@ def summarize_checkpoint(rows: list[dict], top_k: int, exclude_copies: bool = Tr
         "target_prompts": len(seeds),
         "copies": sum(bool(r.get("copies_demo")) for r in rows),
         "best_excludes_copies": exclude_copies and bool(own),
-        "best": {m: _best(pool, m) for m in METRICS},
+        "best": {m: _best(pool, m) for m in DESCRIPTION_METRICS},
         "class_rate_mean": sum(r["class_rate"] for r in rows) / len(rows),
         "naming_share": sum(r["class_rate"] >= 1.0 for r in rows) / len(rows),
         "similarity_topk": sum(sims[:top_k]) / len(sims[:top_k]),
         "similarity_mean": sum(sims) / len(sims),
         "rouge1_mean": sum(r["rouge1"] for r in rows) / len(rows),
         # the spread of the max across target prompts (a max that flips between them is noise)
-        "max_per_target": {m: [max(r[m] for r in rows if r["target_seed"] == s) for s in seeds] for m in METRICS},
+        "max_per_target": {m: [max(r[m] for r in rows if r["target_seed"] == s) for s in seeds]
+                           for m in DESCRIPTION_METRICS},
     }
-    for m in METRICS:
+    for m in DESCRIPTION_METRICS:
         v = out["max_per_target"][m]
         out[f"{m}_max_mean"] = sum(v) / len(v)
     return out

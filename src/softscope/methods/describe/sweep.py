@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from ...engine.errors import SoftscopeError
-from ...engine.executor import PLACEMENT_FIELDS, Unit, run_units
+from ...engine.executor import PLACEMENT_FIELDS, Unit, WorkerContext
 from ...engine.metrics import unexpected_words
 from ...engine.models import DEFAULT_MODEL, ModelAdapter, load_model, text_embeddings
 from ...engine.patching import layer_pairs
+from ...engine.prompts import SoftPrompt
 from ...engine.runs import Run, fingerprint, resolve_path
 from ...engine.stats import interval_of
-from ...engine.target_prompts import build as build_target
+from ...engine.sweeps import RowSweep
+from ...engine.target_prompts import TargetPrompt, build as build_target
 from .config import DescribeConfig, DescribeResult, KIND
 from .procedure import _checkpoints, _scoring_target, describe_prompt, score_rows
 from .report import _plots
@@ -23,22 +26,55 @@ from .scores import PRIMARY_SCORE, SCORES, correlations, mark_copies, summarize_
 CONTROL = "control"  # its checkpoint name in descriptions.jsonl
 
 
+@dataclass
+class DescribeGrid:
+    """What a unit describes a prompt with: the layer pairs and target prompts, the generation settings, and the
+    classes and references its descriptions are scored against."""
+
+    pairs: list[tuple[int, int]]
+    targets: list[TargetPrompt]
+    max_new_tokens: int
+    batch_size: int
+    source_pass: str
+    stop: str
+    cut: str
+    classes: list[str]
+    refs: list[str]
+
+
+@dataclass
+class DescribeJob:
+    """What `describe` resolved before opening its run folder: the source and its checkpoints, the model (its
+    spec, which a Ray worker loads, and the driver's adapter), the scoring task's name and the grid."""
+
+    cfg: DescribeConfig
+    source: Path
+    items: list[tuple[str, SoftPrompt]]
+    model_spec: str
+    adapter: ModelAdapter
+    task_name: str
+    grid: DescribeGrid
+    progress: bool
+    t0: float
+
+
 def _control_text(cfg: DescribeConfig, refs: list[str]) -> str:
     """The control's true task description: --control-text, else the task's first reference description."""
     return cfg.control_text or refs[0]
 
 
-def _control_unit(adapter: ModelAdapter, cfg: DescribeConfig, shared: dict, refs: list[str]) -> Unit:
+def _control_unit(adapter: ModelAdapter, cfg: DescribeConfig, grid: DescribeGrid) -> Unit:
     """The control as one more unit (it runs where the checkpoints run): the same grid and target-prompt seeds on
     P = e(true task description) at its own length. If this prompt does not get its classes named, no trained
     prompt can be expected to. Scored against the references other than the control text itself, so its ROUGE
     and similarity are not a copy's."""
+    refs = grid.refs
     text = _control_text(cfg, refs)
     _, P = text_embeddings(adapter, text)
     targets = [build_target(adapter, cfg.target_prompt, P.shape[0], cfg.seed + i, cfg.demos)
                for i in range(cfg.n_targets)]
-    return Unit(CONTROL, {**shared, "prompt": P, "placement": "after_bos", "targets": targets,
-                          "refs": [r for r in refs if r != text] or refs})
+    own = dataclasses.replace(grid, targets=targets, refs=[r for r in refs if r != text] or refs)
+    return Unit(CONTROL, {"prompt": P, "placement": "after_bos", "grid": own})
 
 
 def _control_summary(cfg: DescribeConfig, adapter: ModelAdapter, rows: list[dict], refs: list[str]) -> dict:
@@ -49,19 +85,24 @@ def _control_summary(cfg: DescribeConfig, adapter: ModelAdapter, rows: list[dict
             **summarize_checkpoint(done, cfg.top_k, not cfg.keep_copies)}
 
 
-def describe_unit(adapter: ModelAdapter, unit: Unit) -> list[dict]:
+def describe_setup(model: str, device: str, dtype: str, trust_remote_code: bool) -> WorkerContext:
+    """A Ray worker's context: the model alone (a unit carries its prompt and grid)."""
+    return WorkerContext(load_model(model, device, dtype, trust_remote_code), None)
+
+
+def describe_unit(ctx: WorkerContext, unit: Unit) -> list[dict]:
     """One checkpoint of a describe sweep (runs here or on a Ray worker): its scored descriptions over the grid, each
     flagged when it copies a demonstration of its target prompt (mark_copies)."""
-    a = unit.args
-    rows = describe_prompt(adapter, a["prompt"], a["pairs"], a["targets"], a["max_new_tokens"], a["batch_size"],
-                           a["source_pass"], a["stop"], a["cut"], a["placement"])
-    score_rows(rows, a["classes"], a["refs"])
-    mark_copies(rows, a["targets"])
+    a, g = unit.args, unit.args["grid"]
+    rows = describe_prompt(ctx.adapter, a["prompt"], g.pairs, g.targets, g.max_new_tokens, g.batch_size,
+                           g.source_pass, g.stop, g.cut, a["placement"])
+    score_rows(rows, g.classes, g.refs)
+    mark_copies(rows, g.targets)
     return rows
 
 
 # ---- the method --------------------------------------------------------------------------------------------
-def default_out(source: str | Path) -> Path:
+def default_describe_out(source: str | Path) -> Path:
     """Where results go by default: RUN_DIR/describe, or <prompt file stem>-describe beside a file."""
     p = Path(source)
     if p.is_dir() and not (p / "adapter_model.safetensors").exists():
@@ -80,7 +121,7 @@ def describe(source: str | Path, cfg: DescribeConfig | None = None, out: str | P
     source = Path(source)
     if not source.exists():
         raise SoftscopeError(f"{source} does not exist: pass a run dir, a prompt file or a PEFT adapter dir")
-    out = Path(out) if out else default_out(source)
+    out = Path(out) if out else default_describe_out(source)
     items = _checkpoints(source, cfg.checkpoints)
     first = items[-1][1]
     model_spec = cfg.model or first.model or DEFAULT_MODEL  # what a Ray worker loads for itself
@@ -92,45 +133,42 @@ def describe(source: str | Path, cfg: DescribeConfig | None = None, out: str | P
     pairs = layer_pairs(cfg.layers, adapter.n_layers)
     n = first.n_tokens
     targets = [build_target(adapter, cfg.target_prompt, n, cfg.seed + i, cfg.demos) for i in range(cfg.n_targets)]
+    grid = DescribeGrid(pairs, targets, cfg.max_new_tokens, cfg.batch_size, cfg.source_pass, cfg.stop, cfg.cut,
+                        classes, refs)
 
     with Run.open(out, KIND, fingerprint(cfg, source=str(source)), growable=PLACEMENT_FIELDS,
                   command=command) as run:  # where the units run is not a setting of the results
-        return _describe(run, t0, cfg, source, items, model_spec, adapter, task_name, classes, refs, pairs, targets,
-                         progress)
+        return _describe(run, DescribeJob(cfg, source, items, model_spec, adapter, task_name, grid, progress, t0))
 
 
-def _describe(run: Run, t0, cfg, source, items, model_spec, adapter, task_name, classes, refs, pairs, targets,
-              progress) -> DescribeResult:
-    out = run.path
+def _describe(run: Run, job: DescribeJob) -> DescribeResult:
+    out, cfg, source, items, adapter, t0 = run.path, job.cfg, job.source, job.items, job.adapter, job.t0
+    grid = job.grid
+    task_name, classes, refs, pairs, targets = job.task_name, grid.classes, grid.refs, grid.pairs, grid.targets
     if not run.existing:
         run.write_config(cfg, source=str(source), model=adapter.name, task=task_name, classes=classes,
                          references=refs, pairs=pairs, target_prompts=[t.to_dict() for t in targets])
-    rows = run.read_jsonl("descriptions.jsonl")
-    per = Counter(r["checkpoint"] for r in rows)
-    full = len(pairs) * len(targets)
-    rows = [r for r in rows if per[r["checkpoint"]] == full]  # a checkpoint cut short is described again
-    done = {r["checkpoint"] for r in rows}
-    if len(rows) != sum(per.values()):
-        run.write_jsonl("descriptions.jsonl", rows)
     meta = {name: (p.step, p.accuracy) for name, p in items}
-    shared = {"pairs": pairs, "targets": targets, "max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size,
-              "source_pass": cfg.source_pass, "stop": cfg.stop, "cut": cfg.cut, "classes": classes, "refs": refs}
-    units = [Unit(name, {"prompt": p.tensor, "placement": p.placement, **shared}) for name, p in items
-             if name not in done]
-    if cfg.control and CONTROL not in done:
-        units.append(_control_unit(adapter, cfg, shared, refs))
     meta[CONTROL] = (None, None)
 
-    def record(unit: Unit, new: list[dict]) -> None:  # the driver alone writes, through its Run
+    def rows_of(unit: Unit, new: list[dict]) -> tuple[list[dict], None]:  # a finished checkpoint's rows, together
         step, acc = meta[unit.key]
-        new = [{"checkpoint": unit.key, "step": step, "accuracy": acc, **r} for r in new]
-        run.append_jsonl("descriptions.jsonl", new)  # a finished checkpoint survives an interruption
-        rows.extend(new)
+        return [{"checkpoint": unit.key, "step": step, "accuracy": acc, **r} for r in new], None
 
-    worker_model = resolve_path("model", model_spec)  # a local folder as an absolute path: workers run elsewhere
-    run_units(units, describe_unit, setup=load_model,
-              setup_args=(worker_model, cfg.device, cfg.dtype, cfg.trust_remote_code), ctx=adapter, options=cfg,
-              on_result=record, progress=progress)
+    sweep = RowSweep(run, "descriptions.jsonl", lambda r: r["checkpoint"], rows_of)
+    full = len(pairs) * len(targets)
+    sweep.drop_partial(lambda ck: len(ck) == full)  # a checkpoint cut short is described again
+    done = sweep.done
+    sweep.units = [Unit(name, {"prompt": p.tensor, "placement": p.placement, "grid": grid}) for name, p in items
+                   if name not in done]
+    if cfg.control and CONTROL not in done:
+        sweep.units.append(_control_unit(adapter, cfg, grid))
+
+    worker_model = resolve_path("model", job.model_spec)  # a local folder as an absolute path: workers run elsewhere
+    sweep.execute(describe_unit, WorkerContext(adapter, None, progress=job.progress), setup=describe_setup,
+                  setup_args=(worker_model, cfg.device, cfg.dtype, cfg.trust_remote_code), options=cfg,
+                  progress=job.progress)
+    rows = sweep.rows
     control = _control_summary(cfg, adapter, rows, refs) if cfg.control else None
 
     keep = [name for name, _ in items]

@@ -31,8 +31,8 @@ from __future__ import annotations
 from .config import KIND, PAPER_GAMMAS, N_BOOT, PAPER_LONG_TASKS, PAPER_LABEL_WORDS, PROTOCOLS, WaywardConfig  # noqa: F401
 from .targets import _targets_dir, read_targets, protocol_targets, load_targets  # noqa: F401
 from .objective import target_embeddings, distance, embedding_mean_sq_norm, distance_term, reading, safe_name  # noqa: F401
-from .sweep import _task_for, _train_cfg, _start, dev_split, EarlyStop, WaywardContext, SWEEP_ONLY, context_config, wayward_setup, wayward_unit, run_wayward, GROWABLE  # noqa: F401
-from .report import seed_means, select, per_target, summarize, plot, compare, compare_table, target_table, compare_plot  # noqa: F401
+from .sweep import _task_for, _wayward_train_cfg, _start, dev_split, EarlyStop, WaywardContext, SWEEP_ONLY, context_config, wayward_setup, wayward_unit, run_wayward, GROWABLE  # noqa: F401
+from .report import seed_means, select, per_target, summarize_wayward, plot_wayward, compare, compare_table, target_table, compare_plot  # noqa: F401
 
 
-__all__ = ['KIND', 'PAPER_GAMMAS', 'N_BOOT', 'PAPER_LONG_TASKS', 'PAPER_LABEL_WORDS', 'PROTOCOLS', 'WaywardConfig', 'read_targets', 'protocol_targets', 'load_targets', 'target_embeddings', 'distance', 'embedding_mean_sq_norm', 'distance_term', 'reading', 'safe_name', 'dev_split', 'EarlyStop', 'WaywardContext', 'SWEEP_ONLY', 'context_config', 'wayward_setup', 'wayward_unit', 'run_wayward', 'GROWABLE', 'seed_means', 'select', 'per_target', 'summarize', 'plot', 'compare', 'compare_table', 'target_table', 'compare_plot']
+__all__ = ['KIND', 'PAPER_GAMMAS', 'N_BOOT', 'PAPER_LONG_TASKS', 'PAPER_LABEL_WORDS', 'PROTOCOLS', 'WaywardConfig', 'read_targets', 'protocol_targets', 'load_targets', 'target_embeddings', 'distance', 'embedding_mean_sq_norm', 'distance_term', 'reading', 'safe_name', 'dev_split', 'EarlyStop', 'WaywardContext', 'SWEEP_ONLY', 'context_config', 'wayward_setup', 'wayward_unit', 'run_wayward', 'GROWABLE', 'seed_means', 'select', 'per_target', 'summarize_wayward', 'plot_wayward', 'compare', 'compare_table', 'target_table', 'compare_plot']

@@ -9,12 +9,12 @@ from ...engine.config import TrainConfig, option, validate
 from ...engine.errors import SoftscopeError
 from ...engine.executor import ExecutorOptions
 from ...engine.runs import register_kind
+from ...engine.stats import N_BOOT  # also the drop's resamples (examples × resamples stay a few MB)
 
 
 KIND = register_kind("wayward")
 
 PAPER_GAMMAS = [0.0, 1e-4, 5e-4, 1e-3, 3e-3, 5e-3, 1e-2, 3e-2]
-N_BOOT = 2000  # paired bootstrap resamples for the drop's interval (examples × resamples stay a few MB)
 
 # Presets. quick: sized for 2 free CPU cores (< 90 min for SST-2 and AG News × both packaged models): 8 targets —
 # 4 task definitions spread over natural_prompts.json (every 8th) alternating with one Pile sentence each from

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from ...engine.errors import SoftscopeError
 from ...engine.runs import read_json, read_jsonl, save_figure
-from ...engine.stats import paired_bootstrap
-from .config import N_BOOT
+from ...engine.stats import N_BOOT, paired_bootstrap
 
 
 # ---- summary, plots, comparison ------------------------------------------------------------------------
@@ -88,7 +87,7 @@ def per_target(rows: list[dict], threshold: float, within: float, selection: str
     return out
 
 
-def summarize(rows: list[dict], threshold: float = 0.9, within: float = 0.02, selection: str = "softscope",
+def summarize_wayward(rows: list[dict], threshold: float = 0.9, within: float = 0.02, selection: str = "softscope",
               n_boot: int = N_BOOT, baseline_min: float = 0.0) -> dict:
     """The headline figures: share of targets reached (F1 over the threshold), mean/median drop, share within the
     margin (by the interval when there is one), targets below the baseline accuracy, per-γ means."""
@@ -114,7 +113,7 @@ def summarize(rows: list[dict], threshold: float = 0.9, within: float = 0.02, se
             "by_gamma": by_gamma, "per_target": tg}
 
 
-def plot(rows: list[dict], out: Path, threshold: float, title: str = "") -> list[Path]:
+def plot_wayward(rows: list[dict], out: Path, threshold: float, title: str = "") -> list[Path]:
     """f1_vs_accuracy.png (one colour per γ) and drop_vs_length.png (accuracy drop vs prompt length)."""
     import matplotlib
 
@@ -182,7 +181,7 @@ def compare(run_dirs: list[str | Path]) -> list[dict]:
     out = []
     for d in run_dirs:
         rows, opts, cfg = _sweep(d)
-        s = summarize(rows, **opts)
+        s = summarize_wayward(rows, **opts)
         info = cfg.get("model_info", {})
         out.append({"run": str(d), "model": rows[0]["model"], "task": rows[0]["task"],
                     "layers": info.get("layers"), "width": info.get("width"),

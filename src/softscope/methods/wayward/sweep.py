@@ -14,16 +14,17 @@ import torch
 from ...engine.carry import record as record_settings
 from ...engine.config import TrainConfig, subconfig
 from ...engine.errors import SoftscopeError
-from ...engine.executor import PLACEMENT_FIELDS, Unit, run_units
+from ...engine.executor import PLACEMENT_FIELDS, Unit, WorkerContext
 from ...engine.models import ModelAdapter, choose_autocast, load_model_for
 from ...engine.prompts import SoftPrompt
 from ...engine.runs import Run, fingerprint, read_jsonl
 from ...engine.scoring import Scorer
+from ...engine.sweeps import RowSweep
 from ...engine.tasks import BUILTIN, WAYWARD_TEMPLATES, load_task
 from ...engine.training import KIND as TRAIN, init_prompt, tensor_digest, train, train_many
 from .config import KIND, WaywardConfig
 from .objective import distance_term, embedding_mean_sq_norm, reading, safe_name, target_embeddings
-from .report import plot, summarize
+from .report import plot_wayward, summarize_wayward
 from .targets import load_targets
 
 
@@ -36,7 +37,7 @@ def _task_for(cfg: WaywardConfig):
                      max_test=cfg.max_test, seed=cfg.seed)
 
 
-def _train_cfg(cfg: WaywardConfig, n: int, seed: int) -> TrainConfig:
+def _wayward_train_cfg(cfg: WaywardConfig, n: int, seed: int) -> TrainConfig:
     # train() evaluates at step 0 and at the end on `eval_examples`: keep that tiny, we evaluate once ourselves
     return subconfig(TrainConfig, cfg, tokens=n, final_eval="none", template=None, eval_examples=8,
                      checkpoint_every=max(cfg.steps, 1), seed=seed)
@@ -100,16 +101,17 @@ class EarlyStop:
 
 
 @dataclasses.dataclass
-class WaywardContext:
-    """What every unit of a sweep shares: the model, the task and its splits, the scorer, the distance scale."""
+class WaywardContext(WorkerContext):
+    """What every unit of a sweep shares: the model, the task and its splits, the scorer, the distance scale, the
+    config (a worker's: `context_config`) and, on the driver, the run folder (for --no-batched training folders)."""
 
-    adapter: ModelAdapter
-    task: object
     train_task: object
     dev: list
     test: list
     scorer: Scorer
     scale: float
+    cfg: WaywardConfig
+    run_path: Path | None = None
 
 
 # Sweep-level fields: which units a sweep has and how its summary reads them. A unit never reads them (its target,
@@ -130,7 +132,7 @@ def context_config(cfg: WaywardConfig) -> WaywardConfig:
     return c
 
 
-def wayward_setup(cfg: WaywardConfig) -> tuple:
+def wayward_setup(cfg: WaywardConfig) -> WaywardContext:
     """Build a unit context from the config alone (what a Ray worker does once, then keeps)."""
     adapter = load_model_for(cfg)
     task = _task_for(cfg)
@@ -138,21 +140,21 @@ def wayward_setup(cfg: WaywardConfig) -> tuple:
     scorer = Scorer(adapter, task, max_length=cfg.max_length, verbalizer=cfg.verbalizer, autocast_bf16=cfg.eval_bf16)
     scale = embedding_mean_sq_norm(adapter) if cfg.distance_norm == "embedding" else 1.0
     return WaywardContext(adapter, task, train_task, dev, task.subset("test", cfg.test_examples or None, cfg.seed),
-                          scorer, scale), cfg, None
+                          scorer, scale, cfg)
 
 
-def wayward_unit(ctx: tuple, unit: Unit) -> list[tuple[dict, torch.Tensor]]:
+def wayward_unit(ctx: WaywardContext, unit: Unit) -> list[tuple[dict, torch.Tensor]]:
     """One target × train seed, every γ of it trained together: [(row, prompt)] for the driver to save.
 
     Depends only on the unit's key and the config (seeded generators), so local and Ray runs give the same rows.
     """
-    c, cfg, run = ctx
+    c, cfg, run = ctx, ctx.cfg, ctx.run_path
     adapter, task, scorer, test, scale = c.adapter, c.task, c.scorer, c.test, c.scale
     name, text, seed, todo = unit.args["target"], unit.args["text"], unit.args["seed"], unit.args["gammas"]
     ids, e_t = target_embeddings(adapter, text)
     n = len(ids)
     start_acc = scorer.accuracy(e_t, test, cfg.eval_batch_size)  # e(t) itself, untrained: is t already a prompt?
-    tcfg = _train_cfg(cfg, n, seed)
+    tcfg = _wayward_train_cfg(cfg, n, seed)
     starts = torch.stack([_start(cfg, adapter, n, e_t, g, seed) for g in todo])
     term = distance_term(todo, e_t, scale)
     ts = time.time()
@@ -163,7 +165,7 @@ def wayward_unit(ctx: tuple, unit: Unit) -> list[tuple[dict, torch.Tensor]]:
         _, metrics = train_many(tcfg, starts, adapter=adapter, task=c.train_task, loss_terms=[term],
                                 progress=False, on_step=stop)
         finals = [(g, stop.best[k], metrics[-1]["loss"][k] if metrics else None) for k, g in enumerate(todo)]
-    elif cfg.batched and (len(todo) > 1 or run is None):  # on a worker (no run folder) one γ is K = 1
+    elif cfg.batched and (len(todo) > 1 or not ctx.in_place):  # on a worker (no run folder) one γ is K = 1
         Ps, metrics = train_many(tcfg, starts, adapter=adapter, task=task, loss_terms=[term], progress=False)
         finals = [(g, Ps[k], metrics[-1]["loss"][k] if metrics else None) for k, g in enumerate(todo)]
     else:  # local only: resumable per-γ training folders inside the run, each fingerprinted by its whole sweep
@@ -225,18 +227,8 @@ def _run_sweep(cfg: WaywardConfig, run: Run, adapter, task, progress: bool) -> d
                      targets=dict(targets), test_subset_size=len(test), dev_size=len(dev),
                      model_info={"name": adapter.name, "layers": adapter.n_layers, "width": adapter.width,
                                  "embedding_mean_sq_norm": mean_sq})
-    done = {(r["target"], r["gamma"], r.get("seed", cfg.seed)) for r in run.read_jsonl("wayward.jsonl")}
-    units = []
-    for name, text in targets:
-        for seed in cfg.seeds:
-            todo = [g for g in cfg.gamma if (name, g, seed) not in done]
-            if todo:
-                units.append(Unit(f"{name}|seed={seed}", {"target": name, "text": text, "seed": seed, "gammas": todo}))
-    if cfg.executor != "local" and not cfg.batched:
-        raise SoftscopeError("--no-batched keeps per-γ training folders and runs with --executor local only")
-    ctx = WaywardContext(adapter, task, train_task, dev, test, scorer, scale)
 
-    def record(unit: Unit, result: list[tuple[dict, torch.Tensor]]) -> None:
+    def rows_of(unit: Unit, result: list[tuple[dict, torch.Tensor]]) -> tuple[list[dict], None]:
         new = []
         for row, P in result:  # only the driver writes the run folder
             sp = SoftPrompt(tensor=P.float().cpu(), model=adapter.name, task=task.name, template=task.template,
@@ -247,17 +239,29 @@ def _run_sweep(cfg: WaywardConfig, run: Run, adapter, task, progress: bool) -> d
             tag = f"{safe_name(row['target'])}__gamma-{row['gamma']:g}" + (f"__seed-{row['seed']}" if cfg.train_seeds else "")
             path = sp.save(run.file(f"prompts/{tag}.safetensors"))
             new.append({**row, "prompt": str(path.relative_to(run.path))})
-        run.append_jsonl("wayward.jsonl", new)  # a unit's finished rows land together: resume never recomputes them
+        return new, None  # a unit's rows (all its γ) land together
 
-    run_units(units, wayward_unit, setup=wayward_setup, setup_args=(context_config(cfg),), ctx=(ctx, cfg, run.path),
-              options=cfg, on_result=record, progress=progress)
+    # one row per target × γ × seed; a unit is a target × seed with the γ it still lacks
+    sweep = RowSweep(run, "wayward.jsonl", lambda r: (r["target"], r["gamma"], r.get("seed", cfg.seed)), rows_of)
+    done = sweep.done
+    for name, text in targets:
+        for seed in cfg.seeds:
+            todo = [g for g in cfg.gamma if (name, g, seed) not in done]
+            if todo:
+                sweep.units.append(Unit(f"{name}|seed={seed}", {"target": name, "text": text, "seed": seed,
+                                                                "gammas": todo}))
+    if cfg.executor != "local" and not cfg.batched:
+        raise SoftscopeError("--no-batched keeps per-γ training folders and runs with --executor local only")
+    ctx = WaywardContext(adapter, task, train_task, dev, test, scorer, scale, cfg, run.path, progress=progress)
+    sweep.execute(wayward_unit, ctx, setup=wayward_setup, setup_args=(context_config(cfg),), options=cfg,
+                  progress=progress)
     rows = run.read_jsonl("wayward.jsonl")
-    summary = summarize(rows, cfg.f1_threshold, cfg.within, cfg.selection, cfg.bootstrap, cfg.baseline_min)
+    summary = summarize_wayward(rows, cfg.f1_threshold, cfg.within, cfg.selection, cfg.bootstrap, cfg.baseline_min)
     summary.update(model=adapter.name, task=task.name, protocol=cfg.protocol, steps=cfg.steps, lr=cfg.lr,
                    gamma=cfg.gamma, train_seeds=cfg.seeds, test_examples=len(test), dev_examples=len(dev),
                    batched=cfg.batched, distance_norm=cfg.distance_norm, embedding_mean_sq_norm=mean_sq,
                    compute_seconds=sum(r.get("seconds", 0.0) for r in rows),
                    wall_seconds_this_call=time.time() - t0)
     run.write_json("wayward_summary.json", summary)
-    plot(rows, run.path, cfg.f1_threshold, title=f"{adapter.name} · {task.name}")
+    plot_wayward(rows, run.path, cfg.f1_threshold, title=f"{adapter.name} · {task.name}")
     return summary
