@@ -249,18 +249,7 @@ SHARED_NAMES = {
     "PROTOCOLS": "this method's --protocol choices",
     "main": "an entry point",
 }
-# clashes left to files edited in parallel with this check (report/, serve/, methods/explain.py, records/):
-# each to be renamed on one side there, then dropped from this list
-PENDING = {
-    "_verdict": "methods/explain.py and report/html.py",
-    "table": "methods/explain.py and report/html.py",
-    "esc": "report/html.py and serve/pages.py",
-    "fmt": "report/html.py and serve/pages.py",
-    "_or": "report/html.py and serve/pages.py",
-    "resolve": "engine/carry.py and methods/explain.py (carry.resolve is also imported by methods/interpret.py)",
-    "CI": "records/ (the declared row types, in progress)",
-    "Reading": "engine/carry.py and records/discrete.py (in progress)",
-}
+PENDING: dict[str, str] = {}  # a clash being renamed on one side, with where it is (empty: none)
 
 
 def module_level_names(path: Path) -> set[str]:

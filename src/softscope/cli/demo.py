@@ -20,7 +20,7 @@ from ..engine.prompts import SoftPrompt
 from ..engine.runs import read_json
 from ..engine.training import TrainResult, train
 from ..methods.describe import DescribeConfig, describe
-from ..methods.explain import ExplainConfig, explain, table
+from ..methods.explain import ExplainConfig, explain, explain_table
 from ..report.html import build_report
 from .core import show_training
 from .describe import show_summary
@@ -40,7 +40,7 @@ def explain_stage(run_dir: Path, adapter) -> None:
     """The default (cheap) explain of the run's final prompt: projection, best InSPEcT description, PEZ, each scored."""
     click.echo("\n== explain: the final prompt read three ways ==")
     res = explain(run_dir, ExplainConfig(), adapter=adapter)
-    click.echo(table(res.summary))
+    click.echo(explain_table(res.summary))
     click.echo(f"written to {res.out_dir}")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..methods.explain import ExplainConfig, explain, resolve, table
+from ..methods.explain import ExplainConfig, explain, explain_table, prompt_and_run
 from ..report.html import build_report, report_sections
 from .options import build_config, config_options, echo_json
 
@@ -41,9 +41,9 @@ def explain_cmd(prompt_path, out, with_report, as_json, **kw):
     res = explain(prompt_path, cfg, out=out)
     if as_json:
         return echo_json(res.summary)
-    click.echo(table(res.summary))
+    click.echo(explain_table(res.summary))
     click.echo(f"written to {res.out_dir} ({res.summary['seconds']:.0f} s): readings.jsonl, explain_summary.json")
-    _, run = resolve(prompt_path)
+    _, run = prompt_and_run(prompt_path)
     if with_report and run is not None:
         click.echo(f"report: {build_report(run)}")
 

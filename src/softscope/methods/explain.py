@@ -81,7 +81,7 @@ class ExplainResult:
 
 
 # ---- where things are ------------------------------------------------------------------------------------
-def resolve(source: str | Path) -> tuple[Path, Path | None]:
+def prompt_and_run(source: str | Path) -> tuple[Path, Path | None]:
     """(prompt file or PEFT dir, the training run dir it belongs to or None)."""
     p = Path(source)
     if not p.exists():
@@ -198,7 +198,7 @@ def explain(source: str | Path, cfg: ExplainConfig | None = None, out: str | Pat
     t0 = time.time()
     cfg = cfg or ExplainConfig()
 
-    prompt_file, run = resolve(source)
+    prompt_file, run = prompt_and_run(source)
     prompt = SoftPrompt.load(prompt_file)
     overrides: list[dict] = []
     if adapter is None:
@@ -258,7 +258,7 @@ def _f(x, pct: bool = False) -> str:
     return f"{x:.0%}" if pct else (f"{x:.3f}" if abs(x) < 1000 else f"{x:.3g}")
 
 
-def _verdict(r: dict) -> str:
+def _verdict_word(r: dict) -> str:
     if r.get("interpretable") is None:
         return "n/a"
     if r["interpretable"]:
@@ -266,7 +266,7 @@ def _verdict(r: dict) -> str:
     return "no: " + "+".join(w for w, ok in (("faith", r.get("faithful")), ("scrut", r.get("scrutable"))) if ok is False)
 
 
-def table(summary: dict, width: int = 48) -> str:
+def explain_table(summary: dict, width: int = 48) -> str:
     """The terminal table: one row per reading (the soft prompt itself first)."""
     sp = summary["soft_prompt"]
     head = (f"{'reading':<22} {'text':<{width}} {'agree':>6} {'acc':>6} {'gap':>6} {'KL':>6} {'ppl':>8} "
@@ -286,7 +286,7 @@ def table(summary: dict, width: int = 48) -> str:
         text = repr(text if len(text) <= width - 2 else text[: width - 3] + "…")
         lines.append(f"{r['name'][:22]:<22} {text:<{width}} {_f(f.get('agreement')):>6} {_f(f.get('reading_accuracy')):>6} "
                      f"{_f(f.get('accuracy_gap')):>6} {_f(f.get('kl')):>6} {_f(s.get('perplexity')):>8} "
-                     f"{_f(s.get('dictionary_share'), True):>5} {_verdict(r):<13}")
+                     f"{_f(s.get('dictionary_share'), True):>5} {_verdict_word(r):<13}")
     lines.append("agree: predictions equal to the soft prompt's; gap: soft-prompt accuracy minus the reading's; "
                  "KL(soft‖reading) of the label distributions; ppl: perplexity under the LM; dict: dictionary words; "
                  "interpretable: faithful and scrutable by softscope.interpret's thresholds")

@@ -10,9 +10,9 @@ from .base import (REGISTRY, Record, RecordError, all_records, declare, doc, dum
 from .bias import (BiasData, BiasedExample, BiasMeasures, BiasRow, BiasSummary, Counterfactual, MakeDataSummary,
                    PositiveControl)
 from .describe import BestDescription, CheckpointScores, Correlation, DescribeSummary, DescriptionRow
-from .discrete import (CurvePoint, DiscreteRun, ExplainSummary, Faithfulness, InterpretRecord, Reading, RewardPoint,
-                       ScoresCache, Scrutability, SoftPromptFacts, SweepEntry, Thresholds, TradeoffRow, TradeoffSummary,
-                       WeightSweepSummary)
+from .discrete import (CurvePoint, DiscreteRun, ExplainReading, ExplainSummary, Faithfulness, InterpretRecord,
+                       RewardPoint, ScoresCache, Scrutability, SoftPromptFacts, SweepEntry, Thresholds, TradeoffRow,
+                       TradeoffSummary, WeightSweepSummary)
 from .runs import (CheckpointRow, EvalRow, EvalSummary, MetricsRow, PromptMeta, RunConfig, RunRecord, TrainSummary,
                    Truncated)
 from .wayward import GammaStats, TargetResult, WaywardCompareRow, WaywardRow, WaywardSummary

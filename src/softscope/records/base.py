@@ -17,6 +17,7 @@ from typing import Any, ClassVar, TypeVar, Union
 
 R = TypeVar("R", bound="Record")
 
+CI = "95% interval [low, high]"  # how field docs name an interval
 REGISTRY: dict[str, list[type["Record"]]] = {}  # file name → the record types written under it (most specific first)
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .base import Record, declare, doc
+from .base import CI, Record, declare, doc
 
-CI = "95% interval [low, high]"
 
 
 @dataclass
@@ -150,7 +149,7 @@ class InterpretRecord(Record):
 
 @declare
 @dataclass
-class Reading(Record):
+class ExplainReading(Record):
     """readings.jsonl (explain): one reading of the soft prompt with its measures."""
 
     FILES = ("readings.jsonl",)
@@ -196,7 +195,7 @@ class ExplainSummary(Record):
     max_length: int | None = doc("max input length", unit="tokens")
     overrides: list[str] = doc("reading settings that differ from the prompt's own", factory=list)
     soft_prompt: SoftPromptFacts | None = doc("the soft prompt read")
-    readings: list[Reading] = doc("every reading", factory=list)
+    readings: list[ExplainReading] = doc("every reading", factory=list)
     measures: str | None = doc("what the measures mean, in a line")
     seconds: float | None = doc("wall time", unit="s")
 

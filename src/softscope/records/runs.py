@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .base import Record, declare, doc
+from .base import CI, Record, declare, doc
 
-CI = "95% interval [low, high]"
 
 
 @declare

@@ -36,8 +36,8 @@ from typing import Any, Callable, Iterable
 from ..engine.errors import SoftscopeError
 from ..engine.readers import GridCell, RunView, describe_data, layer_grid, num, record_at, run_facts, training_data
 from ..engine.runs import atomic_write_text, dumps, read_json
-from ..records import (CheckpointScores, EvalSummary, ExplainSummary, Faithfulness, InterpretRecord, Reading, Record,
-                       RunConfig, Scrutability, SoftPromptFacts)
+from ..records import (CheckpointScores, EvalSummary, ExplainReading, ExplainSummary, Faithfulness, InterpretRecord,
+                       Record, RunConfig, Scrutability, SoftPromptFacts)
 
 
 # ---- HTML helpers ---------------------------------------------------------------------------------------
@@ -237,14 +237,14 @@ def section_explain(view: RunView) -> Section | None:
         sp = s.soft_prompt or SoftPromptFacts()
         if len(found) > 1:
             body += f"<h3>{esc(view.rel(p.parent))}</h3>"
-        body += (f"<p>Prompt <code>{esc(_or(s.prompt, ''))}</code> ({esc(_or(sp.n_tokens, '?'))} virtual tokens, "
-                 f"step {esc(_or(sp.step, '?'))}) on {esc(_or(s.task, '?'))}, {esc(_or(s.model, '?'))}.</p>")
+        body += (f"<p>Prompt <code>{esc(or_else(s.prompt, ''))}</code> ({esc(or_else(sp.n_tokens, '?'))} virtual tokens, "
+                 f"step {esc(or_else(sp.step, '?'))}) on {esc(or_else(s.task, '?'))}, {esc(or_else(s.model, '?'))}.</p>")
         body += explain_html(s)
     return Section("explain", "Explain: one soft prompt, read three ways", body,
                    "nearest-token projection, best InSPEcT description and a PEZ hard prompt, each used as a prompt")
 
 
-def _or(v: Any, default: Any) -> Any:
+def or_else(v: Any, default: Any) -> Any:
     return default if v is None else v
 
 
@@ -256,30 +256,30 @@ def explain_html(s: ExplainSummary) -> str:
     base = s.soft_prompt or SoftPromptFacts()
     cols = ["reading", "text", "agreement", "accuracy", "acc. gap", "KL(soft‖reading)", "perplexity",
             "dictionary words", "interpretable"]
-    rows = [["soft prompt itself", Raw(f"<i>{esc(_or(base.n_tokens, '?'))} virtual tokens</i>"), 1.0,
+    rows = [["soft prompt itself", Raw(f"<i>{esc(or_else(base.n_tokens, '?'))} virtual tokens</i>"), 1.0,
              num(base.accuracy), 0.0, 0.0, None, None, None]]
     for r in readings:
         if r.skipped:
-            rows.append([_or(r.name, "?"), Raw(f'<i>skipped: {esc(r.skipped)}</i>'), None, None, None, None,
+            rows.append([or_else(r.name, "?"), Raw(f'<i>skipped: {esc(r.skipped)}</i>'), None, None, None, None,
                          None, None, None])
             continue
         f, sc = r.faithfulness or Faithfulness(), r.scrutability or Scrutability()
-        rows.append([_or(r.name, _or(r.method, "?")), Raw(f'<code class="reading">{esc(_or(r.text, ""))}</code>'),
+        rows.append([or_else(r.name, or_else(r.method, "?")), Raw(f'<code class="reading">{esc(or_else(r.text, ""))}</code>'),
                      num(f.agreement), num(f.reading_accuracy), num(f.accuracy_gap), num(f.kl), num(sc.perplexity),
                      num(sc.dictionary_share), _verdict(r)])
     out = table(cols, rows, "explain")
     out += (f"<p class='note'>Each reading's tokens take the soft prompt's place before the input. Faithfulness: "
             f"agreement of its predictions with the soft prompt's, its accuracy, the accuracy gap (soft − reading) "
-            f"and KL between the label distributions, on {esc(_or(s.examples, '?'))} seeded test examples. "
+            f"and KL between the label distributions, on {esc(or_else(s.examples, '?'))} seeded test examples. "
             f"Scrutability: perplexity of the text under the LM and the share of its words that are dictionary "
-            f"words. Measures from {esc(_or(s.measures, '?'))}.</p>")
+            f"words. Measures from {esc(or_else(s.measures, '?'))}.</p>")
     for r in readings:
         if r.details:
-            out += f"<details><summary>{esc(_or(r.name, ''))}: details</summary>{_details_html(r.details)}</details>"
+            out += f"<details><summary>{esc(or_else(r.name, ''))}: details</summary>{_details_html(r.details)}</details>"
     return out
 
 
-def _verdict(r: Reading) -> str | None:
+def _verdict(r: ExplainReading) -> str | None:
     if r.interpretable is None:
         return None
     if r.interpretable:
@@ -332,8 +332,8 @@ def section_describe(view: RunView) -> Section | None:
     best_rows = []
     for ck, rs in by_ck.items():
         top = max(rs, key=lambda r: num(r.score(key)) if num(r.score(key)) is not None else -1e9) if key else rs[0]
-        best_rows.append([_or(top.step, ck), num(top.accuracy),
-                          f"{_or(top.source_layer, '?')}→{_or(top.target_layer, '?')}",
+        best_rows.append([or_else(top.step, ck), num(top.accuracy),
+                          f"{or_else(top.source_layer, '?')}→{or_else(top.target_layer, '?')}",
                           Raw(f'<span class="desc">{esc(top.shown_text)}</span>'),
                           *[num(top.score(k)) for k in score_cols]])
     if best_rows:
@@ -367,7 +367,7 @@ def section_describe(view: RunView) -> Section | None:
         last = max(by_ck, key=lambda ck: num(by_ck[ck][0].step) or 0)
         grid = _layer_grid(by_ck[last], key)
         if grid:
-            body += (f"<h3>Layer grid, step {esc(_or(by_ck[last][0].step, last))}: hover a cell to read its "
+            body += (f"<h3>Layer grid, step {esc(or_else(by_ck[last][0].step, last))}: hover a cell to read its "
                      f"descriptions</h3>" + heatmap_table(grid, key, f"mean {key} over target prompts per "
                                                             f"(source ℓ, target ℓ*) layer pair"))
     if not body:
@@ -468,9 +468,9 @@ def section_interpret(view: RunView) -> Section | None:
     if not isinstance(s, InterpretRecord) or s.faithfulness is None:
         return _method_section(view, "interpret", "Interpretability", "interpret", "faithfulness vs scrutability")
     f = s.faithfulness
-    reading = Reading(name=_or(s.reading, "reading"), method=s.reading, text=s.text, ids=s.ids, faithfulness=f,
-                      scrutability=s.scrutability, faithful=s.faithful, scrutable=s.scrutable,
-                      interpretable=s.interpretable, text_roundtrip=s.text_roundtrip)
+    reading = ExplainReading(name=or_else(s.reading, "reading"), method=s.reading, text=s.text, ids=s.ids,
+                             faithfulness=f, scrutability=s.scrutability, faithful=s.faithful, scrutable=s.scrutable,
+                             interpretable=s.interpretable, text_roundtrip=s.text_roundtrip)
     fake = ExplainSummary(readings=[reading], examples=f.examples,
                           soft_prompt=SoftPromptFacts(accuracy=f.prompt_accuracy), measures="softscope.interpret")
     return Section("interpret", "Interpretability of a reading", explain_html(fake), f"from {esc(view.rel(p))}")

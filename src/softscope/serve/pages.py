@@ -18,9 +18,9 @@ from ..engine.target_prompts import MARKER, POOLS
 from ..engine.training import list_checkpoints
 from ..methods.describe import PRIMARY_SCORE, SCORES
 from ..report import html as report
+from ..report.html import esc, fmt, or_else
 from .paths import Roots
 
-esc, fmt = report.esc, report.fmt
 # report sections the explorer shows as they are (tables made sortable by serve.js); training and InSPEcT get
 # the explorer's interactive views instead
 REPORT_SECTIONS = [report.section_eval, report.section_explain, report.section_bias, report.section_wayward,
@@ -179,10 +179,6 @@ def tokens_table(p: dict) -> str:
             f'<th>distance from init</th><th>relative to init norm</th></tr></thead><tbody>{rows}</tbody></table>')
 
 
-def _or(v: Any, default: Any) -> Any:
-    return default if v is None else v
-
-
 def describe_section(view: RunView, ref: str, data: dict) -> str:
     d = describe_data(view)
     if d is None:
@@ -199,8 +195,8 @@ def describe_section(view: RunView, ref: str, data: dict) -> str:
              '<div class="heat"></div><div class="desc" aria-live="polite"><i>hover a cell to read its descriptions; '
              'click to pin</i></div></div>')
     s = d.summary
-    body = (f'<p>{esc(_or(s.task, ""))} · layer grid {esc(_or(s.layers, "?"))} · {esc(_or(s.pairs, "?"))} pairs × '
-            f'{esc(_or(s.target_prompts, "?"))} target prompt(s) · {esc(_or(s.max_new_tokens, "?"))} new tokens. '
+    body = (f'<p>{esc(or_else(s.task, ""))} · layer grid {esc(or_else(s.layers, "?"))} · {esc(or_else(s.pairs, "?"))} pairs × '
+            f'{esc(or_else(s.target_prompts, "?"))} target prompt(s) · {esc(or_else(s.max_new_tokens, "?"))} new tokens. '
             f'Rows: source layer ℓ, columns: target layer ℓ*; colour: the chosen score, averaged over target prompts.</p>'
             f'<div class="controls"><label>score <select id="score">{scores}</select></label> '
             f'<label><input type="checkbox" id="compare"> two checkpoints side by side</label></div>'
