@@ -63,3 +63,14 @@ def test_bias_training_config_is_the_one_it_was_plus_trust_remote_code():
                       steps=12, batch_size=4, lr=0.05, init="random", checkpoint_every=12, eval_examples=9,
                       final_eval="none", seed=7)
     assert _bias_train_cfg(cfg, 7) == old
+
+
+def test_protocol_presets_name_only_config_fields():
+    from softscope.engine.config import TrainConfig, check_presets
+    from softscope.methods.describe.config import PAPER, DescribeConfig
+    from softscope.methods.wayward.config import PROTOCOLS, WaywardConfig
+
+    check_presets(WaywardConfig, PROTOCOLS)  # what the modules run at import
+    check_presets(DescribeConfig, {"paper": PAPER})
+    with pytest.raises(TypeError, match="TrainConfig preset 'fast' names no field stepz"):
+        check_presets(TrainConfig, {"fast": {"steps": 1, "stepz": 2}})

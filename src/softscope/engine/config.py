@@ -61,6 +61,16 @@ def check_choice(option: str, value: Any, choices: tuple[str, ...], why: str = "
         raise SoftscopeError(f"{option} {value!r}: use {listed}" + (f" ({why})" if why else ""))
 
 
+def check_presets(cls: type, presets: dict[str, dict[str, Any]]) -> None:
+    """A method's --protocol presets name only fields of its config (checked at import, so a renamed field cannot
+    leave a preset silently setting nothing)."""
+    names = {f.name for f in fields(cls)}
+    for name, values in presets.items():
+        bad = sorted(set(values) - names)
+        if bad:
+            raise TypeError(f"{cls.__name__} preset {name!r} names no field {', '.join(bad)}")
+
+
 def validate(cfg: Any) -> None:
     """Check every number of a config dataclass before anything runs: finite, and within its field's bounds.
 

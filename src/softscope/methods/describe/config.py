@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...engine.config import SEED, PromptModelOptions, TaskReadOptions, option
+from ...engine.config import SEED, PromptModelOptions, TaskReadOptions, check_presets, option
 from ...engine.errors import SoftscopeError
 from ...engine.executor import ExecutorOptions
 from ...engine.patching import SOURCE_PASSES, STOPS
@@ -81,6 +81,9 @@ class DescribeConfig(PromptModelOptions, TaskReadOptions, ExecutorOptions):
         c = self.checkpoints.strip().lower()
         if c not in ("all", "last") and not all(p.strip().isdigit() for p in c.split(",")):
             raise SoftscopeError(f"--checkpoints {self.checkpoints!r}: use all, last or steps like 0,40,80")
+
+
+check_presets(DescribeConfig, {"paper": PAPER})
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ...engine.config import TrainConfig, option, validate
+from ...engine.config import TrainConfig, check_presets, option, validate
 from ...engine.errors import SoftscopeError
 from ...engine.executor import ExecutorOptions
 from ...engine.runs import register_kind
@@ -134,3 +134,6 @@ class WaywardConfig(TrainConfig, ExecutorOptions):
     def seeds(self) -> list[int]:
         """The train seeds this sweep runs (one prompt per seed and γ)."""
         return list(self.train_seeds) if self.train_seeds else [self.seed]
+
+
+check_presets(WaywardConfig, PROTOCOLS)
