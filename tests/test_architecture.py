@@ -292,3 +292,16 @@ def test_the_name_check_catches_a_clash(tmp_path):
     (pkg / "a" / "y.py").write_text("from .x import plot as p\nif True:\n    plot = 1\nKIND = 'y'\n__all__ = []\n")
     (pkg / "a" / "z.py").write_text("import os\ndef _helper(): pass\nclass C:\n    def plot(self): pass\n")
     assert same_names(pkg) == {"KIND": ["a/x.py", "a/y.py"], "plot": ["a/x.py", "a/y.py"]}
+
+
+def test_every_record_type_has_its_schema_in_the_docs():
+    """docs/schemas/<Type>.json is the current schema of every declared record, and records.md has its section."""
+    import json
+
+    from softscope.records import all_records, json_schema
+
+    ROOT = PKG.parents[1]
+    for t in all_records():
+        p = ROOT / "docs" / "schemas" / f"{t.__name__}.json"
+        assert p.is_file() and json.loads(p.read_text()) == json_schema(t), t.__name__
+        assert f"## {t.__name__}\n" in (ROOT / "docs" / "records.md").read_text()
