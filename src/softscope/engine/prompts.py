@@ -118,8 +118,9 @@ class SoftPrompt:
         tensors = {TENSOR_KEY: self.tensor.float()}
         if self.init is not None and self.init.shape == self.tensor.shape:
             meta["init_file"] = f"{INIT_DIR}/{save_init(self.init, path.parent).name}"
+        meta = PromptMeta.of(meta)  # the header and the sidecar hold the declared record
         save_tensors(path, tensors, {"softscope": json.dumps(meta, default=str)})
-        write_json(path.with_suffix(".json"), PromptMeta.of(meta))
+        write_json(path.with_suffix(".json"), meta)
         return path
 
     @classmethod
@@ -147,14 +148,14 @@ class SoftPrompt:
             if PEFT_KEY in tensors:
                 return cls(tensor=checked_tensor(tensors[PEFT_KEY], str(path)))
             raise SoftscopeError(f"{path} has no '{TENSOR_KEY}' tensor (keys: {', '.join(tensors)})")
-        meta = _json_object(header.get("softscope", "{}"), f"the softscope header of {path}")
-        kw = {k: meta[k] for k in ("model", "task", "template", "label_words", "classes", "step", "accuracy", "extra",
-                                   "settings") if k in meta}
+        m = PromptMeta.from_dict(_json_object(header.get("softscope", "{}"), f"the softscope header of {path}"))
         init = tensors.get(INIT_KEY)  # files written before init files had their own
-        if init is None and isinstance(meta.get("init_file"), str):
-            init = load_init(path.parent, meta["init_file"])
+        if init is None and isinstance(m.init_file, str):
+            init = load_init(path.parent, m.init_file)
         return cls(tensor=checked_tensor(tensors[TENSOR_KEY], str(path)),
-                   init=checked_tensor(init, str(path)) if init is not None else None, **kw)
+                   init=checked_tensor(init, str(path)) if init is not None else None, model=m.model, task=m.task,
+                   template=m.template, label_words=m.label_words, classes=m.classes, step=m.step,
+                   accuracy=m.accuracy, extra=m.extra, settings=m.settings)
 
 
 def save_init(init: torch.Tensor, folder: Path) -> Path:
