@@ -9,7 +9,8 @@ import subprocess
 
 import pytest
 
-from softscope.report.html import build_report, fmt
+from softscope.report.html import build_report
+from softscope.report.parts import fmt
 from softscope.engine.runs import read_json
 
 CHROMIUM = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome", "chrome")

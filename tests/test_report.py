@@ -8,7 +8,8 @@ import re
 import pytest
 
 from softscope.engine.errors import SoftscopeError
-from softscope.report.html import build_report, fmt, report_sections
+from softscope.report.html import build_report, report_sections
+from softscope.report.parts import fmt
 from softscope.engine.runs import read_json, read_jsonl, write_json
 
 from conftest import make_adapter, needs_default_model, tiny_task

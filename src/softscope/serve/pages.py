@@ -17,8 +17,8 @@ from ..engine.readers import RunFacts, RunView, describe_data, find_runs, layer_
 from ..engine.target_prompts import MARKER, POOLS
 from ..engine.training import list_checkpoints
 from ..methods.describe import PRIMARY_SCORE, SCORES
-from ..report import html as report
-from ..report.html import esc, fmt, or_else
+from ..report import sections as report
+from ..report.parts import esc, fmt, or_else
 from .paths import Roots
 
 # report sections the explorer shows as they are (tables made sortable by serve.js); training and InSPEcT get
