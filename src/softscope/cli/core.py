@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..records import EvalSummary
 from ..engine.carry import model_for, of, resolve
 from ..engine.config import ModelOptions, ReadOptions, TrainConfig
 from ..engine.models import DEFAULT_MODEL, cache_dir, list_models, load_model, load_model_for
@@ -121,10 +122,11 @@ def eval_cmd(prompt_path, out, as_json, **kw):
         reading.overrides = model_override + reading.overrides
         task = reading.task
         res = evaluate(prompt, adapter=adapter, scorer=reading.scorer(adapter))
-        summary = {"prompt": str(prompt_path), "task": task.name, "model": adapter.name, "accuracy": res["accuracy"],
-                   "examples": res["examples"], "test_total": reading.test_total, "ci95": res["ci95"],
-                   "interval": "wilson", "recorded_accuracy": prompt.accuracy,
-                   "per_class_recall": res["per_class_recall"], "truncated": res["truncated"], **reading.to_dict()}
+        summary = EvalSummary.of({
+            "prompt": str(prompt_path), "task": task.name, "model": adapter.name, "accuracy": res["accuracy"],
+            "examples": res["examples"], "test_total": reading.test_total, "ci95": res["ci95"], "interval": "wilson",
+            "recorded_accuracy": prompt.accuracy, "per_class_recall": res["per_class_recall"],
+            "truncated": res["truncated"], **reading.to_dict()})
         if run:
             run.write_config(ropts, prompt=str(Path(prompt_path).resolve()), model=adapter.name, **reading.to_dict())
             run.write_jsonl("eval.jsonl", [

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Hashable, Iterable
 
+from ..records import DiscreteRun, SweepEntry, WeightSweepSummary
 from .executor import PLACEMENT_FIELDS, ExecutorOptions, Unit, WorkerContext, land, run_units
 from .models import ModelAdapter, load_model, load_model_for
 from .runs import Run, config_dict, read_json, save_figure
@@ -122,13 +123,15 @@ class WeightSweep(Sweep):
         """<kind>.jsonl (one row per weight, minus the `drop` keys) and <kind>_summary.json; returns (rows, summary)."""
         rows = [self.summaries[w] for w in self.weights]
         self.run.write_jsonl(f"{self.kind}.jsonl", [{k: v for k, v in r.items() if k not in drop} for r in rows])
-        summary = {"task": task_name, "model": model_name, "runs": [
-            {**{k: r[k] for k in ("fluency_weight", "text", "test_accuracy", "perplexity", "selected_step")},
-             "test_examples": r.get("test_examples"),
-             "test_ci95": interval_of(r["test_accuracy"], r.get("test_examples") or 0)
-             if r["test_accuracy"] is not None else None} for r in rows]}
+        entries = []
+        for d in map(DiscreteRun.from_dict, rows):
+            ci = interval_of(d.test_accuracy, d.test_examples or 0) if d.test_accuracy is not None else None
+            entries.append(SweepEntry(fluency_weight=d.fluency_weight, text=d.text, test_accuracy=d.test_accuracy,
+                                      perplexity=d.perplexity, selected_step=d.selected_step,
+                                      test_examples=d.test_examples, test_ci95=ci))
+        summary = WeightSweepSummary(task=task_name, model=model_name, runs=entries)
         self.run.write_json(f"{self.kind}_summary.json", summary)
-        return rows, summary
+        return rows, summary.to_dict()
 
 
 def plan_weights(run: Run, kind: str, weights: list[float], sub: Callable[[float], tuple[str, dict, str]],

@@ -25,6 +25,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from ..records import CheckpointRow, TrainSummary, Truncated
 from .config import TrainConfig
 from .carry import record
 from .errors import SoftscopeError
@@ -273,12 +274,12 @@ def _train(cfg: TrainConfig, run: Run, adapter, task, loss_terms, prompt_transfo
                          seconds=time.time() - t0, final_examples=final_n, test_total=len(task.test),
                          truncated={"train": scorer.truncated(task.train), "test": scorer.truncated(final_set),
                                     "max_length": cfg.max_length})
-    run.write_json("train_summary.json", {
-        "task": task.name, "model": adapter.name, "tokens": cfg.tokens, "steps": cfg.steps,
-        "final_accuracy": final_acc, "final_eval": cfg.final_eval,
-        "final_eval_examples": final_n, "test_examples_total": len(task.test),
-        "final_ci95": interval_of(final_acc, final_n) if final_acc is not None else None,
-        "truncated": result.truncated, "checkpoints": cks, "seconds": result.seconds})
+    run.write_json("train_summary.json", TrainSummary(
+        task=task.name, model=adapter.name, tokens=cfg.tokens, steps=cfg.steps, final_accuracy=final_acc,
+        final_eval=cfg.final_eval, final_eval_examples=final_n, test_examples_total=len(task.test),
+        final_ci95=interval_of(final_acc, final_n) if final_acc is not None else None,
+        truncated=Truncated(**result.truncated), checkpoints=[CheckpointRow(**c) for c in cks],
+        seconds=result.seconds))
     return result
 
 
