@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from ..records import EvalSummary
 from ..engine.carry import model_for, of, resolve
 from ..engine.config import ModelOptions, ReadOptions, TrainConfig
 from ..engine.models import DEFAULT_MODEL, cache_dir, list_models, load_model, load_model_for
@@ -16,6 +15,7 @@ from ..engine.runs import Run, fingerprint, read_json, register_kind
 from ..engine.stats import fmt_ci, interval_of
 from ..engine.tasks import data_dir as find_dir, list_tasks
 from ..engine.training import KIND as TRAIN, evaluate, train
+from ..records import EvalSummary
 from .options import build_config, config_options, echo_json, resumed
 
 EVAL_KIND = register_kind("eval")
