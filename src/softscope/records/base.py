@@ -1,17 +1,17 @@
 """The record mechanism: a dataclass per row kind and per summary, its file, its JSON Schema, tolerant reading.
 
 A writer hands its values through `Record.of(values)` (an undeclared key is an error, so nothing is written that
-the declaration does not name) and a reader gets typed objects from `engine.runs.read_records(path)` (unknown keys ignored, missing
-ones at their defaults, keys an older softscope wrote mapped by `ALIASES`), so no reader knows a key by string.
+the declaration does not name) and a reader gets typed objects from `engine.runs.read_records(path)` (unknown keys
+ignored, missing ones at their defaults, keys an older softscope wrote mapped by `ALIASES`), so no reader knows a
+key by string.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import types
 import typing
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar, Union
 
@@ -307,4 +307,4 @@ def dumps_schema(cls: type[Record]) -> str:
 
 
 __all__ = ["Record", "RecordError", "doc", "declare", "all_records", "record_type", "json_schema", "type_schema",
-           "dumps_schema", "type_name", "REGISTRY", "dataclass", "dataclasses", "MISSING"]
+           "dumps_schema", "type_name", "REGISTRY", "CI"]
