@@ -48,6 +48,9 @@ KNOWN = [
      "#27 (08ea588, b8200f1): a prompt file now holds exactly one tensor; the init it was trained from moved to "
      "`init/<digest>.safetensors` beside it, named by the new `init_file` key of its .json. The prompt tensors are "
      "identical and each old `init` tensor equals the new init file (checked)."),
+    (re.compile(r"_summary\.json`: (\.[\w.\[\]]+: nan -> None(; |$))+$"),
+     "#28: run files hold standard JSON; a non-finite value (Spearman/Pearson over constant or too few points) is "
+     "written as null instead of NaN (engine.runs.finite)."),
     (re.compile(r"report\.html`: \d spot\(s\) differ \(the first at line \d+\): "
                 r"(after '[^']*_summary\.json</td>': '<td>—' -> '<td>[0-9.]+'(; |$))+$"),
      "#29 (354b764): the report's Sub-runs table reads a folder's facts through engine/readers.run_facts, which "

@@ -119,8 +119,9 @@ def test_every_file_every_command_writes_reads_back_through_its_record(fixed_tin
     files = [p for p in sorted(fixed_tiny_run.rglob("*.json*")) if p.suffix in (".json", ".jsonl")]
     assert len(files) > 100
     for p in files:
-        raw = ([json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.suffix == ".jsonl"
-               else [json.loads(p.read_text())])
+        strict = {"parse_constant": lambda c: pytest.fail(f"{p}: {c} in a run file (non-finite values are null)")}
+        raw = ([json.loads(line, **strict) for line in p.read_text().splitlines() if line.strip()]
+               if p.suffix == ".jsonl" else [json.loads(p.read_text(), **strict)])
         if len(raw) == 1 and isinstance(raw[0], list):  # a JSON list of rows (compare.json)
             raw = raw[0]
         sidecar = p.with_suffix(".safetensors").exists()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 import os
 import platform
@@ -155,8 +156,20 @@ def dumps(obj: Any, indent: int | None = 2) -> str:
     return json.dumps(obj, indent=indent, default=_default, ensure_ascii=False)
 
 
+def finite(obj: Any) -> Any:
+    """`obj` with every NaN or infinite float replaced by null: a run file holds standard JSON, and "no value" (a
+    correlation over constant scores, the perplexity of an empty reading) reads as null everywhere."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, dumps(obj) + "\n")
+    atomic_write_text(path, dumps(finite(obj)) + "\n")
 
 
 def declared(name: str, obj: Any) -> Any:
@@ -197,7 +210,7 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def _jsonl_text(rows: Iterable[Any]) -> str:
-    return "".join(dumps(r, indent=None) + "\n" for r in rows)
+    return "".join(dumps(finite(r), indent=None) + "\n" for r in rows)
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> None:

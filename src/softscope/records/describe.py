@@ -133,12 +133,12 @@ class Correlation(Record):
     """Rank and linear correlation of two per-prompt quantities, with bootstrap intervals."""
 
     n: int | None = doc("points")
-    spearman: float | None = doc("Spearman ρ")
+    spearman: float | None = doc("Spearman ρ (null: constant values or too few points)")
     spearman_p: float | None = doc("its p-value")
-    spearman_ci95: list[float] | None = doc(f"bootstrap {CI} of ρ")
+    spearman_ci95: list[float | None] | None = doc(f"bootstrap {CI} of ρ (null ends: too few points)")
     pearson: float | None = doc("Pearson r")
     pearson_p: float | None = doc("its p-value")
-    pearson_ci95: list[float] | None = doc(f"bootstrap {CI} of r")
+    pearson_ci95: list[float | None] | None = doc(f"bootstrap {CI} of r (null ends: too few points)")
 
 
 @declare
