@@ -48,9 +48,9 @@ KNOWN = [
      "#27 (08ea588, b8200f1): a prompt file now holds exactly one tensor; the init it was trained from moved to "
      "`init/<digest>.safetensors` beside it, named by the new `init_file` key of its .json. The prompt tensors are "
      "identical and each old `init` tensor equals the new init file (checked)."),
-    (re.compile(r"_summary\.json`: (\.[\w.\[\]]+: nan -> None(; |$))+$"),
-     "#28: run files hold standard JSON; a non-finite value (Spearman/Pearson over constant or too few points) is "
-     "written as null instead of NaN (engine.runs.finite)."),
+    (re.compile(r"\.jsonl?`: \d+ value\(s\), every one nan -> null \(first: [^)]*\)$"),
+     "#28: run files hold standard JSON; a value that does not exist (a correlation over constant scores or too few "
+     "points, a rate over zero eligible examples) is written as null instead of NaN (engine.runs.finite)."),
     (re.compile(r"report\.html`: \d spot\(s\) differ \(the first at line \d+\): "
                 r"(after '[^']*_summary\.json</td>': '<td>—' -> '<td>[0-9.]+'(; |$))+$"),
      "#29 (354b764): the report's Sub-runs table reads a folder's facts through engine/readers.run_facts, which "
@@ -187,6 +187,8 @@ def json_diffs(a, b, path: str = "") -> list[str]:
 def first_diff(a, b) -> str:
     """All differences of two JSON values in one line (the first four shown)."""
     d = json_diffs(a, b)
+    if d and all(x.endswith(": nan -> None") for x in d):  # every difference, not only the first four
+        return f"{len(d)} value(s), every one nan -> null (first: {d[0].rsplit(':', 1)[0]})"
     return "; ".join(d[:4]) + (f"; … {len(d) - 4} more" if len(d) > 4 else "")
 
 
