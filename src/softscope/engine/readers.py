@@ -106,12 +106,12 @@ class RunFacts:
 def run_facts(path: str | os.PathLike) -> RunFacts:
     """The facts of one run folder from run.json / config.json / its first *_summary.json (tolerant)."""
     d = Path(path)
-    cfg = record_at(d / "config.json", RunConfig) or RunConfig()
+    cfg = record_at(d / RunConfig.file(), RunConfig) or RunConfig()
     rec = record_at(d / RECORD, RunRecord) or RunRecord()
     summ_files = sorted(d.glob("*_summary.json"))
     facts = record_at(summ_files[0]) if summ_files else None
     s_task, s_model, acc = facts.headline() if facts is not None else (None, None, None)
-    stamp = next((p for p in (d / RECORD, d / "config.json") if p.exists()), None)
+    stamp = next((p for p in (d / RECORD, d / RunConfig.file()) if p.exists()), None)
     kind = rec.kind if isinstance(rec.kind, str) else None
     try:
         kind = kind or _legacy_kind(d)
@@ -124,7 +124,7 @@ def run_facts(path: str | os.PathLike) -> RunFacts:
 
 def is_run_dir(d: Path) -> bool:
     """A folder a softscope command wrote (its record, its config or a summary)."""
-    return (d / RECORD).is_file() or (d / "config.json").is_file() or any(d.glob("*_summary.json"))
+    return (d / RECORD).is_file() or (d / RunConfig.file()).is_file() or any(d.glob("*_summary.json"))
 
 
 def find_runs(root: str | os.PathLike, depth: int = 3) -> list[Path]:
@@ -163,8 +163,8 @@ class TrainingData:
 
 def training_data(view: RunView) -> TrainingData | None:
     """metrics.jsonl + train_summary.json of the run's root; None when it is not a training run."""
-    _, rows = view.jsonl("metrics.jsonl", depth=0)
-    _, summ = view.json("train_summary.json", depth=0)
+    _, rows = view.jsonl(MetricsRow.file(), depth=0)
+    _, summ = view.json(TrainSummary.file(), depth=0)
     if not rows and summ is None:
         return None
     summ = summ if isinstance(summ, TrainSummary) else TrainSummary()
@@ -194,10 +194,10 @@ class DescribeData:
 def describe_data(view: RunView) -> DescribeData | None:
     """describe_summary.json (the root's or a sub-folder's) with the descriptions.jsonl beside it; None when absent
     (descriptions.jsonl alone, e.g. a bias probe's sub-run, is another method's data)."""
-    spath, summ = view.json("describe_summary.json")
+    spath, summ = view.json(DescribeSummary.file())
     if not isinstance(summ, DescribeSummary):
         return None
-    dpath = spath.parent / "descriptions.jsonl"
+    dpath = spath.parent / DescriptionRow.file()
     try:
         rows = [r for r in read_records(dpath, DescriptionRow) if isinstance(r, DescriptionRow)]
     except SoftscopeError:

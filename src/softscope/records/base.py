@@ -106,6 +106,11 @@ class Record:
         return d if keys is None else {k: v for k, v in d.items() if k in keys or (self.EXTRA and k not in
                                                                                    self.__dataclass_fields__)}
 
+    @classmethod
+    def file(cls) -> str:
+        """The file name this record is written to (its first, where it has several)."""
+        return cls.FILES[0]
+
     def items(self) -> list:
         """A summary's per-item entries (ITEMS), [] where it declares none."""
         v = getattr(self, self.ITEMS, None) if self.ITEMS else None

@@ -14,7 +14,7 @@ from .parts import (Raw, Section, embed_png, esc, figure, fmt, heatmap_table, kv
 
 
 def section_run(view: RunView) -> Section | None:
-    p, cfg = view.json("config.json", depth=0)
+    p, cfg = view.json(RunConfig.file(), depth=0)
     if not isinstance(cfg, RunConfig):
         return None
     body = kv_table({k: v for k, v in cfg.facts().items() if v is not None})
@@ -80,7 +80,7 @@ def section_training(view: RunView) -> Section | None:
 
 
 def section_explain(view: RunView) -> Section | None:
-    found = [(p, s) for p in view.files("explain_summary.json")
+    found = [(p, s) for p in view.files(ExplainSummary.file())
              if isinstance(s := record_at(p, ExplainSummary), ExplainSummary)]
     if not found:
         return None
@@ -312,7 +312,7 @@ def section_rlprompt(view: RunView) -> Section | None:
 def section_interpret(view: RunView) -> Section | None:
     """`softscope interpret` output: one reading with its faithfulness and scrutability (the explain table)."""
     own = RunView(view.root, view.used_pngs, skip_prefix="explain")
-    p, s = own.json("interpret_summary.json")
+    p, s = own.json(InterpretRecord.file())
     if not isinstance(s, InterpretRecord) or s.faithfulness is None:
         return _method_section(view, "interpret", "Interpretability", "interpret", "faithfulness vs scrutability")
     f = s.faithfulness
@@ -329,14 +329,14 @@ def section_bias(view: RunView) -> Section | None:
 
 
 def section_eval(view: RunView) -> Section | None:
-    p, s = view.json("eval_summary.json")
+    p, s = view.json(EvalSummary.file())
     if not isinstance(s, EvalSummary):
         return None
     return Section("eval", "Evaluation", kv_table(s.shown()), f"accuracy {fmt(num(s.accuracy))}")
 
 
 def section_subruns(view: RunView) -> Section | None:
-    subs = [p.parent for p in view.files("config.json", depth=2) if p.parent != view.root]
+    subs = [p.parent for p in view.files(RunConfig.file(), depth=2) if p.parent != view.root]
     if not subs:
         return None
     rows = []
