@@ -59,7 +59,7 @@ def render() -> tuple[str, dict[Path, str]]:
         lines += ["", "| field | type | unit | meaning |", "|---|---|---|---|"]
         for name, typ, unit, text, optional in t.field_docs():
             if name == t.EXTRA:
-                name, text = f"*(other keys)*", text
+                name = "*(other keys)*"
             lines.append(f"| `{name}`{' (optional)' if optional else ''} | {typ.replace('|', '&#124;')} | {unit} | "
                          f"{text.replace('|', '&#124;')} |")
         lines.append("")

@@ -52,7 +52,8 @@ class RunView:
     def json(self, name: str, depth: int = 2) -> tuple[Path, Any] | tuple[None, None]:
         """The shallowest file of this name as its declared record (None, None when absent or broken)."""
         p = self.find(name, depth)
-        return (p, record_at(p)) if p is not None and record_at(p) is not None else (None, None)
+        rec = record_at(p) if p is not None else None
+        return (p, rec) if rec is not None else (None, None)
 
     def jsonl(self, name: str, depth: int = 2) -> tuple[Path, list] | tuple[None, list]:
         """The shallowest JSONL file of this name as its declared records ([] when broken or foreign)."""

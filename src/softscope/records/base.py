@@ -80,7 +80,7 @@ class Record:
                 raise RecordError(f"{cls.__name__}: expected an object, got {type(d).__name__}")
             d = {}
         hints = _hints(cls)
-        names = {f.name for f in fields(cls)}
+        names = cls.__dataclass_fields__
         kw, extra = {}, {}
         for k, v in d.items():
             name = k if k in names else cls.ALIASES.get(k)
@@ -175,7 +175,7 @@ def record_type(name: str, obj: Any = None) -> type[Record] | None:
     cands = REGISTRY.get(Path(name).name, [])
     if len(cands) > 1 and isinstance(obj, dict):
         for c in cands:
-            if all(k in obj for k in getattr(c, "KEYS", ())):
+            if all(k in obj for k in c.KEYS):
                 return c
     return cands[0] if cands else None
 

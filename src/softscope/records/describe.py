@@ -123,7 +123,7 @@ class CheckpointScores(Record):
         if key.startswith("best."):
             best = self.best.get(key[5:])
             return best.score if best is not None else None
-        if key not in {f for f, *_ in self.field_docs()}:
+        if key not in self.__dataclass_fields__:
             raise ValueError(f"unknown checkpoint score {key!r}")
         return getattr(self, key)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ...engine.stats import correlation
+from ...records import CheckpointScores
 from .config import COPY_N, COPY_THRESHOLD, DESCRIPTION_METRICS
 
 
@@ -87,10 +88,8 @@ SCORES = ("best.class_rate", "best.rouge1", "best.similarity", "class_rate_max_m
 
 
 def score_of(ck: dict, key: str) -> float:
-    """A per-checkpoint score by name ('best.<metric>' is the max over the grid)."""
-    if key.startswith("best."):
-        return ck["best"][key[5:]]["score"]
-    return ck[key]
+    """A per-checkpoint score by name ('best.<metric>' is the max over the grid), read as its declared record does."""
+    return CheckpointScores.from_dict(ck).score(key)
 
 
 def correlations(checkpoints: list[dict]) -> dict:
